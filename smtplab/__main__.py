@@ -1,0 +1,3 @@
+from smtplab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Server handlers: the capture handler, and the guard around a learner's own handler.
+
+aiosmtpd calls *hooks* on a handler object: ``async def handle_RCPT(self, server, session,
+envelope, address, rcpt_options)`` and so on, one per SMTP command, each returning the reply
+line (``"250 OK"``, ``"550 5.1.1 No such user"``). smtplab teaches that protocol rather than
+hiding it: ``start_server(handler=MyHandler())`` runs the learner's hooks unchanged, and the lab
+still captures every message the learner's ``handle_DATA`` accepts.
+
+What the guard adds is what a learner needs when a hook goes wrong: a plain ``def`` instead of
+``async def``, an exception, or a forgotten ``return`` each give the client a clear ``451`` reply
+naming the hook, and the server keeps the details in ``server.errors`` — where stock aiosmtpd
+answers an opaque ``500``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import mailbox as stdlib_mailbox
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from smtplab.mailbox import CapturedMessage, Mailbox
+
+__all__ = ["CaptureHandler", "HandlerError", "LabHandler", "check_handler"]
+
+log = logging.getLogger("smtplab")
+
+# Hooks aiosmtpd calls outside the usual ``await hook(server, session, envelope, *args)`` shape:
+# handle_STARTTLS is called synchronously, handle_exception with the error only.
+_PASS_THROUGH = frozenset({"handle_STARTTLS", "handle_PROXY", "handle_exception"})
+
+
+@dataclass(frozen=True)
+class HandlerError:
+    """A mistake in a server hook, kept for the learner in ``server.errors``.
+
+    Attributes:
+        hook: The hook that failed, e.g. ``"handle_DATA"``.
+        error: The exception (a ``TypeError`` for a hook that is not ``async def``).
+        traceback: The formatted traceback, ready to print.
+        reply: The SMTP reply the client was given instead.
+        time: When it happened (UTC).
+    """
+
+    hook: str
+    error: BaseException
+    traceback: str
+    reply: str
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __str__(self) -> str:
+        return f"{self.hook} failed: {type(self.error).__name__}: {self.error}\n{self.traceback}"
+
+
+def check_handler(handler: object) -> list[str]:
+    """Return the problems aiosmtpd would trip over in ``handler``'s hooks, as sentences.
+
+    Today that is a hook written with ``def`` where aiosmtpd needs ``async def``.
+    """
+    problems = []
+    for name in dir(handler):
+        if not name.startswith("handle_") or name in _PASS_THROUGH:
+            continue
+        hook = getattr(handler, name)
+        if callable(hook) and not inspect.iscoroutinefunction(hook):
+            problems.append(
+                f"{type(handler).__name__}.{name} is a plain 'def'; aiosmtpd awaits its hooks, "
+                f"so write 'async def {name}(self, server, session, envelope, ...)'."
+            )
+    return problems
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Make text safe for a single SMTP reply line: no CR/LF, ASCII, bounded length."""
+    flat = " ".join(text.split()).encode("ascii", "replace").decode("ascii")
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+class CaptureHandler:
+    """Capture every message into a :class:`~smtplab.mailbox.Mailbox` (and optionally a Maildir).
+
+    This is the default handler of a lab server: it accepts every message with
+    ``250 2.0.0 OK: queued as <id>``.
+
+    Args:
+        mailbox: Where captured messages go.
+        maildir: A directory to also write each message to, in Maildir format (stdlib
+            :class:`mailbox.Maildir`); it survives server restarts.
+    """
+
+    def __init__(self, mailbox: Mailbox, *, maildir: str | Path | None = None) -> None:
+        self.mailbox = mailbox
+        self.maildir = None if maildir is None else stdlib_mailbox.Maildir(maildir, create=True)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = self.capture(server, session, envelope)
+        return f"250 2.0.0 OK: queued as {message.id}"
+
+    def capture(self, server: Any, session: Any, envelope: Any) -> CapturedMessage:
+        """Store the envelope as a :class:`CapturedMessage` and return it.
+
+        Runs on the server's event loop, so it only copies references: parsing happens later,
+        when someone reads ``message.message``.
+        """
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):  # decode_data=True servers hand over str
+            raw = raw.encode("utf-8", "surrogateescape")
+        ssl_info = getattr(session, "ssl", None)
+        tls = None
+        if ssl_info:
+            from smtplab.tls import summarize  # only sessions that used TLS pay for the import
+
+            tls = summarize(ssl_info)
+        message = CapturedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            raw=raw,
+            peer=session.peer,
+            helo=session.host_name,
+            mail_options=tuple(envelope.mail_options),
+            rcpt_options=tuple(envelope.rcpt_options),
+            tls=tls,
+            auth_user=session.auth_data if session.authenticated else None,
+            transcript=getattr(server, "transcript", None),
+            flags=_flags(raw),
+        )
+        if self.maildir is not None:
+            self.maildir.add(_delivery_headers(message) + raw)
+        self.mailbox.append(message)
+        return message
+
+
+def _flags(raw: bytes) -> tuple[str, ...]:
+    """Anomalies worth showing a learner: line endings other than CRLF (RFC 5321 §2.3.8)."""
+    flags = []
+    without_crlf = raw.replace(b"\r\n", b"")
+    if b"\n" in without_crlf:
+        flags.append("bare-lf")
+    if b"\r" in without_crlf:
+        flags.append("bare-cr")
+    return tuple(flags)
+
+
+def _delivery_headers(message: CapturedMessage) -> bytes:
+    """Headers a final delivery adds (RFC 5321 §4.4 Return-Path), so a Maildir keeps the envelope."""
+    lines = [f"Return-Path: <{message.mail_from}>"]
+    lines += [f"Delivered-To: {rcpt}" for rcpt in message.rcpt_tos]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
+
+
+Report = Callable[[str, BaseException], str]
+
+
+class LabHandler:
+    """The handler aiosmtpd actually sees: the learner's hooks, guarded, plus capture.
+
+    Every ``handle_*`` hook and ``auth_*`` mechanism of ``user`` is exposed under the same name
+    (aiosmtpd discovers hooks with ``dir()``). ``handle_DATA`` runs the learner's hook first
+    and captures the message only when the reply it returns is a ``2xx`` acceptance.
+
+    Args:
+        capture: The capture handler that stores accepted messages.
+        user: The learner's handler, or ``None`` to capture everything.
+        report: Called with the hook name and the exception when a hook fails; returns the
+            reply to give the client.
+    """
+
+    def __init__(self, capture: CaptureHandler, user: object | None, *, report: Report) -> None:
+        self._capture = capture
+        self._user = user
+        self._report = report
+        for name in dir(user) if user is not None else ():
+            attr = getattr(user, name)
+            if name.startswith("auth_") or name in _PASS_THROUGH:
+                setattr(self, name, attr)
+            elif name.startswith("handle_") and name != "handle_DATA" and callable(attr):
+                setattr(self, name, self._guard(name, attr))
+
+    def _guard(self, name: str, hook: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def guarded(*args: Any) -> Any:
+            return await self._call(name, hook, *args)
+
+        # aiosmtpd tells the old and new handle_EHLO apart by their number of parameters.
+        guarded.__signature__ = inspect.signature(hook)  # type: ignore[attr-defined]
+        return guarded
+
+    async def _call(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
+        try:
+            result = hook(*args)
+            if not inspect.isawaitable(result):
+                raise TypeError(
+                    f"{name} must be 'async def' (it is a plain 'def'): aiosmtpd awaits every "
+                    "hook. Its return value was ignored."
+                )
+            status = await result
+            if status is None:
+                raise TypeError(
+                    f"{name} returned None; return a reply line such as '250 OK' or "
+                    "'550 5.1.1 No such user'."
+                )
+            return status
+        except Exception as error:  # noqa: BLE001 - turned into a reply, kept in server.errors
+            return self._report(name, error)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        status: str | None = None
+        hook = getattr(self._user, "handle_DATA", None)
+        if hook is not None:
+            status = await self._call("handle_DATA", hook, server, session, envelope)
+            if not str(status).startswith("2"):
+                return status
+        try:
+            message = self._capture.capture(server, session, envelope)
+        except Exception as error:  # noqa: BLE001 - never raise into aiosmtpd
+            return self._report("capture", error)
+        return status or f"250 2.0.0 OK: queued as {message.id}"
+
+
+def describe_failure(name: str, error: BaseException) -> HandlerError:
+    """Build the :class:`HandlerError` record and the ``451`` reply for a failed hook."""
+    reply = _one_line(
+        f"451 4.3.0 Error in {name}: {type(error).__name__}: {error} (details in server.errors)"
+    )
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return HandlerError(hook=name, error=error, traceback=text, reply=reply)

@@ -1,0 +1,565 @@
+"""The lab server: an aiosmtpd ``Controller`` in a background thread, safe for a classroom.
+
+``start_server()`` returns a running :class:`LabServer` — ready to answer, on ``127.0.0.1``, on a
+port the operating system picked — that captures every message into ``server.mailbox`` and
+records each SMTP session in ``server.transcripts``.
+
+Stock aiosmtpd needs some care for this (aiosmtpd 1.4.6): its ``Controller`` binds ``::1`` on
+port 8025 unless told otherwise, cannot take ``port=0`` (aiosmtpd issue #388), waits out its
+whole ``ready_timeout`` when the port is taken, and opens a self-test connection at every start
+(with implicit TLS that costs a system CA load and a handshake). smtplab binds the listening
+socket itself first — so a taken port fails at once and port 0 just works — then hands that
+socket to the Controller's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import difflib
+import errno
+import inspect
+import ipaddress
+import logging
+import os
+import socket
+import threading
+import warnings
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from aiosmtpd import __version__ as aiosmtpd_version
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
+from smtplab.handlers import CaptureHandler, HandlerError, LabHandler, check_handler, describe_failure
+from smtplab.mailbox import Mailbox
+from smtplab.transcript import Transcript
+
+__all__ = [
+    "HandlerWarning",
+    "LabServer",
+    "RemoteBindWarning",
+    "ReplacedServerWarning",
+    "running_servers",
+    "start_server",
+    "stop_all",
+]
+
+log = logging.getLogger("smtplab")
+
+#: The name the server gives in its banner and EHLO reply. ``.test`` is reserved for testing
+#: (RFC 2606 §2), and a fixed name spares a ``getfqdn()`` DNS lookup per connection.
+DEFAULT_HOSTNAME = "smtplab.test"
+
+#: Server sessions whose transcripts are kept (oldest forgotten first).
+TRANSCRIPTS_KEPT = 1000
+
+_SMTP_OPTIONS = frozenset(inspect.signature(SMTP.__init__).parameters) - {"self", "handler", "loop"}
+
+
+class HandlerWarning(UserWarning):
+    """A learner's handler has a mistake that will make the server refuse mail."""
+
+
+class RemoteBindWarning(UserWarning):
+    """The lab server listens on an address other machines can reach."""
+
+
+class ReplacedServerWarning(UserWarning):
+    """A server of the same name was running and has been stopped to make way."""
+
+
+# -- the aiosmtpd side --------------------------------------------------------------------------
+
+
+class _RecordingReader(asyncio.StreamReader):
+    """A StreamReader that tells its SMTP session about every line it hands out.
+
+    aiosmtpd reads commands, AUTH answers and message lines through ``readuntil()`` and
+    ``readline()``; recording here sees exactly what the server saw, in order.
+    """
+
+    _lab_session: _LabSMTP
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        line = await super().readuntil(separator)
+        self._lab_session._heard(line)
+        return line
+
+    async def readline(self) -> bytes:
+        line = await super().readline()
+        self._lab_session._heard(line)
+        return line
+
+
+class _LabSMTP(SMTP):
+    """aiosmtpd's SMTP session, recording its side of the dialogue into a Transcript."""
+
+    def __init__(self, handler: Any, *, lab: LabServer, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._lab = lab
+        self.transcript: Transcript | None = None
+        self._tls_on = False
+        self._in_data = False
+        self._data_lines = 0
+        self._data_bytes = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self.transport is not None and self._original_transport is not None
+        super().connection_made(transport)
+        if starttls:  # RFC 3207 §4.2: the session starts over inside TLS
+            self._tls_on = True
+            assert self.transcript is not None
+            self.transcript.event("TLS started (STARTTLS); the session starts over", tls=True)
+            return
+        self._tls_on = transport.get_extra_info("sslcontext") is not None
+        peer = transport.get_extra_info("peername")
+        self.transcript = Transcript(
+            title=f"server side of {_format_address(peer)}",
+            peer=peer,
+            local=transport.get_extra_info("sockname"),
+        )
+        how = " over implicit TLS" if self._tls_on else ""
+        self.transcript.event(f"connection from {_format_address(peer)}{how}", tls=self._tls_on)
+        self._lab._session_opened(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        try:
+            super().connection_lost(error)
+        finally:
+            if self.transcript is not None:
+                self.transcript.event("connection closed", tls=self._tls_on)
+            self._lab._session_closed(self)
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reader.__class__ = _RecordingReader
+        reader._lab_session = self  # type: ignore[attr-defined]
+        super()._cb_client_connected(reader, writer)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
+        if self.transcript is not None:
+            self.transcript.server(text, tls=self._tls_on)
+        if text.startswith("354"):
+            self._in_data, self._data_lines, self._data_bytes = True, 0, 0
+        await super().push(status)
+
+    def _heard(self, line: bytes) -> None:
+        if self.transcript is None:
+            return
+        if self._in_data:
+            if line.rstrip(b"\r\n") == b".":
+                self._in_data = False
+                self.transcript.event(
+                    f"message data: {self._data_lines} lines, {self._data_bytes} bytes",
+                    tls=self._tls_on,
+                )
+                self.transcript.client(".", tls=self._tls_on)
+            else:
+                self._data_lines += 1
+                self._data_bytes += len(line)
+            return
+        self.transcript.client(line.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), tls=self._tls_on)
+
+
+class _LabController(Controller):
+    """A Controller serving a socket smtplab already bound, with no self-test connection."""
+
+    def __init__(self, lab: LabServer, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
+        host, port = sock.getsockname()[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+        self._lab = lab
+        self._sock = sock
+
+    def factory(self) -> SMTP:
+        return _LabSMTP(self.handler, lab=self._lab, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+    def _run(self, ready_event: threading.Event) -> None:
+        try:
+            super()._run(ready_event)
+        finally:
+            ready_event.set()  # also on failure, so start() reports it at once
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name=f"smtplab-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(self.ready_timeout):
+            raise ServerStartError(
+                f"the server thread did not start within {self.ready_timeout:g} s; the machine "
+                "may be very busy. Try again, or pass a larger ready_timeout."
+            )
+        if self._thread_exception is not None:
+            raise self._thread_exception
+        # The socket is listening already, so no test connection is needed. Building one
+        # session object on the loop surfaces bad options now rather than at the first client.
+        future = asyncio.run_coroutine_threadsafe(self._probe(), self.loop)
+        future.result(self.ready_timeout)
+        if self._thread_exception is not None:
+            raise self._thread_exception
+
+    async def _probe(self) -> None:
+        self._factory_invoker()
+
+    async def _shutdown(self) -> None:
+        """Close the listener and every session, and let their callbacks run, then stop."""
+        assert self.server is not None
+        self.server.close()
+        self._lab._close_sessions()
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        await asyncio.sleep(0)  # run the transports' connection_lost callbacks
+        self.loop.stop()
+
+    def stop(self, no_assert: bool = False) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive() and not self.loop.is_closed():
+            if self.server is not None:
+                self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._shutdown()))
+            else:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            thread.join()
+        self._thread = None
+        if not self.loop.is_closed():  # a failed start never closes its loop
+            self.loop.close()
+        self._sock.close()
+        self._cleanup()
+
+
+# -- the learner's side ------------------------------------------------------------------------
+
+_registry: dict[str, LabServer] = {}
+_registry_lock = threading.Lock()
+_atexit_registered = False
+
+
+def running_servers() -> list[LabServer]:
+    """Every lab server running in this process (this kernel), oldest first."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def stop_all() -> int:
+    """Stop every lab server running in this process; returns how many were stopped.
+
+    Also runs at interpreter exit (kernel shutdown or restart).
+    """
+    servers = running_servers()
+    for server in servers:
+        server.stop()
+    return len(servers)
+
+
+class LabServer:
+    """A lab SMTP server running in a background thread (create it with :func:`start_server`).
+
+    Attributes:
+        mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
+            restarts.
+        errors: Mistakes in the learner's handler hooks (:class:`~smtplab.handlers.HandlerError`),
+            newest last.
+        name: The server's name in :func:`running_servers`; starting another server with the
+            same name stops this one first.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        handler: object | None = None,
+        name: str = "lab",
+        hostname: str = DEFAULT_HOSTNAME,
+        maildir: str | os.PathLike[str] | None = None,
+        mailbox: Mailbox | None = None,
+        allow_remote: bool = False,
+        ready_timeout: float = 5.0,
+        **options: Any,
+    ) -> None:
+        _check_options(options)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
+        if not _is_loopback(host):
+            if not allow_remote:
+                raise ValueError(
+                    f"host={host!r} is not a loopback address, so other machines could reach the "
+                    "lab server. Use the default host='127.0.0.1', or pass allow_remote=True if "
+                    "you really mean to expose it (e.g. in a classroom container)."
+                )
+            warnings.warn(
+                f"the lab server listens on {host!r}, reachable beyond this machine; it accepts "
+                "mail from anyone who can connect.",
+                RemoteBindWarning,
+                stacklevel=3,
+            )
+        for problem in check_handler(handler) if handler is not None else ():
+            warnings.warn(problem, HandlerWarning, stacklevel=3)
+        self.name = name
+        self.host = host
+        self._requested_port = port
+        self._port: int | None = None
+        self.hostname = hostname
+        self.ready_timeout = ready_timeout
+        self.mailbox = mailbox if mailbox is not None else Mailbox()
+        self.capture = CaptureHandler(self.mailbox, maildir=maildir)
+        self.handler = handler
+        self.errors: list[HandlerError] = []
+        self._options = options
+        self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
+        self._sessions: set[_LabSMTP] = set()
+        self._controller: _LabController | None = None
+        self._lock = threading.RLock()
+
+    # -- facts ----------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the one the OS picked when started with port 0)."""
+        return self._port if self._port is not None else self._requested_port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, ready for ``smtplib.SMTP(*server.address)``."""
+        return self.host, self.port
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is accepting connections."""
+        return self._controller is not None
+
+    @property
+    def transcripts(self) -> list[Transcript]:
+        """The server's record of each SMTP session, oldest first (the last 1000 are kept)."""
+        return list(self._transcripts)
+
+    @property
+    def maildir(self) -> Any:
+        """The stdlib :class:`mailbox.Maildir` messages are also written to, or ``None``."""
+        return self.capture.maildir
+
+    def transcript_for(self, local_address: tuple[Any, ...]) -> Transcript | None:
+        """The server's transcript of the session whose client used ``local_address``."""
+        for transcript in reversed(self._transcripts):
+            if transcript.peer is not None and tuple(transcript.peer[:2]) == tuple(local_address[:2]):
+                return transcript
+        return None
+
+    def __repr__(self) -> str:
+        state = f"running on {_format_address((self.host, self.port))}" if self.running else "stopped"
+        return f"<LabServer {self.name!r} {state}, {len(self.mailbox)} message(s)>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> LabServer:
+        """Start listening; returns once the server answers. Does nothing if already running.
+
+        Raises:
+            PortInUseError: An explicit port is taken (at once, not after a timeout).
+            ServerStartError: The server could not start for another reason.
+        """
+        with self._lock:
+            if self.running:
+                return self
+            _replace_namesake(self)
+            sock = _bind(self.host, self._port or self._requested_port)
+            controller = _LabController(
+                self,
+                LabHandler(self.capture, self.handler, report=self._report),
+                sock,
+                server_hostname=self.hostname,
+                ident=f"ESMTP smtplab (aiosmtpd {aiosmtpd_version})",
+                ready_timeout=self.ready_timeout,
+                **self._options,
+            )
+            try:
+                controller.start()
+            except BaseException as error:
+                controller.stop(no_assert=True)
+                if isinstance(error, SmtpLabError):
+                    raise
+                raise ServerStartError(f"the lab server could not start: {error}") from error
+            self._port = sock.getsockname()[1]
+            self._controller = controller
+            _register(self)
+            log.info("lab server %r listening on %s", self.name, _format_address(self.address))
+        return self
+
+    def stop(self) -> None:
+        """Stop the server and close every session. Safe to call twice; the mailbox stays."""
+        with self._lock:
+            controller, self._controller = self._controller, None
+            if controller is None:
+                return
+            with _registry_lock:
+                if _registry.get(self.name) is self:
+                    del _registry[self.name]
+            controller.stop()
+            self.mailbox.close()
+
+    def restart(self) -> LabServer:
+        """Stop and start again on the same port, keeping the mailbox and transcripts."""
+        with self._lock:
+            self.stop()
+            return self.start()
+
+    def __enter__(self) -> LabServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- called from the server's thread --------------------------------------------------
+
+    def _session_opened(self, session: _LabSMTP) -> None:
+        self._sessions.add(session)
+        if session.transcript is not None:
+            self._transcripts.append(session.transcript)
+
+    def _session_closed(self, session: _LabSMTP) -> None:
+        self._sessions.discard(session)
+
+    def _close_sessions(self) -> None:
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+
+    def _report(self, hook: str, error: BaseException) -> str:
+        failure = describe_failure(hook, error)
+        self.errors.append(failure)
+        log.error("lab server %r: %s", self.name, failure)
+        return failure.reply
+
+
+def start_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    handler: object | None = None,
+    **options: Any,
+) -> LabServer:
+    """Start a lab SMTP server in the background and return it, ready to answer.
+
+    Args:
+        host: The address to listen on; loopback (``127.0.0.1``, ``::1``, ``localhost``) unless
+            ``allow_remote=True`` is passed as well.
+        port: The TCP port; ``0`` (the default) lets the operating system pick a free one, so
+            many learners on one host never collide. ``server.port`` tells which it picked.
+        handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` etc.); messages its
+            ``handle_DATA`` accepts are still captured.
+        **options: ``name`` (default ``"lab"``: starting a server with the name of a running one
+            stops the old one first, so re-running a notebook cell never piles up servers),
+            ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
+            ``allow_remote``, ``mailbox``, ``ready_timeout``, and any keyword of aiosmtpd's
+            ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``).
+
+    Returns:
+        The running :class:`LabServer`; use it as a context manager to stop it automatically.
+
+    Raises:
+        PortInUseError: An explicit ``port`` is already taken.
+        TypeError: An option is unknown (the message suggests the closest known one).
+    """
+    return LabServer(host=host, port=port, handler=handler, **options).start()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+_LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"self", "options"}
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for key in options:
+        if key not in _SMTP_OPTIONS:
+            known = sorted(_SMTP_OPTIONS | _LAB_OPTIONS)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"start_server() got an unknown option {key!r}.{hint} Known: {', '.join(known)}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("", "0.0.0.0", "::"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind and listen on ``host:port`` at once, turning a taken port into a clear error."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise ServerStartError(f"cannot resolve host {host!r}: {error}") from error
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name == "posix":
+            # Rebind at once after a restart even with old connections in TIME_WAIT; Linux still
+            # refuses the port while another socket listens on it (RFC 793 TIME-WAIT aside).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            owner = next((s for s in running_servers() if s.port == port), None)
+            who = f"the lab server {owner.name!r} in this kernel" if owner else "another program"
+            raise PortInUseError(
+                errno.EADDRINUSE,
+                f"port {port} on {host} is already in use (by {who}). Use port=0 to let the "
+                "operating system pick a free port, or stop the other server "
+                "(smtplab.running_servers() lists this kernel's).",
+            ) from None
+        if error.errno == errno.EACCES:
+            raise ServerStartError(
+                f"not allowed to listen on port {port}: ports below 1024 need administrator "
+                "rights. Use port=0, or a port such as 2525 or 8025."
+            ) from error
+        raise ServerStartError(f"cannot listen on {host}:{port}: {error}") from error
+    return sock
+
+
+def _replace_namesake(server: LabServer) -> None:
+    with _registry_lock:
+        old = _registry.get(server.name)
+    if old is not None and old is not server:
+        old.stop()
+        warnings.warn(
+            f"stopped the lab server {old.name!r} that was running on "
+            f"{_format_address(old.address)} to start this one. Give servers different "
+            "names (start_server(name=...)) to run several at once.",
+            ReplacedServerWarning,
+            stacklevel=4,
+        )
+
+
+def _register(server: LabServer) -> None:
+    global _atexit_registered
+    with _registry_lock:
+        _registry[server.name] = server
+        if not _atexit_registered:
+            atexit.register(stop_all)
+            _atexit_registered = True
+
+
+def _format_address(address: Iterable[Any] | None) -> str:
+    if not address:
+        return "?"
+    host, port = tuple(address)[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

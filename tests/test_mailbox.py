@@ -1,0 +1,111 @@
+"""The mailbox: list behaviour, waiting, observers off the server's loop, memory bounds."""
+
+from __future__ import annotations
+
+import smtplib
+import threading
+
+import pytest
+
+from smtplab.mailbox import CapturedMessage, Mailbox, MailboxWarning
+
+
+def make(n: int, size: int = 10) -> CapturedMessage:
+    return CapturedMessage(mail_from=f"a{n}@example.test", rcpt_tos=("b@example.test",), raw=b"Subject: %d\r\n\r\n" % n + b"x" * size)
+
+
+def test_behaves_like_a_read_only_list():
+    box = Mailbox()
+    assert len(box) == 0 and box.latest is None and not box
+    for n in range(3):
+        box.append(make(n))
+    assert len(box) == 3 and box
+    assert box[0].subject == "0" and box[-1] is box.latest
+    assert [m.subject for m in box[1:]] == ["1", "2"]
+    assert [m.subject for m in box] == ["0", "1", "2"]
+    box.clear()
+    assert len(box) == 0 and box.received == 3
+
+
+def test_message_is_parsed_lazily_and_repr_is_short():
+    message = make(7)
+    assert "message" not in vars(message)
+    assert message.subject == "7"
+    assert "message" in vars(message)
+    assert repr(message).startswith("<CapturedMessage L") and "subject '7'" in repr(message)
+
+
+def test_wait_for_counts_messages_received_not_held():
+    box = Mailbox()
+    box.append(make(1))
+    box.clear()
+    threading.Thread(target=box.append, args=(make(2),)).start()
+    assert [m.subject for m in box.wait_for(2, timeout=5)] == ["2"]
+
+
+def test_observers_run_off_the_servers_loop(lab_server):
+    release = threading.Event()
+    seen: list[str] = []
+
+    @lab_server.mailbox.observe
+    def slow(message):
+        release.wait(5)  # a slow observer must not stall SMTP
+        seen.append(message.subject)
+
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        for n in range(3):
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: %d\r\n\r\nhi\r\n" % n)
+    assert len(lab_server.mailbox.wait_for(3)) == 3
+    done = threading.Event()
+    lab_server.mailbox.observe(lambda message: done.set() if message.subject == "2" else None)
+    release.set()
+    assert done.wait(5)
+    assert seen == ["0", "1", "2"]
+
+
+def test_observer_errors_are_kept_not_raised():
+    box = Mailbox()
+    ok = threading.Event()
+    box.observe(lambda message: 1 / 0)
+    box.observe(lambda message: ok.set())
+    box.append(make(1))
+    assert ok.wait(5)
+    assert isinstance(box.observer_errors[0], ZeroDivisionError)
+    box.close()
+
+
+def test_unobserve_stops_the_dispatcher():
+    box = Mailbox()
+    seen = threading.Event()
+    callback = box.observe(lambda message: seen.set())
+    box.append(make(1))
+    assert seen.wait(5)
+    dispatcher = box._dispatcher
+    box.unobserve(callback)
+    dispatcher.join(5)
+    assert not dispatcher.is_alive()
+
+
+def test_bounds_drop_the_oldest_and_warn_once():
+    box = Mailbox(max_messages=2)
+    box.append(make(1))
+    box.append(make(2))
+    with pytest.warns(MailboxWarning, match="dropped the 1 oldest"):
+        box.append(make(3))
+    box.append(make(4))  # no second warning (filterwarnings=error would fail the test)
+    assert [m.subject for m in box] == ["3", "4"]
+    assert box.dropped == 2 and box.received == 4
+    assert "2 dropped" in repr(box)
+
+
+def test_byte_bound():
+    box = Mailbox(max_bytes=100)
+    with pytest.warns(MailboxWarning):
+        for n in range(5):
+            box.append(make(n, size=40))
+    assert box.nbytes <= 100 and len(box) == 1 and box.dropped == 4
+
+
+def test_bad_bounds_are_rejected():
+    with pytest.raises(ValueError, match="max_messages must be a positive number"):
+        Mailbox(max_messages=0)

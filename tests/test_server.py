@@ -1,0 +1,323 @@
+"""The lab server: lifecycle, ports, capture through an independent client, handlers, Maildir."""
+
+from __future__ import annotations
+
+import email.policy
+import smtplib
+import socket
+import time
+from email.message import EmailMessage
+
+import pytest
+
+import smtplab
+from smtplab.server import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
+from tests.conftest import free_port, open_fds, thread_names
+
+
+def send(server: smtplab.LabServer, message: EmailMessage | bytes, **kwargs) -> dict:
+    with smtplib.SMTP(*server.address, timeout=5) as client:
+        if isinstance(message, EmailMessage):
+            return client.send_message(message, **kwargs)
+        return client.sendmail(kwargs.get("from_addr", "alice@example.test"), kwargs.get("to_addrs", ["bob@example.test"]), message)
+
+
+def simple_message(subject: str = "hello") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "alice@example.test"
+    message["To"] = "bob@example.test"
+    message["Subject"] = subject
+    message.set_content("Hi Bob,\nthis came through the lab server.\n")
+    return message
+
+
+def test_port_zero_picks_a_free_port_and_reports_it(lab_server):
+    assert lab_server.running
+    assert lab_server.host == "127.0.0.1"
+    assert lab_server.port > 0
+    with socket.create_connection(lab_server.address, timeout=5) as sock:
+        assert sock.recv(100).startswith(b"220 smtplab.test")
+
+
+def test_repr_says_where_and_how_many(lab_server):
+    assert repr(lab_server) == f"<LabServer 'test-{test_repr_says_where_and_how_many.__name__}' running on 127.0.0.1:{lab_server.port}, 0 message(s)>"
+    lab_server.stop()
+    assert "stopped" in repr(lab_server)
+
+
+def test_stop_is_idempotent_and_closes_the_port():
+    server = smtplab.start_server(name="twice")
+    address = server.address
+    server.stop()
+    server.stop()
+    assert not server.running
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address, timeout=5).close()
+
+
+def test_context_manager_stops_the_server():
+    with smtplab.start_server(name="ctx") as server:
+        assert server.running
+        send(server, simple_message())
+    assert not server.running
+    assert len(server.mailbox) == 1
+
+
+def test_restart_keeps_port_and_mailbox_even_with_time_wait():
+    server = smtplab.start_server(name="restart")
+    try:
+        port = server.port
+        send(server, simple_message("before"))  # QUIT: the server closes first, so TIME_WAIT is on its side
+        server.restart()
+        assert server.running and server.port == port
+        send(server, simple_message("after"))
+        assert [m.subject for m in server.mailbox.wait_for(2)] == ["before", "after"]
+    finally:
+        server.stop()
+
+
+def test_taken_port_fails_fast_and_cleanly():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        threads, fds = thread_names(), open_fds()
+        started = time.perf_counter()
+        with pytest.raises(smtplab.PortInUseError) as caught:
+            smtplab.start_server(port=port, name="squatted")
+        elapsed = time.perf_counter() - started
+        assert isinstance(caught.value, OSError)
+        assert f"port {port}" in str(caught.value) and "port=0" in str(caught.value)
+        assert elapsed < 1.0, f"took {elapsed:.2f} s"
+        assert thread_names() == threads and open_fds() == fds
+        assert smtplab.running_servers() == []
+    with smtplab.start_server(port=port, name="freed") as server:
+        assert server.port == port
+
+
+def test_port_taken_by_another_lab_server_names_it():
+    with smtplab.start_server(name="first") as first:
+        with pytest.raises(smtplab.PortInUseError, match="lab server 'first'"):
+            smtplab.start_server(port=first.port, name="second")
+
+
+def test_same_name_replaces_the_old_server_and_frees_its_port():
+    port = free_port()
+    old = smtplab.start_server(port=port, name="cell")
+    with pytest.warns(ReplacedServerWarning, match="stopped the lab server 'cell'"):
+        new = smtplab.start_server(port=port, name="cell")
+    try:
+        assert not old.running and new.running and new.port == port
+        assert smtplab.running_servers() == [new]
+    finally:
+        new.stop()
+
+
+def test_running_servers_and_stop_all():
+    a = smtplab.start_server(name="a")
+    b = smtplab.start_server(name="b")
+    assert smtplab.running_servers() == [a, b]
+    assert smtplab.stop_all() == 2
+    assert not a.running and not b.running and smtplab.running_servers() == []
+
+
+def test_ipv6_loopback():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = smtplab.start_server(host="::1", name="v6")
+    except smtplab.ServerStartError as error:
+        pytest.skip(f"::1 not configured: {error}")
+    with server:
+        with smtplib.SMTP("::1", server.port, timeout=5) as client:
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: v6\r\n\r\nhi\r\n")
+        assert server.mailbox.wait_for(1)[0].subject == "v6"
+
+
+def test_remote_host_needs_explicit_opt_in():
+    with pytest.raises(ValueError, match="allow_remote=True"):
+        smtplab.start_server(host="0.0.0.0")
+    assert smtplab.running_servers() == []
+
+
+def test_opting_in_to_remote_warns(monkeypatch):
+    monkeypatch.setattr("smtplab.server._is_loopback", lambda host: False)
+    with pytest.warns(RemoteBindWarning, match="reachable beyond this machine"):
+        server = smtplab.LabServer(allow_remote=True)
+    assert not server.running
+
+
+def test_unknown_option_is_named_with_a_suggestion():
+    with pytest.raises(TypeError, match="'data_size_limt'.*Did you mean 'data_size_limit'"):
+        smtplab.start_server(data_size_limt=10)
+
+
+def test_aiosmtpd_options_pass_through():
+    with smtplab.start_server(name="small", data_size_limit=100) as server:
+        with pytest.raises(smtplib.SMTPException):
+            send(server, b"Subject: big\r\n\r\n" + b"x" * 500 + b"\r\n")
+        assert len(server.mailbox) == 0
+
+
+def test_messages_from_smtplib_arrive_intact(lab_server):
+    message = simple_message("intact")
+    send(lab_server, message)
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.mail_from == "alice@example.test"
+    assert captured.rcpt_tos == ("bob@example.test",)
+    assert captured.message["Subject"] == "intact"
+    assert captured.text == message.get_content()
+    assert captured.peer[0] == "127.0.0.1"
+    assert captured.helo and captured.id in captured.transcript.text()
+    assert captured.flags == ()
+
+
+def test_multipart_with_attachment_arrives_intact(lab_server):
+    message = simple_message("with attachment")
+    payload = bytes(range(256)) * 40
+    message.add_alternative("<p>Hi <b>Bob</b></p>", subtype="html")
+    message.add_attachment(payload, maintype="application", subtype="octet-stream", filename="data.bin")
+    wire = message.as_bytes(policy=email.policy.SMTP)
+    send(lab_server, wire)
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.raw == wire
+    (attachment,) = list(captured.message.iter_attachments())
+    assert attachment.get_filename() == "data.bin"
+    assert attachment.get_content() == payload
+
+
+def test_raw_bytes_are_kept_exactly(lab_server):
+    raw = b"Subject: exact\r\nX-Odd:  two  spaces \r\n\r\nline one\r\n..leading dot\r\n"
+    send(lab_server, raw)
+    assert lab_server.mailbox.wait_for(1)[0].raw == raw  # smtplib dot-stuffs, the server un-stuffs
+
+
+def test_wait_for_returns_when_enough_arrived(lab_server):
+    for n in range(3):
+        send(lab_server, simple_message(f"m{n}"))
+    assert [m.subject for m in lab_server.mailbox.wait_for(3, timeout=5)] == ["m0", "m1", "m2"]
+
+
+def test_wait_for_times_out_saying_how_many_arrived(lab_server):
+    send(lab_server, simple_message())
+    with pytest.raises(TimeoutError, match="for 2 message\\(s\\) but 1 arrived"):
+        lab_server.mailbox.wait_for(2, timeout=0.2)
+
+
+class RejectBob:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bob@"):
+            return "550 5.1.1 <bob@example.test>: no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+
+@pytest.mark.server_options(handler=RejectBob())
+def test_custom_handler_rejects_a_recipient(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        refused = client.sendmail("alice@example.test", ["bob@example.test", "carol@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+        assert refused == {"bob@example.test": (550, b"5.1.1 <bob@example.test>: no such user here")}
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: y\r\n\r\nhi\r\n")
+    (captured,) = lab_server.mailbox.wait_for(1)
+    assert captured.rcpt_tos == ("carol@example.test",)
+
+
+class Quarantine:
+    async def handle_DATA(self, server, session, envelope):
+        if b"spam" in envelope.content:
+            return "554 5.7.1 looks like spam"
+        return "250 OK, looked at it"
+
+
+@pytest.mark.server_options(handler=Quarantine())
+def test_custom_data_hook_decides_what_is_captured(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        with pytest.raises(smtplib.SMTPDataError, match="looks like spam"):
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: s\r\n\r\nspam\r\n")
+        assert client.sendmail("a@example.test", ["b@example.test"], b"Subject: h\r\n\r\nham\r\n") == {}
+    assert [m.subject for m in lab_server.mailbox.wait_for(1)] == ["h"]
+
+
+class SyncData:
+    def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+
+
+class Crashes:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return 1 / 0
+
+
+class ForgetsReturn:
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.mail_from = address
+
+
+@pytest.mark.parametrize(
+    ("handler", "hook", "expected"),
+    [
+        (SyncData(), "handle_DATA", "must be 'async def'"),
+        (Crashes(), "handle_RCPT", "ZeroDivisionError: division by zero"),
+        (ForgetsReturn(), "handle_MAIL", "returned None"),
+    ],
+)
+def test_handler_mistakes_give_a_clear_reply_and_a_readable_error(handler, hook, expected):
+    if isinstance(handler, SyncData):
+        with pytest.warns(HandlerWarning, match="SyncData.handle_DATA is a plain 'def'"):
+            server = smtplab.start_server(handler=handler, name="mistake")
+    else:
+        server = smtplab.start_server(handler=handler, name="mistake")
+    with server, smtplib.SMTP(*server.address, timeout=5) as client:
+        with pytest.raises(smtplib.SMTPException) as caught:
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+        reply = str(caught.value)
+        assert "451" in reply and hook in reply and expected in reply
+        assert client.noop()[0] == 250, "the session goes on after a handler error"
+    (error,) = server.errors
+    assert error.hook == hook and expected in str(error) and "Traceback" in error.traceback
+    assert len(server.mailbox) == 0
+
+
+def test_maildir_survives_a_restart(tmp_path):
+    maildir = tmp_path / "Maildir"
+    with smtplab.start_server(maildir=maildir, name="md") as server:
+        send(server, simple_message("kept 1"))
+        server.mailbox.wait_for(1)
+    with smtplab.start_server(maildir=maildir, name="md") as server:
+        send(server, simple_message("kept 2"))
+        server.mailbox.wait_for(1)
+        assert len(server.mailbox) == 1
+    box = smtplab.LabServer(maildir=maildir).maildir
+    stored = sorted(box, key=lambda m: m["Subject"])
+    assert [m["Subject"] for m in stored] == ["kept 1", "kept 2"]
+    assert stored[0]["Return-Path"] == "<alice@example.test>"
+    assert stored[0]["Delivered-To"] == "bob@example.test"
+
+
+def test_server_transcripts_record_each_session(lab_server):
+    send(lab_server, simple_message())
+    lab_server.mailbox.wait_for(1)
+    (transcript,) = lab_server.transcripts
+    text = transcript.text()
+    assert text.index("-> ehlo") < text.index("-> mail FROM:<alice@example.test>") < text.index("** message data")
+    assert lab_server.mailbox[0].transcript is transcript
+
+
+def test_start_stop_cycles_leak_no_threads_or_descriptors():
+    threads, fds = thread_names(), open_fds()
+    for cycle in range(100):
+        server = smtplab.start_server(name="cycle")
+        if cycle % 10 == 0:  # some cycles with an open and a half-finished session
+            idle = socket.create_connection(server.address, timeout=5)
+            idle.recv(100)
+            half = smtplib.SMTP(*server.address, timeout=5)
+            half.ehlo()
+            half.mail("a@example.test")
+            server.stop()
+            idle.close()
+            half.close()
+        else:
+            server.stop()
+    assert thread_names() == threads
+    assert open_fds() == fds
