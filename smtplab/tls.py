@@ -1,0 +1,727 @@
+"""The lab's own certificate authority, TLS contexts for both ends, and readable TLS facts.
+
+A real mail server proves its identity with a certificate signed by an authority the client
+trusts. The lab does the same with a private certificate authority created at run time with
+`trustme <https://trustme.readthedocs.io>`_: no key or certificate is ever stored in the
+project, and nothing outside this Python process trusts the lab CA unless you hand it the CA
+file yourself (:meth:`LabTLS.write_files`).
+
+Example:
+    >>> from smtplab.tls import default_lab_tls
+    >>> lab = default_lab_tls()                 # created on first use, then reused
+    >>> server_ctx = lab.server_context()       # give this to the lab server
+    >>> client_ctx = lab.client_context()       # give this to the client
+
+SMTP meets TLS in two ways: *implicit TLS*, where the handshake starts as soon as the TCP
+connection opens (RFC 8314 §3, "submissions", port 465), and *STARTTLS*, where the client asks
+for TLS in the middle of a plain SMTP conversation (RFC 3207). :func:`explain_ssl_error` turns
+the errors you get when client and server disagree into sentences that say what to change.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import os
+import re
+import shutil
+import ssl
+import stat
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import trustme
+
+__all__ = [
+    "DEFAULT_HOSTS",
+    "LabTLS",
+    "TLSFiles",
+    "TLSSummary",
+    "default_lab_tls",
+    "explain_ssl_error",
+    "summarize",
+]
+
+DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+"""Names the lab server certificate is issued for: every way to say "this machine"."""
+
+# Server contexts built by LabTLS -> DER of the certificate they present. A TLS server never
+# sees its own certificate through the ssl module (``getpeercert()`` describes the *peer*, and
+# the client sends none), so summarize() looks the certificate up here by context.
+_SERVER_CERTS: weakref.WeakKeyDictionary[ssl.SSLContext, bytes] = weakref.WeakKeyDictionary()
+# Server-side SSL objects -> the name the client asked for with SNI (RFC 6066 §3), recorded by
+# the server context's sni_callback. Python clients send no SNI for IP addresses.
+_SNI_NAMES: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files of a :class:`LabTLS`, for programs that cannot take a Python SSL context.
+
+    Attributes:
+        ca_cert: The lab CA certificate. Trust it with ``openssl s_client -CAfile``,
+            ``swaks --tls-ca-path``, ``curl --cacert`` or
+            ``ssl.create_default_context(cafile=...)``.
+        server_cert: The server certificate followed by its chain (PEM).
+        server_key: The server's private key (PEM, unencrypted, mode 0600).
+    """
+
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding the three files."""
+        return self.ca_cert.parent
+
+
+class LabTLS:
+    """A private certificate authority and one server certificate issued by it.
+
+    Build one with :meth:`create` (or share the process-wide one from :func:`default_lab_tls`).
+    The SSL contexts are built on first use and then cached, because building a context costs
+    tens of milliseconds; treat them as read-only, since every user of this object shares them.
+
+    Attributes:
+        ca: The ``trustme.CA`` that signs the lab certificates.
+        server_cert: The ``trustme.LeafCert`` the lab server presents.
+        hosts: The names and addresses the server certificate is valid for.
+    """
+
+    def __init__(
+        self,
+        ca: trustme.CA,
+        server_cert: trustme.LeafCert,
+        *,
+        hosts: Iterable[str],
+    ) -> None:
+        """Wrap an existing CA and server certificate; most code wants :meth:`create`.
+
+        Args:
+            ca: The certificate authority.
+            server_cert: A certificate issued by ``ca`` for ``hosts``.
+            hosts: The names in ``server_cert``'s subjectAltName.
+        """
+        self.ca = ca
+        self.server_cert = server_cert
+        self.hosts: tuple[str, ...] = tuple(hosts)
+        self._lock = threading.Lock()
+        self._server_context: ssl.SSLContext | None = None
+        self._client_context: ssl.SSLContext | None = None
+        self._default_files: TLSFiles | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        hosts: Iterable[str] | str = DEFAULT_HOSTS,
+        valid_days: int = 90,
+    ) -> LabTLS:
+        """Create a fresh lab CA and issue a server certificate for ``hosts``.
+
+        Args:
+            hosts: DNS names and IP addresses the server certificate covers; a client checks
+                the name it connected to against this list (RFC 6125 §6). A single string is
+                taken as one host.
+            valid_days: How long the server certificate is valid, starting one hour ago (to
+                forgive small clock differences).
+
+        Returns:
+            A new :class:`LabTLS`.
+
+        Raises:
+            ValueError: ``hosts`` is empty or holds an empty name, or ``valid_days`` < 1.
+        """
+        if isinstance(hosts, str):
+            hosts = (hosts,)
+        names = tuple(hosts)
+        if not names or not all(isinstance(h, str) and h.strip() for h in names):
+            raise ValueError(f"hosts must be non-empty names or addresses, got {names!r}")
+        if valid_days < 1:
+            raise ValueError(f"valid_days must be at least 1, got {valid_days!r}")
+        import trustme  # imported here: nothing cryptographic happens at import time
+
+        now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+        ca = trustme.CA(organization_name="smtplab", organization_unit_name="Lab CA")
+        server_cert = ca.issue_cert(
+            *names,
+            organization_name="smtplab",
+            organization_unit_name="Lab server",
+            not_before=now - _dt.timedelta(hours=1),
+            not_after=now + _dt.timedelta(days=valid_days),
+        )
+        return cls(ca, server_cert, hosts=names)
+
+    def __repr__(self) -> str:
+        return f"<LabTLS for {', '.join(self.hosts)}>"
+
+    @property
+    def ca_pem(self) -> str:
+        """The lab CA certificate in PEM form (public; safe to show)."""
+        return self.ca.cert_pem.bytes().decode("ascii")
+
+    def server_context(self) -> ssl.SSLContext:
+        """The server side's SSL context, built once and cached.
+
+        TLS 1.2 or newer, the lab certificate loaded, no client certificate requested
+        (``CERT_NONE``, ``check_hostname`` off: aiosmtpd warns about anything else).
+
+        Returns:
+            The shared ``ssl.SSLContext`` for ``PROTOCOL_TLS_SERVER``.
+        """
+        with self._lock:
+            if self._server_context is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                self.server_cert.configure_cert(ctx)
+                ctx.sni_callback = _record_sni
+                with _REGISTRY_LOCK:
+                    _SERVER_CERTS[ctx] = _pem_to_der(self.server_cert.cert_chain_pems[0].bytes())
+                self._server_context = ctx
+            return self._server_context
+
+    def client_context(self) -> ssl.SSLContext:
+        """The client side's SSL context, built once and cached.
+
+        It trusts the lab CA and nothing else, requires TLS 1.2 or newer, and checks that the
+        certificate names the host you connect to (``check_hostname``, RFC 6125).
+
+        Returns:
+            The shared ``ssl.SSLContext`` for ``PROTOCOL_TLS_CLIENT``.
+        """
+        with self._lock:
+            if self._client_context is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                self.ca.configure_trust(ctx)
+                self._client_context = ctx
+            return self._client_context
+
+    def write_files(self, directory: str | os.PathLike[str] | None = None) -> TLSFiles:
+        """Write the CA certificate, server certificate and server key as PEM files.
+
+        Args:
+            directory: Where to write ``ca.pem``, ``server.pem`` and ``server.key`` (created if
+                missing). By default, a private temporary directory (mode 0700) that is removed
+                when the interpreter exits; repeated calls reuse it.
+
+        Returns:
+            The paths, as a :class:`TLSFiles`.
+        """
+        with self._lock:
+            if directory is None:
+                files = self._default_files
+                if files is None or not files.directory.is_dir():
+                    target = Path(tempfile.mkdtemp(prefix="smtplab-tls-"))  # mode 0700
+                    atexit.register(shutil.rmtree, target, ignore_errors=True)
+                else:
+                    target = files.directory
+            else:
+                target = Path(directory)
+                target.mkdir(parents=True, exist_ok=True)
+            files = TLSFiles(
+                ca_cert=target / "ca.pem",
+                server_cert=target / "server.pem",
+                server_key=target / "server.key",
+            )
+            self.ca.cert_pem.write_to_path(files.ca_cert)
+            files.server_cert.write_bytes(
+                b"".join(blob.bytes() for blob in self.server_cert.cert_chain_pems)
+            )
+            # Create the key file 0600 before the key is in it.
+            fd = os.open(files.server_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                os.chmod(files.server_key, stat.S_IRUSR | stat.S_IWUSR)
+                fh.write(self.server_cert.private_key_pem.bytes())
+            if directory is None:
+                self._default_files = files
+            return files
+
+
+_default: LabTLS | None = None
+_default_lock = threading.Lock()
+
+
+def default_lab_tls() -> LabTLS:
+    """The process-wide :class:`LabTLS`, created on first call (thread-safe) and then reused.
+
+    Returns:
+        The same :class:`LabTLS` for every caller in this process.
+    """
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = LabTLS.create()
+    return _default
+
+
+def _record_sni(ssl_object: Any, server_name: str | None, _ctx: ssl.SSLContext) -> None:
+    # Never fail a handshake because of bookkeeping: any exception here becomes a TLS alert.
+    try:
+        if server_name:
+            with _REGISTRY_LOCK:
+                _SNI_NAMES[ssl_object] = server_name
+    except Exception:  # pragma: no cover - defensive
+        pass
+
+
+def _pem_to_der(pem: bytes) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+
+
+# --------------------------------------------------------------------------- summaries
+
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "emailAddress": "emailAddress",
+}
+
+
+@dataclass(frozen=True)
+class TLSSummary:
+    """What a TLS session looks like, in terms a learner can check.
+
+    Every field is ``None`` (``san``: empty) when the ssl module could not tell.
+
+    Attributes:
+        version: Protocol version, e.g. ``"TLSv1.3"``.
+        cipher: Cipher suite, e.g. ``"TLS_AES_256_GCM_SHA384"``.
+        bits: Secret key bits of the cipher.
+        subject: Distinguished name of the server certificate.
+        issuer: Distinguished name of the authority that signed it.
+        not_before: Start of the certificate's validity (UTC).
+        not_after: End of the certificate's validity (UTC).
+        san: Names and addresses in the certificate's subjectAltName.
+        peer_hostname: On the client side the name the client checked the certificate
+            against; on the server side the name the client asked for with SNI.
+    """
+
+    version: str | None = None
+    cipher: str | None = None
+    bits: int | None = None
+    subject: str | None = None
+    issuer: str | None = None
+    not_before: _dt.datetime | None = None
+    not_after: _dt.datetime | None = None
+    san: tuple[str, ...] = field(default=())
+    peer_hostname: str | None = None
+
+    @property
+    def headline(self) -> str:
+        """One line: ``"TLSv1.3 with TLS_AES_256_GCM_SHA384 (256 bits)"``."""
+        text = self.version or "TLS (version unknown)"
+        if self.cipher:
+            text += f" with {self.cipher}"
+        if self.bits:
+            text += f" ({self.bits} bits)"
+        return text
+
+    def __str__(self) -> str:
+        lines = [self.headline]
+        if self.san or self.subject:
+            names = ", ".join(self.san) if self.san else self.subject
+            lines.append(f"certificate for {names}")
+        if self.subject and self.san:
+            lines.append(f"  subject {self.subject}")
+        if self.issuer:
+            lines.append(f"  issued by {self.issuer}")
+        if self.not_before or self.not_after:
+            lines.append(f"  valid {_fmt_time(self.not_before)} to {_fmt_time(self.not_after)}")
+        if self.peer_hostname:
+            lines.append(f"server name asked for: {self.peer_hostname}")
+        return "\n".join(lines)
+
+
+def _fmt_time(value: _dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "?"
+
+
+def summarize(
+    tls_info: Any,
+    *,
+    certificate: bytes | str | None = None,
+) -> TLSSummary | None:
+    """Describe a TLS session: version, cipher and the server's certificate.
+
+    Args:
+        tls_info: Any of: an ``ssl.SSLObject`` or ``ssl.SSLSocket``; the ``dict`` of transport
+            extra information that aiosmtpd keeps in ``session.ssl`` after STARTTLS (keys
+            ``ssl_object``, ``peercert``, ``cipher``…); an asyncio transport or anything with
+            ``get_extra_info()``; an ``aiosmtplib.SMTP`` (``get_transport_info()``); ``None``.
+        certificate: The server certificate (PEM text or DER bytes) when it cannot be found
+            otherwise — only needed on the server side with a context not made by
+            :class:`LabTLS`.
+
+    Returns:
+        A :class:`TLSSummary`, or ``None`` when ``tls_info`` shows no TLS at all. Never raises.
+    """
+    try:
+        return _summarize(tls_info, certificate)
+    except Exception:  # pragma: no cover - the contract is "never raise"
+        return None
+
+
+def _summarize(tls_info: Any, certificate: bytes | str | None) -> TLSSummary | None:
+    if tls_info is None:
+        return None
+    extra: Mapping[str, Any] = {}
+    ssl_object: Any = None
+    if isinstance(tls_info, (ssl.SSLObject, ssl.SSLSocket)):
+        ssl_object = tls_info
+    elif isinstance(tls_info, Mapping):
+        extra = tls_info
+        ssl_object = extra.get("ssl_object")
+    else:
+        getter = getattr(tls_info, "get_extra_info", None) or getattr(
+            tls_info, "get_transport_info", None
+        )
+        if getter is None:
+            return None
+        extra = {key: _safe(getter, key) for key in ("ssl_object", "peercert", "cipher")}
+        ssl_object = extra.get("ssl_object")
+
+    version = _safe(getattr(ssl_object, "version", None))
+    cipher_tuple = _safe(getattr(ssl_object, "cipher", None)) or extra.get("cipher")
+    cipher = bits = None
+    if isinstance(cipher_tuple, tuple) and len(cipher_tuple) >= 3:
+        cipher, proto, bits = cipher_tuple[0], cipher_tuple[1], cipher_tuple[2]
+        version = version or proto
+
+    server_side = bool(getattr(ssl_object, "server_side", False))
+    der: bytes | None = None
+    if certificate is not None:
+        der = _to_der(certificate)
+    elif ssl_object is not None and server_side:
+        with _REGISTRY_LOCK:
+            der = _SERVER_CERTS.get(_safe(lambda: ssl_object.context))
+    elif ssl_object is not None:
+        der = _safe(ssl_object.getpeercert, True)
+
+    cert_fields: dict[str, Any] = _parse_der(der) if der else {}
+    if not cert_fields:
+        peercert = extra.get("peercert")
+        if not server_side and isinstance(peercert, Mapping) and peercert:
+            cert_fields = _parse_peercert_dict(peercert)
+
+    if server_side:
+        with _REGISTRY_LOCK:
+            peer_hostname = _SNI_NAMES.get(ssl_object) if ssl_object is not None else None
+    else:
+        peer_hostname = _safe(lambda: ssl_object.server_hostname) if ssl_object else None
+
+    if not (version or cipher or cert_fields):
+        return None
+    return TLSSummary(
+        version=version,
+        cipher=cipher,
+        bits=bits if isinstance(bits, int) else None,
+        peer_hostname=peer_hostname,
+        **cert_fields,
+    )
+
+
+def _safe(func: Any, *args: Any) -> Any:
+    if func is None:
+        return None
+    try:
+        return func(*args)
+    except Exception:
+        return None
+
+
+def _to_der(certificate: bytes | str) -> bytes | None:
+    try:
+        if isinstance(certificate, str):
+            return ssl.PEM_cert_to_DER_cert(certificate)
+        if certificate.lstrip().startswith(b"-----BEGIN"):
+            return ssl.PEM_cert_to_DER_cert(certificate.decode("ascii"))
+        return bytes(certificate)
+    except Exception:
+        return None
+
+
+def _parse_der(der: bytes) -> dict[str, Any]:
+    try:
+        from cryptography import x509
+
+        cert = x509.load_der_x509_certificate(der)
+    except Exception:
+        return {}
+    fields: dict[str, Any] = {
+        "subject": _safe(_name_to_text, cert.subject),
+        "issuer": _safe(_name_to_text, cert.issuer),
+        # *_utc appeared in cryptography 42; the naive variants are deprecated there.
+        "not_before": _safe(lambda: cert.not_valid_before_utc),
+        "not_after": _safe(lambda: cert.not_valid_after_utc),
+    }
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        fields["san"] = tuple(
+            str(name.value)
+            for name in ext
+            if isinstance(name, (x509.DNSName, x509.IPAddress))
+        )
+    except Exception:
+        fields["san"] = ()
+    return fields
+
+
+def _name_to_text(name: Any) -> str:
+    # Most significant attribute first, the way certificates are usually read aloud.
+    return ", ".join(
+        f"{attr.rfc4514_attribute_name}={attr.value}" for attr in name
+    )
+
+
+def _parse_peercert_dict(peercert: Mapping[str, Any]) -> dict[str, Any]:
+    """Fields from ``SSLSocket.getpeercert()``'s dict (only filled for a verified peer)."""
+
+    def name(key: str) -> str | None:
+        rdns = peercert.get(key) or ()
+        parts = [
+            f"{_SHORT_NAMES.get(k, k)}={v}" for rdn in rdns for (k, v) in rdn
+        ]
+        return ", ".join(parts) or None
+
+    def when(key: str) -> _dt.datetime | None:
+        text = peercert.get(key)
+        if not text:
+            return None
+        return _dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(text), _dt.timezone.utc)
+
+    return {
+        "subject": _safe(name, "subject"),
+        "issuer": _safe(name, "issuer"),
+        "not_before": _safe(when, "notBefore"),
+        "not_after": _safe(when, "notAfter"),
+        "san": tuple(
+            value
+            for kind, value in peercert.get("subjectAltName", ())
+            if kind in ("DNS", "IP Address")
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- explanations
+
+_IMPLICIT = "implicit"
+_STARTTLS = "starttls"
+_PLAIN = "none"
+_MODE_ALIASES = {
+    "implicit": _IMPLICIT,
+    "tls": _IMPLICIT,
+    "ssl": _IMPLICIT,
+    "smtps": _IMPLICIT,
+    "submissions": _IMPLICIT,
+    "starttls": _STARTTLS,
+    "start_tls": _STARTTLS,
+    "none": _PLAIN,
+    "plain": _PLAIN,
+    "off": _PLAIN,
+    "false": _PLAIN,
+    "": _PLAIN,
+}
+
+# OpenSSL X509_V_ERR_* codes (x509_vfy.h) that mean "I do not trust whoever signed this".
+_UNTRUSTED_CODES = {2, 18, 19, 20, 21}
+_HOSTNAME_CODES = {62, 63, 64}  # hostname, email, IP address mismatch
+_TIME_CODES = {9: "is not valid yet", 10: "has expired"}
+
+
+def _normalize_mode(expected_mode: Any) -> str | None:
+    if expected_mode is True:
+        return _IMPLICIT
+    if expected_mode is False or expected_mode is None:
+        return None if expected_mode is None else _PLAIN
+    return _MODE_ALIASES.get(str(expected_mode).strip().lower())
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(chain) < 20:
+        item = todo.pop(0)
+        if item is None or any(item is seen for seen in chain):
+            continue
+        chain.append(item)
+        todo += [item.__cause__, item.__context__]
+    return chain
+
+
+def explain_ssl_error(
+    exc: BaseException,
+    *,
+    host: str,
+    port: int,
+    expected_mode: str | bool | None = None,
+    cert_names: Iterable[str] | None = None,
+) -> str:
+    """Explain a failed TLS connection in SMTP terms, naming the mismatch and the fix.
+
+    Args:
+        exc: The exception raised by the client (``ssl.SSLError`` and friends, or an
+            exception that wraps one, or a timeout waiting for the greeting).
+        host: The host the client connected to.
+        port: The port the client connected to.
+        expected_mode: The client's TLS mode: ``"implicit"`` (TLS from the first byte, RFC
+            8314), ``"starttls"`` (RFC 3207) or ``"none"``.
+        cert_names: The names in the server certificate, if known; by default the hosts of
+            :func:`default_lab_tls` when it has been created.
+
+    Returns:
+        A short explanation (one or two sentences). Never raises.
+    """
+    try:
+        return _explain(exc, host, port, _normalize_mode(expected_mode), cert_names)
+    except Exception:  # pragma: no cover - the contract is "never raise"
+        return f"TLS with {host}:{port} failed: {exc!r}"
+
+
+def _explain(
+    exc: BaseException,
+    host: str,
+    port: int,
+    mode: str | None,
+    cert_names: Iterable[str] | None,
+) -> str:
+    where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    chain = _exception_chain(exc)
+    ssl_errors = [e for e in chain if isinstance(e, ssl.SSLError)]
+    text = " ".join(str(e) for e in chain)
+    upper = text.upper()
+    reasons = {str(getattr(e, "reason", "") or "").upper() for e in ssl_errors}
+
+    # 1. The server spoke TLS, but the client rejected its certificate.
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if verify is not None or "CERTIFICATE_VERIFY_FAILED" in upper:
+        code = getattr(verify, "verify_code", None)
+        message = str(getattr(verify, "verify_message", "") or "")
+        lower = (message or text).lower()
+        if code in _HOSTNAME_CODES or "mismatch" in lower:
+            # OpenSSL: "Hostname mismatch, certificate is not valid for 'example.com'."
+            found = re.search(r"not valid for '([^']*)'", message or text)
+            asked = found.group(1) if found else host
+            names = tuple(cert_names) if cert_names is not None else (
+                _default.hosts if _default is not None else ()
+            )
+            listed = (
+                f"is for {', '.join(names)}" if names else "does not list that name"
+            )
+            return (
+                f"The certificate of {where} {listed}; you connected to {asked!r}. TLS checks "
+                "that the certificate names the host you asked for (RFC 6125 §6): connect "
+                "using one of the certificate's names, or issue the lab certificate for this "
+                f"name with LabTLS.create(hosts=(..., {asked!r}))."
+            )
+        if code in _UNTRUSTED_CODES or any(
+            hint in lower for hint in ("local issuer", "self-signed", "self signed")
+        ):
+            return (
+                f"Your client does not trust the authority that signed the certificate of "
+                f"{where} ({message or 'unknown issuer'}): the lab server uses the lab's own "
+                "CA, which no system trust store knows. Trust the lab CA: pass "
+                "tls_context=default_lab_tls().client_context() or "
+                "cafile=default_lab_tls().write_files().ca_cert (openssl s_client -CAfile, "
+                "swaks --tls-ca-path) - do not switch verification off."
+            )
+        for code_, what in _TIME_CODES.items():
+            if code == code_:
+                return (
+                    f"The certificate of {where} {what} ({message}). Check this machine's clock, "
+                    "or restart the lab server with a new LabTLS.create()."
+                )
+        return (
+            f"The certificate of {where} could not be verified ({message or text}). Make the "
+            "client trust the lab CA (tls_context=default_lab_tls().client_context())."
+        )
+
+    # 2. The client started TLS but the server answered in plain text.
+    if reasons & {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
+                  "RECORD_LAYER_FAILURE"} or "WRONG VERSION NUMBER" in upper:
+        if mode == _STARTTLS:
+            return (
+                f"{where} answered the TLS handshake after STARTTLS with plain text, so it did "
+                "not really switch to TLS. Check that the server was started with a TLS "
+                "context, or use tls='none' to stay in plain text."
+            )
+        return (
+            f"{where} answered your TLS handshake in plain text: it speaks SMTP in the clear "
+            "first (a plain or STARTTLS port, RFC 3207), but you connected with implicit TLS. "
+            "Use tls='starttls' on this port, or connect to the server's implicit-TLS port."
+        )
+
+    # 3. The two ends share no protocol version or cipher.
+    if reasons & {"UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION",
+                  "TLSV1_ALERT_INSUFFICIENT_SECURITY"}:
+        return (
+            f"Client and {where} share no TLS version: the lab requires TLS 1.2 or newer "
+            "(RFC 8996 retired TLS 1.0 and 1.1). Raise the client's minimum_version or use "
+            "default_lab_tls().client_context()."
+        )
+    if reasons & {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
+        return (
+            f"Client and {where} found no cipher suite in common. Use the default cipher "
+            "settings (default_lab_tls().client_context()) on both sides."
+        )
+    if reasons & {"TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
+                  "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV13_ALERT_CERTIFICATE_REQUIRED"}:
+        return (
+            f"{where} rejected the handshake because of a certificate problem on its side "
+            f"({text}). The lab server does not ask for client certificates; check the server's "
+            "TLS context."
+        )
+
+    # 4. The connection was closed in the middle of the handshake.
+    eof = (
+        any(isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) for e in chain)
+        or "UNEXPECTED_EOF" in upper
+        or "EOF OCCURRED" in upper
+        or (not ssl_errors and any(isinstance(e, (ConnectionResetError, EOFError)) for e in chain))
+        or "SMTPSERVERDISCONNECTED" in {type(e).__name__.upper() for e in chain}
+    )
+    if eof:
+        hint = (
+            "If this is a plain or STARTTLS port, connect with tls='starttls' or tls='none'; "
+            if mode == _IMPLICIT
+            else "If the server expects implicit TLS, connect with tls='implicit'; "
+        )
+        return (
+            f"{where} closed the connection in the middle of the TLS handshake. {hint}"
+            "otherwise the server's TLS context is unusable (no certificate loaded, or made "
+            "for the client side) - build it with default_lab_tls().server_context()."
+        )
+
+    # 5. No greeting at all: a plain client waiting on an implicit-TLS port.
+    if any(isinstance(e, TimeoutError) for e in chain) and mode in (_STARTTLS, _PLAIN):
+        return (
+            f"{where} sent no 220 greeting before the timeout. An implicit-TLS port (RFC 8314 "
+            "§3.3, usually 465) waits for the TLS handshake before it says anything, while "
+            f"your client (tls={mode!r}) waits for the greeting. Use tls='implicit' for this "
+            "port, or connect to the plain/STARTTLS port."
+        )
+
+    if "STARTTLS EXTENSION NOT SUPPORTED" in upper:
+        return (
+            f"{where} does not offer STARTTLS (its EHLO reply lists no STARTTLS, RFC 3207 §4): "
+            "the server was started without a TLS context. Start it with TLS, or use "
+            "tls='none'."
+        )
+
+    return f"TLS with {where} failed: {text or type(exc).__name__}."
+

@@ -1,0 +1,482 @@
+"""Tests for smtplab.tls: the lab CA, its contexts, TLS summaries and error explanations."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+
+import smtplab.tls as tls_module
+from smtplab.tls import (
+    DEFAULT_HOSTS,
+    LabTLS,
+    TLSFiles,
+    TLSSummary,
+    default_lab_tls,
+    explain_ssl_error,
+    summarize,
+)
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def lab() -> LabTLS:
+    return LabTLS.create()
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    """Run a coroutine on a fresh loop, bounded so a hang fails the test."""
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, TIMEOUT)
+
+    return asyncio.run(bounded())
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+Callback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        data = await reader.read(100)
+        writer.write(data)
+        await writer.drain()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+async def tls_roundtrip(
+    server_ctx: ssl.SSLContext | None,
+    client_ctx: ssl.SSLContext,
+    server_hostname: str = "localhost",
+    on_server: Callback = _echo_once,
+) -> tuple[bytes, Any]:
+    """Serve on 127.0.0.1, connect with TLS, send a line; return (echo, client ssl_object)."""
+    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
+        )
+        try:
+            writer.write(b"hello\n")
+            await writer.drain()
+            echo = await reader.read(100)
+            return echo, writer.get_extra_info("ssl_object")
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, ssl.SSLError):
+                pass
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def connect_error(
+    server_ctx: ssl.SSLContext | None,
+    client_ctx: ssl.SSLContext,
+    server_hostname: str = "localhost",
+    on_server: Callback = _echo_once,
+) -> tuple[BaseException, int]:
+    """Like tls_roundtrip but expect the TLS connection to fail; return (error, port)."""
+    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises((ssl.SSLError, OSError)) as info:
+            await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
+            )
+        return info.value, port
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+# --------------------------------------------------------------------------- LabTLS
+
+
+def test_contexts_are_built_once_and_reused(lab: LabTLS) -> None:
+    assert lab.server_context() is lab.server_context()
+    assert lab.client_context() is lab.client_context()
+    assert lab.server_context() is not lab.client_context()
+
+
+def test_server_context_settings(lab: LabTLS) -> None:
+    ctx = lab.server_context()
+    assert ctx.protocol == ssl.PROTOCOL_TLS_SERVER
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    # aiosmtpd logs a warning for anything else.
+    assert ctx.verify_mode in (ssl.CERT_NONE, ssl.CERT_OPTIONAL)
+    assert ctx.check_hostname is False
+
+
+def test_client_context_settings(lab: LabTLS) -> None:
+    ctx = lab.client_context()
+    assert ctx.protocol == ssl.PROTOCOL_TLS_CLIENT
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.check_hostname is True
+    # Trusts the lab CA and nothing else.
+    assert len(ctx.get_ca_certs()) == 1
+
+
+def test_create_validates_options() -> None:
+    with pytest.raises(ValueError, match="hosts"):
+        LabTLS.create(hosts=())
+    with pytest.raises(ValueError, match="hosts"):
+        LabTLS.create(hosts=("localhost", ""))
+    with pytest.raises(ValueError, match="valid_days"):
+        LabTLS.create(valid_days=0)
+
+
+def test_create_accepts_a_single_host_string() -> None:
+    assert LabTLS.create(hosts="mail.lab.test").hosts == ("mail.lab.test",)
+
+
+def test_repr_and_pem_show_no_private_key(lab: LabTLS) -> None:
+    assert repr(lab) == "<LabTLS for localhost, 127.0.0.1, ::1>"
+    assert lab.ca_pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" not in lab.ca_pem
+
+
+def test_default_lab_tls_is_lazy_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tls_module, "_default", None)
+    results: list[LabTLS] = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait(TIMEOUT)
+        results.append(default_lab_tls())
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert len(results) == 8
+    assert all(result is results[0] for result in results)
+    assert default_lab_tls() is results[0]
+    assert results[0].hosts == DEFAULT_HOSTS
+
+
+def test_import_creates_nothing() -> None:
+    code = "import smtplab.tls as t; print(t._default is None)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split() == ["True"]
+
+
+# --------------------------------------------------------------------------- handshakes
+
+
+@pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
+def test_client_context_handshakes_with_server_context(
+    lab: LabTLS, server_hostname: str
+) -> None:
+    echo, ssl_object = run(
+        tls_roundtrip(lab.server_context(), lab.client_context(), server_hostname)
+    )
+    assert echo == b"hello\n"
+    assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
+
+
+def test_system_trust_store_rejects_the_lab_ca(lab: LabTLS) -> None:
+    error, port = run(connect_error(lab.server_context(), ssl.create_default_context()))
+    assert isinstance(error, ssl.SSLCertVerificationError)
+    assert error.reason == "CERTIFICATE_VERIFY_FAILED"
+    message = explain_ssl_error(error, host="localhost", port=port, expected_mode="implicit")
+    assert "trust the lab ca" in message.lower()
+    assert "cafile=" in message and "tls_context=" in message
+
+
+def test_another_lab_ca_is_not_trusted(lab: LabTLS) -> None:
+    stranger = LabTLS.create()
+    error, _ = run(connect_error(lab.server_context(), stranger.client_context()))
+    assert isinstance(error, ssl.SSLCertVerificationError)
+    assert "unable to get local issuer" in error.verify_message
+
+
+def test_wrong_hostname_fails(lab: LabTLS) -> None:
+    error, port = run(connect_error(lab.server_context(), lab.client_context(), "mail.example"))
+    assert isinstance(error, ssl.SSLCertVerificationError)
+    assert error.reason == "CERTIFICATE_VERIFY_FAILED"
+    message = explain_ssl_error(
+        error, host="mail.example", port=port, expected_mode="starttls", cert_names=lab.hosts
+    )
+    assert "is for localhost, 127.0.0.1, ::1" in message
+    assert "you connected to 'mail.example'" in message
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_write_files_default_directory_is_private(lab: LabTLS) -> None:
+    files = lab.write_files()
+    assert isinstance(files, TLSFiles)
+    assert stat.S_IMODE(os.stat(files.directory).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(files.server_key).st_mode) == 0o600
+    assert lab.write_files().directory == files.directory  # reused
+    assert files.ca_cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY" in files.server_key.read_text()
+
+
+def test_written_pems_work_with_the_ssl_module(lab: LabTLS, tmp_path: Path) -> None:
+    files = lab.write_files(tmp_path / "tls")
+    assert files.directory == tmp_path / "tls"
+    client_ctx = ssl.create_default_context(cafile=files.ca_cert)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(files.server_cert, files.server_key)
+    echo, _ = run(tls_roundtrip(server_ctx, client_ctx))
+    assert echo == b"hello\n"
+
+
+def test_default_directory_is_removed_at_exit() -> None:
+    code = (
+        "from smtplab.tls import LabTLS; "
+        "print(LabTLS.create().write_files().directory)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    directory = Path(out.stdout.strip())
+    assert directory.name.startswith("smtplab-tls-")
+    assert not directory.exists()
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def test_summarize_client_side(lab: LabTLS) -> None:
+    _, ssl_object = run(tls_roundtrip(lab.server_context(), lab.client_context()))
+    summary = summarize(ssl_object)
+    assert isinstance(summary, TLSSummary)
+    assert summary.version in ("TLSv1.2", "TLSv1.3")
+    assert summary.cipher and summary.bits and summary.bits >= 128
+    assert summary.subject == "O=smtplab, OU=Lab server"
+    assert summary.issuer == "O=smtplab, OU=Lab CA"
+    assert summary.san == ("localhost", "127.0.0.1", "::1")
+    assert summary.not_before and summary.not_after
+    assert summary.not_before < summary.not_after
+    assert summary.peer_hostname == "localhost"
+    text = str(summary)
+    assert text.startswith(f"{summary.version} with {summary.cipher} ({summary.bits} bits)")
+    assert "certificate for localhost, 127.0.0.1, ::1" in text
+    assert "issued by O=smtplab, OU=Lab CA" in text
+
+
+def test_summarize_server_side_uses_its_own_certificate(lab: LabTLS) -> None:
+    seen: dict[str, Any] = {}
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        seen["ssl_object"] = summarize(writer.get_extra_info("ssl_object"))
+        seen["transport"] = summarize(transport)
+        # The shape aiosmtpd keeps in session.ssl after STARTTLS.
+        seen["extra"] = summarize(
+            {k: transport.get_extra_info(k) for k in ("ssl_object", "peercert", "cipher")}
+        )
+        await _echo_once(reader, writer)
+
+    _, client_side = run(
+        tls_roundtrip(lab.server_context(), lab.client_context(), on_server=record)
+    )
+    client = summarize(client_side)
+    for key in ("ssl_object", "transport", "extra"):
+        server = seen[key]
+        assert server is not None, key
+        assert (server.version, server.cipher, server.subject, server.san) == (
+            client.version,
+            client.cipher,
+            client.subject,
+            client.san,
+        )
+        assert server.peer_hostname == "localhost"  # from SNI
+
+
+def test_summarize_with_explicit_certificate(lab: LabTLS) -> None:
+    pem = lab.server_cert.cert_chain_pems[0].bytes()
+    summary = summarize({"cipher": ("TLS_AES_128_GCM_SHA256", "TLSv1.3", 128)}, certificate=pem)
+    assert summary is not None
+    assert summary.version == "TLSv1.3" and summary.bits == 128
+    assert summary.san == lab.hosts
+
+
+def test_summarize_peercert_dict_fallback() -> None:
+    peercert = {
+        "subject": ((("commonName", "mail.lab.test"),),),
+        "issuer": ((("organizationName", "Lab CA"),),),
+        "notBefore": "Jan  1 00:00:00 2026 GMT",
+        "notAfter": "Apr  1 00:00:00 2026 GMT",
+        "subjectAltName": (("DNS", "mail.lab.test"),),
+    }
+    summary = summarize({"peercert": peercert, "cipher": ("X", "TLSv1.2", 256)})
+    assert summary is not None
+    assert summary.subject == "CN=mail.lab.test"
+    assert summary.issuer == "O=Lab CA"
+    assert summary.san == ("mail.lab.test",)
+    assert summary.not_before is not None and summary.not_before.year == 2026
+
+
+class _Broken:
+    def version(self) -> str:
+        raise RuntimeError("boom")
+
+    def get_extra_info(self, key: str) -> Any:
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("value", [None, {}, object(), "TLS", 42, _Broken(), {"cipher": "x"}])
+def test_summarize_never_raises(value: Any) -> None:
+    assert summarize(value) is None
+
+
+def test_summary_str_with_unknown_fields() -> None:
+    assert str(TLSSummary()) == "TLS (version unknown)"
+
+
+def test_aiosmtpd_implicit_tls_session_has_no_ssl_dict(lab: LabTLS) -> None:
+    """aiosmtpd fills session.ssl only after STARTTLS; with implicit TLS use the transport."""
+    seen: dict[str, Any] = {}
+
+    class Handler:
+        async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: Any) -> str:
+            seen["session.ssl"] = session.ssl
+            seen["transport"] = summarize(server.transport)
+            return "250 OK"
+
+    controller = Controller(
+        Handler(),
+        hostname="127.0.0.1",
+        port=free_port(),
+        ready_timeout=5,
+        ssl_context=lab.server_context(),
+    )
+    controller.start()
+    try:
+
+        async def talk() -> TLSSummary | None:
+            client = aiosmtplib.SMTP(
+                hostname="127.0.0.1",
+                port=controller.port,
+                use_tls=True,
+                tls_context=lab.client_context(),
+                timeout=5,
+            )
+            async with client:
+                await client.noop()
+                return summarize(client)
+
+        client_summary = run(talk())
+    finally:
+        controller.stop()
+    assert seen["session.ssl"] is None
+    assert seen["transport"] is not None and client_summary is not None
+    assert seen["transport"].subject == client_summary.subject == "O=smtplab, OU=Lab server"
+    assert client_summary.peer_hostname == "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- explanations
+
+
+def test_explain_implicit_tls_against_plain_port(lab: LabTLS) -> None:
+    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 lab.test ESMTP\r\n")
+        try:
+            await writer.drain()
+            await reader.read(100)
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    error, port = run(connect_error(None, lab.client_context(), on_server=greet))
+    assert isinstance(error, ssl.SSLError)
+    assert error.reason == "WRONG_VERSION_NUMBER"
+    message = explain_ssl_error(error, host="127.0.0.1", port=port, expected_mode="implicit")
+    assert f"127.0.0.1:{port}" in message
+    assert "use tls='starttls'" in message.lower()
+    assert "implicit-TLS port" in message
+
+
+def test_explain_handshake_cut_short(lab: LabTLS) -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    error, port = run(connect_error(None, lab.client_context(), on_server=hang_up))
+    message = explain_ssl_error(error, host="::1", port=port, expected_mode="implicit")
+    assert f"[::1]:{port} closed the connection" in message
+
+
+def test_explain_unexpected_eof_error() -> None:
+    error = ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:1006)")
+    message = explain_ssl_error(error, host="localhost", port=8465, expected_mode="starttls")
+    assert "closed the connection in the middle of the TLS handshake" in message
+    assert "tls='implicit'" in message
+
+
+def test_explain_wrapped_error_and_greeting_timeout() -> None:
+    inner = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    try:
+        try:
+            raise inner
+        except ssl.SSLError as exc:
+            raise ConnectionError("Error connecting to localhost on port 8025") from exc
+    except ConnectionError as outer:
+        message = explain_ssl_error(outer, host="localhost", port=8025, expected_mode=True)
+    assert "tls='starttls'" in message
+
+    timeout = TimeoutError("Timed out waiting for server ready message")
+    message = explain_ssl_error(timeout, host="localhost", port=8465, expected_mode="none")
+    assert "no 220 greeting" in message and "tls='implicit'" in message
+
+
+def test_explain_starttls_not_offered() -> None:
+    error = Exception("SMTP STARTTLS extension not supported by server.")
+    message = explain_ssl_error(error, host="localhost", port=8025, expected_mode="starttls")
+    assert "does not offer STARTTLS" in message
+
+
+def test_explain_hostname_defaults_to_default_lab_hosts(
+    lab: LabTLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tls_module, "_default", lab)
+    error = ssl.SSLCertVerificationError(
+        1, "certificate verify failed: IP address mismatch, certificate is not valid for "
+        "'10.0.0.7'."
+    )
+    error.verify_code = 64
+    error.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.7'."
+    message = explain_ssl_error(error, host="10.0.0.7", port=8025, expected_mode="starttls")
+    assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7'" in message
+
+
+@pytest.mark.parametrize(
+    "error", [ValueError("odd"), Exception(), KeyboardInterrupt(), ssl.SSLError()]
+)
+def test_explain_never_raises(error: BaseException) -> None:
+    message = explain_ssl_error(error, host="localhost", port=25, expected_mode="sideways")
+    assert isinstance(message, str) and "localhost:25" in message
