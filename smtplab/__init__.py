@@ -7,9 +7,11 @@ Three lines show a real SMTP conversation::
     server.mailbox.wait_for(1)                 # after sending it a message
 
 The lab server (:func:`start_server`) captures every message into ``server.mailbox`` and records
-each session; nothing happens on import — no server, no thread, no patching of asyncio.
+each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or to any SMTP
+server — and record both sides of the dialogue. Nothing happens on import — no server, no thread, no patching of asyncio.
 """
 
+from smtplab.client import Client, Reply, SendResult, SyncClient
 from smtplab.errors import (
     ClientTimeoutError,
     LabConnectionRefusedError,
@@ -21,23 +23,28 @@ from smtplab.errors import (
 from smtplab.handlers import CaptureHandler, HandlerError
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.server import LabServer, running_servers, start_server, stop_all
-from smtplab.transcript import Transcript
+from smtplab.transcript import Transcript, TranscriptPair
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CaptureHandler",
     "CapturedMessage",
+    "Client",
     "ClientTimeoutError",
     "HandlerError",
     "LabConnectionRefusedError",
     "LabServer",
     "Mailbox",
     "PortInUseError",
+    "Reply",
+    "SendResult",
     "ServerStartError",
     "SmtpLabError",
+    "SyncClient",
     "TLSMismatchError",
     "Transcript",
+    "TranscriptPair",
     "running_servers",
     "start_server",
     "stop_all",

@@ -14,11 +14,12 @@ answers an opaque ``500``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import mailbox as stdlib_mailbox
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 from smtplab.mailbox import CapturedMessage, Mailbox
 
-__all__ = ["CaptureHandler", "HandlerError", "LabHandler", "check_handler"]
+__all__ = ["CaptureHandler", "Directory", "HandlerError", "LabHandler", "check_handler"]
 
 log = logging.getLogger("smtplab")
 
@@ -153,6 +154,52 @@ def _delivery_headers(message: CapturedMessage) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("utf-8", "surrogateescape")
 
 
+class Directory:
+    """The lab's address book: which mailboxes exist (for VRFY) and which lists (for EXPN).
+
+    Real servers mostly refuse both commands today, because they help spammers harvest
+    addresses (RFC 5321 §7.3); a lab server can answer them so learners see what they were for.
+
+    Args:
+        mailboxes: Addresses that exist, e.g. ``["alice@example.test"]``; a display name may
+            be given as ``"Alice Liddell <alice@example.test>"``.
+        lists: Mailing lists by name, e.g. ``{"team": ["alice@example.test", "bob@example.test"]}``.
+    """
+
+    def __init__(self, mailboxes: Iterable[str] = (), lists: Mapping[str, Iterable[str]] | None = None) -> None:
+        import email.utils
+
+        self.mailboxes = {email.utils.parseaddr(entry)[1].lower(): entry for entry in mailboxes}
+        self.lists = {name.lower(): [str(member) for member in members] for name, members in (lists or {}).items()}
+
+    def verify(self, query: str) -> str:
+        """The reply to ``VRFY query`` (RFC 5321 §3.5.1, §3.5.3)."""
+        if not self.mailboxes:
+            return "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"
+        wanted = query.strip("<>").lower()
+        found = [entry for address, entry in self.mailboxes.items() if wanted in (address, address.split("@")[0])]
+        if len(found) == 1:
+            return f"250 2.1.5 {_angle(found[0])}"
+        if found:
+            return f"553 5.1.4 User ambiguous: {query} could be {', '.join(sorted(found))}"
+        return f"550 5.1.1 {query}: no such mailbox here"
+
+    def expand(self, name: str) -> list[str]:
+        """The reply lines to ``EXPN name`` (RFC 5321 §3.5.2), one member per line."""
+        if not self.lists:
+            return ["502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: start_server(lists={...})"]
+        members = self.lists.get(name.lower())
+        if members is None:
+            return [f"550 5.1.1 {name}: no such list here (lists: {', '.join(sorted(self.lists))})"]
+        if not members:
+            return [f"250 2.1.5 {name} has no members"]
+        return [f"250{'-' if n < len(members) - 1 else ' '}2.1.5 {_angle(m)}" for n, m in enumerate(members)]
+
+
+def _angle(entry: str) -> str:
+    return entry if "<" in entry else f"<{entry}>"
+
+
 Report = Callable[[str, BaseException], str]
 
 
@@ -168,17 +215,30 @@ class LabHandler:
         user: The learner's handler, or ``None`` to capture everything.
         report: Called with the hook name and the exception when a hook fails; returns the
             reply to give the client.
+        directory: Answers VRFY unless the learner's handler has its own ``handle_VRFY``.
+        reply_delay: Seconds to wait before the final reply to DATA, as a distant or busy
+            server would (the parallel-sending lesson measures what that costs).
     """
 
-    def __init__(self, capture: CaptureHandler, user: object | None, *, report: Report) -> None:
+    def __init__(
+        self,
+        capture: CaptureHandler,
+        user: object | None,
+        *,
+        report: Report,
+        directory: Directory | None = None,
+        reply_delay: float = 0.0,
+    ) -> None:
         self._capture = capture
         self._user = user
         self._report = report
+        self.directory = directory or Directory()
+        self._reply_delay = reply_delay
         for name in dir(user) if user is not None else ():
             attr = getattr(user, name)
             if name.startswith("auth_") or name in _PASS_THROUGH:
                 setattr(self, name, attr)
-            elif name.startswith("handle_") and name != "handle_DATA" and callable(attr):
+            elif name.startswith("handle_") and name not in ("handle_DATA", "handle_VRFY") and callable(attr):
                 setattr(self, name, self._guard(name, attr))
 
     def _guard(self, name: str, hook: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -207,7 +267,15 @@ class LabHandler:
         except Exception as error:  # noqa: BLE001 - turned into a reply, kept in server.errors
             return self._report(name, error)
 
+    async def handle_VRFY(self, server: Any, session: Any, envelope: Any, address: str) -> str:
+        hook = getattr(self._user, "handle_VRFY", None)
+        if hook is not None:
+            return await self._call("handle_VRFY", hook, server, session, envelope, address)
+        return self.directory.verify(address)
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self._reply_delay:
+            await asyncio.sleep(self._reply_delay)
         status: str | None = None
         hook = getattr(self._user, "handle_DATA", None)
         if hook is not None:

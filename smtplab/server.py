@@ -31,10 +31,11 @@ from typing import Any
 
 from aiosmtpd import __version__ as aiosmtpd_version
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, syntax
 
+from smtplab import protocol
 from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
-from smtplab.handlers import CaptureHandler, HandlerError, LabHandler, check_handler, describe_failure
+from smtplab.handlers import CaptureHandler, Directory, HandlerError, LabHandler, check_handler, describe_failure
 from smtplab.mailbox import Mailbox
 from smtplab.transcript import Transcript
 
@@ -146,6 +147,40 @@ class _LabSMTP(SMTP):
         if text.startswith("354"):
             self._in_data, self._data_lines, self._data_bytes = True, 0, 0
         await super().push(status)
+
+    async def _push_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            await self.push(line)
+
+    @syntax("EXPN <list>")
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        # Stock aiosmtpd always answers 502; the lab expands its own lists (RFC 5321 §3.5.2).
+        if await self.check_auth_needed("EXPN"):
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: EXPN <list>")
+            return
+        await self._push_lines(self.event_handler.directory.expand(arg))
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str | None) -> None:
+        # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
+        if await self.check_auth_needed("HELP"):
+            return
+        available = sorted(n for n, m in self._smtp_methods.items() if self._syntax_available(m))
+        if arg:
+            name = arg.upper()
+            command = protocol.COMMANDS.get(name)
+            if name not in available or command is None:
+                await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
+                return
+            where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
+            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
+            return
+        lines = ["Commands of this lab server (HELP <command> for one):"]
+        lines += [f"{protocol.COMMANDS[n].syntax}" for n in available if n in protocol.COMMANDS]
+        lines.append("End of HELP")
+        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
 
     def _heard(self, line: bytes) -> None:
         if self.transcript is None:
@@ -284,6 +319,9 @@ class LabServer:
         hostname: str = DEFAULT_HOSTNAME,
         maildir: str | os.PathLike[str] | None = None,
         mailbox: Mailbox | None = None,
+        mailboxes: Iterable[str] = (),
+        lists: dict[str, Iterable[str]] | None = None,
+        reply_delay: float = 0.0,
         allow_remote: bool = False,
         ready_timeout: float = 5.0,
         **options: Any,
@@ -315,6 +353,10 @@ class LabServer:
         self.mailbox = mailbox if mailbox is not None else Mailbox()
         self.capture = CaptureHandler(self.mailbox, maildir=maildir)
         self.handler = handler
+        self.directory = Directory(mailboxes, lists)
+        if reply_delay < 0:
+            raise ValueError(f"reply_delay must be zero or more seconds, not {reply_delay!r}")
+        self.reply_delay = reply_delay
         self.errors: list[HandlerError] = []
         self._options = options
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
@@ -376,7 +418,13 @@ class LabServer:
             sock = _bind(self.host, self._port or self._requested_port)
             controller = _LabController(
                 self,
-                LabHandler(self.capture, self.handler, report=self._report),
+                LabHandler(
+                    self.capture,
+                    self.handler,
+                    report=self._report,
+                    directory=self.directory,
+                    reply_delay=self.reply_delay,
+                ),
                 sock,
                 server_hostname=self.hostname,
                 ident=f"ESMTP smtplab (aiosmtpd {aiosmtpd_version})",
@@ -461,7 +509,9 @@ def start_server(
         **options: ``name`` (default ``"lab"``: starting a server with the name of a running one
             stops the old one first, so re-running a notebook cell never piles up servers),
             ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
-            ``allow_remote``, ``mailbox``, ``ready_timeout``, and any keyword of aiosmtpd's
+            ``mailboxes`` and ``lists`` (what VRFY and EXPN answer), ``reply_delay`` (seconds
+            before the final reply to DATA, like a distant server), ``allow_remote``, ``mailbox``,
+            ``ready_timeout``, and any keyword of aiosmtpd's
             ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``).
 
     Returns:

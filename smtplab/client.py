@@ -1,0 +1,631 @@
+"""The lab client: aiosmtplib underneath, one method per SMTP command, a live transcript.
+
+Every method sends one command and returns the server's :class:`Reply` — a refused reply is
+data to look at, not a crash (pass ``raise_errors=True`` to get aiosmtplib's exceptions
+instead). Everything that crosses the wire is recorded in ``client.transcript`` as it happens,
+exactly as sent and received, with AUTH secrets masked when shown.
+
+Async first, as aiosmtplib is::
+
+    async with smtplab.Client(server) as client:
+        await client.ehlo()
+        await client.mail("alice@example.test")
+
+and a sync face, :class:`SyncClient`, that works in a plain script and inside Jupyter's running
+event loop alike (see :mod:`smtplab.aio`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import email.utils
+import functools
+import re
+import ssl
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from typing import TYPE_CHECKING, Any, Literal
+
+import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
+
+from smtplab import aio, protocol
+from smtplab.errors import ClientTimeoutError, LabConnectionRefusedError
+from smtplab.transcript import Transcript, TranscriptPair
+
+if TYPE_CHECKING:
+    from smtplab.server import LabServer
+
+__all__ = ["Client", "Reply", "SendResult", "SyncClient"]
+
+TLSMode = Literal["starttls", "implicit"] | None
+
+#: The name the client gives in EHLO/HELO unless told otherwise (``.test``: RFC 2606 §2).
+DEFAULT_CLIENT_NAME = "client.smtplab.test"
+
+_CONTROL_NAMES = {"\r": "carriage return (CR, \\r)", "\n": "line feed (LF, \\n)", "\x00": "NUL byte (\\x00)"}
+_CONTROL = re.compile("[\r\n\x00]")
+_PERIOD_START = re.compile(rb"(?m)^\.")
+_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A server reply: a three-digit code and its text (RFC 5321 §4.2).
+
+    Attributes:
+        code: The reply code, e.g. ``250``.
+        message: The text after the code; the lines of a multi-line reply joined with ``\\n``.
+        command: The command line this replies to (secrets masked), ``""`` for the greeting.
+    """
+
+    code: int
+    message: str
+    command: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True for positive replies (2xx, and 3xx "go on": 334, 354)."""
+        return self.code < 400
+
+    @property
+    def enhanced(self) -> str | None:
+        """The enhanced status code (RFC 3463) at the start of the text, e.g. ``"5.1.1"``."""
+        parsed = protocol.parse_reply_line(f"{self.code} {self.message.splitlines()[0] if self.message else ''}")
+        return parsed.enhanced if parsed else None
+
+    @property
+    def lines(self) -> list[str]:
+        """The reply as it appeared on the wire: ``250-…`` lines, then ``250 …``."""
+        texts = self.message.split("\n") if self.message else [""]
+        return [f"{self.code}{'-' if n < len(texts) - 1 else ' '}{text}".rstrip() for n, text in enumerate(texts)]
+
+    @property
+    def meaning(self) -> str:
+        """What the code means, from :func:`smtplab.protocol.explain`."""
+        return protocol.explain(self.lines[-1])
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+    def __repr__(self) -> str:
+        first = self.message.split("\n")[0]
+        more = f" (+{self.message.count(chr(10))} lines)" if "\n" in self.message else ""
+        return f"<Reply {self.code} {first!r}{more}>"
+
+
+@dataclass
+class SendResult:
+    """What happened to one message sent with :meth:`Client.send`.
+
+    Attributes:
+        recipients: The reply to each ``RCPT TO``, by address.
+        reply: The reply that ended the attempt: the final reply to ``DATA`` when it got that
+            far, otherwise the refusal that stopped it.
+        replies: Every reply of the transaction, in order.
+    """
+
+    recipients: dict[str, Reply] = field(default_factory=dict)
+    reply: Reply | None = None
+    replies: list[Reply] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the server accepted the message (``250`` after the data)."""
+        return self.reply is not None and self.reply.code == 250 and any(r.ok for r in self.recipients.values())
+
+    @property
+    def accepted(self) -> list[str]:
+        """Recipients the server accepted."""
+        return [address for address, reply in self.recipients.items() if reply.ok]
+
+    @property
+    def refused(self) -> dict[str, Reply]:
+        """Recipients the server refused, with its reply."""
+        return {address: reply for address, reply in self.recipients.items() if not reply.ok}
+
+    def __repr__(self) -> str:
+        verdict = "accepted" if self.ok else "not accepted"
+        return f"<SendResult {verdict}: {self.reply!r}, {len(self.accepted)} accepted, {len(self.refused)} refused>"
+
+
+def check_argument(value: str, what: str) -> str:
+    """Refuse CR, LF and NUL in a command argument, naming the character and its position.
+
+    SMTP commands end at CRLF (RFC 5321 §2.3.8), so one of these inside an address would end
+    the command early and could smuggle in a second one.
+    """
+    match = _CONTROL.search(value)
+    if match:
+        name = _CONTROL_NAMES[match.group()]
+        raise ValueError(
+            f"the {what} {value!r} contains a {name} at position {match.start()}; SMTP commands "
+            "end at CRLF, so it would cut the command short or inject another. Remove it."
+        )
+    return value
+
+
+def _content_bytes(content: bytes | str | Message) -> bytes:
+    if isinstance(content, Message):
+        return content.as_bytes(policy=email.policy.SMTP)
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    return bytes(content)
+
+
+class Client:
+    """An SMTP client that records the whole dialogue (async; see :class:`SyncClient`).
+
+    Args:
+        server: A :class:`~smtplab.server.LabServer` to talk to (host and port come from it).
+        host: Any other server's host name or address.
+        port: Its port.
+        timeout: Seconds to wait for each reply unless a call says otherwise.
+        name: The name given in EHLO/HELO.
+        raise_errors: Raise aiosmtplib's ``SMTPResponseException`` for 4xx/5xx replies instead
+            of returning them.
+        record: Record the transcript (on by default; off only for benchmarks).
+        tls: ``None`` (plain text), ``"starttls"`` or ``"implicit"``. Never chosen for you.
+        tls_context: The :class:`ssl.SSLContext` to use for TLS.
+    """
+
+    def __init__(
+        self,
+        server: LabServer | None = None,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float = 10.0,
+        name: str = DEFAULT_CLIENT_NAME,
+        raise_errors: bool = False,
+        record: bool = True,
+        tls: TLSMode = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if server is not None and (host is not None or port is not None):
+            raise TypeError("give either a lab server or host= and port=, not both")
+        if server is None and (host is None or port is None):
+            raise TypeError("Client needs a lab server, e.g. Client(server), or host= and port=")
+        if tls not in (None, "starttls", "implicit"):
+            raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+        self.server = server
+        self.host = server.host if server is not None else str(host)
+        self.port = server.port if server is not None else int(port)  # type: ignore[arg-type]
+        self.timeout = timeout
+        self.name = check_argument(name, "client name")
+        self.raise_errors = raise_errors
+        self.record = record
+        self.tls = tls
+        self.tls_context = tls_context
+        self.transcript = Transcript(title=f"client to {self.host}:{self.port}")
+        self.state = protocol.SessionState(tls=tls == "implicit")
+        self.greeting: Reply | None = None
+        self._last_reply = Reply(0, "")
+        self._session_address: tuple[Any, ...] | None = None
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._last_command = ""
+        self._in_auth = False
+        self._expect_data = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open."""
+        return self._smtp is not None and self._smtp.is_connected
+
+    @property
+    def smtp(self) -> aiosmtplib.SMTP:
+        """The underlying :class:`aiosmtplib.SMTP` (connected)."""
+        if self._smtp is None:
+            raise aiosmtplib.SMTPServerDisconnected("not connected: call await client.connect() first")
+        return self._smtp
+
+    @property
+    def local_address(self) -> tuple[Any, ...] | None:
+        """The client's own ``(host, port)`` for this connection."""
+        return self._smtp.get_transport_info("sockname") if self.connected else None
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        """The ESMTP extensions the server announced in its EHLO reply."""
+        return dict(self._smtp.esmtp_extensions) if self._smtp is not None else {}
+
+    @property
+    def tls_active(self) -> bool:
+        """Whether the connection is encrypted right now."""
+        return self.connected and self.smtp.get_transport_info("ssl_object") is not None
+
+    async def connect(self, *, timeout: float | None = None) -> Reply:
+        """Open the connection and read the server's greeting (``220``)."""
+        if self.connected:
+            raise aiosmtplib.SMTPException("already connected; call quit() or close() first")
+        timeout = self.timeout if timeout is None else timeout
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=timeout,
+            local_hostname=self.name,
+            use_tls=self.tls == "implicit",
+            start_tls=False,  # never upgrade silently (aiosmtplib's default start_tls=None does)
+            tls_context=self._tls_context() if self.tls else None,
+        )
+        self._event(f"connecting to {self.host}:{self.port}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        try:
+            response = await smtp.connect()
+        except aiosmtplib.SMTPConnectTimeoutError as error:
+            raise ClientTimeoutError(
+                f"connecting to {self.host}:{self.port} took longer than {timeout:g} s. "
+                f"{self._lab_status()}"
+            ) from error
+        except aiosmtplib.SMTPConnectError as error:
+            if isinstance(error.__cause__, ConnectionRefusedError) or "refused" in str(error).lower():
+                raise LabConnectionRefusedError(
+                    f"nothing is listening on {self.host}:{self.port}. {self._lab_status()}"
+                ) from error
+            raise
+        self._smtp = smtp
+        self.state = protocol.SessionState(tls=self.tls == "implicit")
+        self._in_auth = self._expect_data = False
+        assert smtp.protocol is not None
+        self._install_recorder(smtp.protocol)
+        self._session_address = self.local_address
+        self._event(f"connected from {_address(self._session_address)}")
+        self.greeting = self._record_reply(response, "")
+        return self._result(self.greeting)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self.tls_context is None:
+            self.tls_context = ssl.create_default_context()
+        return self.tls_context
+
+    def _lab_status(self) -> str:
+        from smtplab.server import running_servers
+
+        if self.server is not None and not self.server.running:
+            return f"The lab server {self.server.name!r} this client was made for is stopped: call server.start()."
+        servers = running_servers()
+        if any(s.port == self.port for s in servers):
+            return "A lab server in this kernel uses that port; it may be overloaded."
+        if not servers:
+            return "No lab server is running in this kernel: start one with smtplab.start_server()."
+        listing = ", ".join(f"{s.name!r} on {s.host}:{s.port}" for s in servers)
+        return f"Lab servers running in this kernel: {listing}."
+
+    async def close(self) -> None:
+        """Drop the connection without QUIT (as a crashed client would)."""
+        if self._smtp is not None and self._smtp.is_connected:
+            self._smtp.close()
+            self._event("connection closed by the client")
+        self._smtp = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.connected:
+            try:
+                await self.quit()
+            except (aiosmtplib.SMTPException, ClientTimeoutError):
+                pass
+        await self.close()
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        if self.record:
+            self.transcript.event(text, tls=self.tls_active)
+
+    def _install_recorder(self, smtp_protocol: SMTPProtocol) -> None:
+        """Wrap the protocol's write and read so every line on the wire is recorded."""
+        write, read_response = smtp_protocol.write, smtp_protocol.read_response
+
+        def recording_write(data: bytes) -> None:
+            write(data)
+            self._record_written(data)
+
+        async def recording_read(timeout: float | None = None) -> aiosmtplib.SMTPResponse:
+            response = await read_response(timeout=timeout)
+            self._record_reply(response, self._last_command)
+            return response
+
+        smtp_protocol.write = recording_write  # type: ignore[method-assign]
+        smtp_protocol.read_response = recording_read  # type: ignore[method-assign]
+
+    def _record_written(self, data: bytes) -> None:
+        tls = self.tls_active
+        if self._expect_data:  # the message content after 354: one summary, then the "."
+            self._expect_data = False
+            body = data[:-3] if data.endswith(b"\r\n.\r\n") else data
+            if self.record:
+                lines = body.count(b"\r\n")  # data() always ends the content with CRLF
+                self.transcript.event(f"message data: {lines} lines, {len(body)} bytes", tls=tls)
+                self.transcript.client(".", tls=tls)
+            self._last_command = "."
+            return
+        for raw in data.split(b"\r\n")[:-1] if data.endswith(b"\r\n") else [data]:
+            line = raw.decode("utf-8", "surrogateescape")
+            self._last_command = line
+            if self.record:
+                self.transcript.client(line, tls=tls)
+
+    def _record_reply(self, response: aiosmtplib.SMTPResponse, command: str) -> Reply:
+        reply = Reply(response.code, response.message, _masked_command(command, self._in_auth))
+        if self.record:
+            tls = self.tls_active
+            for line in reply.lines:
+                self.transcript.server(line, tls=tls)
+        if response.code == 354:
+            self._expect_data = True
+        word = "." if command == "." else (command.split(" ", 1)[0].upper() if command else "")
+        if word and not self._in_auth:
+            self.state.advance(word, response.code)
+        self._in_auth = response.code == 334
+        self._last_reply = reply
+        return reply
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def _result(self, reply: Reply) -> Reply:
+        if self.raise_errors and not reply.ok:
+            raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
+        return reply
+
+    async def _command(self, *parts: str, timeout: float | None = None) -> Reply:
+        line = " ".join(parts)
+        for part in parts:
+            check_argument(part, "command argument")
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            response = await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
+        except aiosmtplib.SMTPTimeoutError as error:
+            self._event("connection closed by the client after a timeout")
+            raise ClientTimeoutError(
+                f"{_masked_command(line, self._in_auth).split(' ')[0]} waited {timeout:g} s for the "
+                f"server's reply and got none, so the connection was closed. Is the server busy "
+                f"(a slow handler?), or does it expect TLS from the first byte (tls='implicit')?"
+            ) from error
+        return self._result(self._last_reply)
+
+    async def raw(self, line: str, *, timeout: float | None = None) -> Reply:
+        """Send any command line as is (no CRLF) and return the reply — e.g. ``DATA`` too early."""
+        return await self._command(line, timeout=timeout)
+
+    async def ehlo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
+        """``EHLO`` (RFC 5321 §4.1.1.1): say hello and ask for the server's extensions."""
+        reply = await self._command("EHLO", name or self.name, timeout=timeout)
+        if reply.code == 250:
+            self.smtp.last_ehlo_response = aiosmtplib.SMTPResponse(reply.code, reply.message)
+        return reply
+
+    async def helo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
+        """``HELO``: the original greeting, without extensions."""
+        reply = await self._command("HELO", name or self.name, timeout=timeout)
+        if reply.code == 250:
+            self.smtp.last_helo_response = aiosmtplib.SMTPResponse(reply.code, reply.message)
+        return reply
+
+    async def mail(self, sender: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
+        """``MAIL FROM:<sender>`` (RFC 5321 §4.1.1.2): start a transaction; ``""`` is the null sender."""
+        check_argument(sender, "sender address")
+        return await self._command(f"MAIL FROM:<{sender}>", *options, timeout=timeout)
+
+    async def rcpt(self, recipient: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
+        """``RCPT TO:<recipient>`` (RFC 5321 §4.1.1.3): add one recipient."""
+        check_argument(recipient, "recipient address")
+        return await self._command(f"RCPT TO:<{recipient}>", *options, timeout=timeout)
+
+    async def data(self, content: bytes | str | Message, *, timeout: float | None = None) -> Reply:
+        """``DATA`` (RFC 5321 §4.1.1.4), then the content, then the final reply.
+
+        Line endings become CRLF and lines starting with "." are doubled (RFC 5321 §4.5.2).
+        If the server does not answer ``354``, that refusal is returned and nothing is sent.
+        """
+        reply = await self._command("DATA", timeout=timeout)
+        if reply.code != 354:
+            return reply
+        body = _BARE_LINE_END.sub(b"\r\n", _content_bytes(content))
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        body = _PERIOD_START.sub(b"..", body) + b".\r\n"
+        assert self.smtp.protocol is not None
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            self.smtp.protocol.write(body)
+            await self.smtp.protocol.read_response(timeout=timeout)
+        except aiosmtplib.SMTPTimeoutError as error:
+            self.smtp.close()
+            raise ClientTimeoutError(
+                f"the end of DATA waited {timeout:g} s for the server's final reply and got none."
+            ) from error
+        return self._result(self._last_reply)
+
+    async def rset(self, *, timeout: float | None = None) -> Reply:
+        """``RSET`` (RFC 5321 §4.1.1.5): abandon the current transaction."""
+        return await self._command("RSET", timeout=timeout)
+
+    async def vrfy(self, address: str, *, timeout: float | None = None) -> Reply:
+        """``VRFY`` (RFC 5321 §4.1.1.6): ask whether a mailbox exists."""
+        return await self._command("VRFY", check_argument(address, "address"), timeout=timeout)
+
+    async def expn(self, mailing_list: str, *, timeout: float | None = None) -> Reply:
+        """``EXPN`` (RFC 5321 §4.1.1.7): ask for the members of a mailing list."""
+        return await self._command("EXPN", check_argument(mailing_list, "list name"), timeout=timeout)
+
+    async def noop(self, *, timeout: float | None = None) -> Reply:
+        """``NOOP`` (RFC 5321 §4.1.1.9): do nothing, get ``250`` — a liveness check."""
+        return await self._command("NOOP", timeout=timeout)
+
+    async def help(self, topic: str = "", *, timeout: float | None = None) -> Reply:
+        """``HELP`` (RFC 5321 §4.1.1.8): ask the server for help, on a command if given."""
+        parts = ("HELP", check_argument(topic, "help topic")) if topic else ("HELP",)
+        return await self._command(*parts, timeout=timeout)
+
+    async def quit(self, *, timeout: float | None = None) -> Reply:
+        """``QUIT`` (RFC 5321 §4.1.1.10): say goodbye; the server closes the connection."""
+        reply = await self._command("QUIT", timeout=timeout)
+        await self.close()
+        return reply
+
+    # -- whole messages ----------------------------------------------------------------------
+
+    async def send(
+        self,
+        sender: str,
+        recipients: str | Iterable[str],
+        content: bytes | str | Message,
+        *,
+        timeout: float | None = None,
+    ) -> SendResult:
+        """Send one message: connect and EHLO if needed, then MAIL, RCPT for each, DATA.
+
+        Stops at the first refusal that makes going on pointless (MAIL refused, every
+        recipient refused) and says so in the result; with ``raise_errors=True`` raises instead.
+        """
+        recipients = [recipients] if isinstance(recipients, str) else list(recipients)
+        for address in recipients:
+            check_argument(address, "recipient address")
+        check_argument(sender, "sender address")
+        if not self.connected:
+            await self.connect(timeout=timeout)
+        if self.state.state is protocol.State.CONNECTED:
+            hello = await self.ehlo(timeout=timeout)
+            if hello.code >= 500:
+                await self.helo(timeout=timeout)
+        result = SendResult()
+        reply = await self.mail(sender, timeout=timeout)
+        result.replies.append(reply)
+        if not reply.ok:
+            result.reply = reply
+            return result
+        for address in recipients:
+            reply = await self.rcpt(address, timeout=timeout)
+            result.recipients[address] = reply
+            result.replies.append(reply)
+        if not result.accepted:
+            await self.rset(timeout=timeout)  # end the empty transaction cleanly
+            result.reply = result.replies[-1]
+            return result
+        result.reply = await self.data(content, timeout=timeout)
+        result.replies.append(result.reply)
+        return result
+
+    async def send_message(
+        self,
+        message: EmailMessage | Message,
+        *,
+        sender: str | None = None,
+        recipients: str | Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> SendResult:
+        """Send an :class:`email.message.EmailMessage`, taking the envelope from its headers.
+
+        The sender comes from ``Sender`` or ``From``, the recipients from ``To``, ``Cc`` and
+        ``Bcc``; ``Bcc`` itself is removed before sending, as RFC 5322 §3.6.3 intends.
+        """
+        if sender is None:
+            header = message["Sender"] or message["From"]
+            if header is None:
+                raise ValueError("the message has no From or Sender header; pass sender=...")
+            sender = email.utils.parseaddr(str(header))[1]
+        if recipients is None:
+            fields = [str(v) for key in ("To", "Cc", "Bcc") for v in message.get_all(key, [])]
+            recipients = [address for _, address in email.utils.getaddresses(fields) if address]
+            if not recipients:
+                raise ValueError("the message has no To, Cc or Bcc header; pass recipients=...")
+        if message["Bcc"] is not None:
+            message = _copy_without_bcc(message)
+        return await self.send(sender, recipients, message, timeout=timeout)
+
+    # -- the lab server's view ----------------------------------------------------------------
+
+    @property
+    def server_transcript(self) -> Transcript | None:
+        """The lab server's record of this client's latest session (lab servers only)."""
+        if self.server is None or self._session_address is None:
+            return None
+        return self.server.transcript_for(self._session_address)
+
+    def pair(self) -> TranscriptPair:
+        """Both records of this session side by side: the client's and the lab server's."""
+        server_side = self.server_transcript
+        if server_side is None:
+            raise LookupError("no server transcript: pair() needs a Client made from a lab server, after connect()")
+        return Transcript.pair(self.transcript, server_side)
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        return f"<Client {self.host}:{self.port} {state}, state {self.state.state.name}, {len(self.transcript)} transcript lines>"
+
+
+def _masked_command(command: str, secret: bool) -> str:
+    if secret and command != "*":
+        return "********"
+    if command.upper().startswith("AUTH "):
+        parts = command.split(" ")
+        return " ".join(parts[:2] + ["********"] * (len(parts) > 2))
+    return command
+
+
+def _copy_without_bcc(message: Message) -> Message:
+    import copy
+
+    clone = copy.copy(message)
+    del clone["Bcc"]
+    return clone
+
+
+def _address(address: Any) -> str:
+    if not address:
+        return "?"
+    host, port = tuple(address)[:2]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+class SyncClient:
+    """The same client without ``await``: for plain scripts, and for Jupyter cells alike.
+
+    Each call runs the :class:`Client` coroutine on smtplab's background event loop
+    (:mod:`smtplab.aio`) and waits for it, so it works whether or not the calling thread already
+    runs a loop — no ``nest_asyncio`` needed. It takes the same arguments as :class:`Client`;
+    everything that is not a command (``transcript``, ``state``, ``pair()`` …) is the async
+    client's own attribute.
+
+    Example:
+        >>> with smtplab.SyncClient(server) as client:  # doctest: +SKIP
+        ...     client.send("alice@example.test", ["bob@example.test"], "Subject: hi\\r\\n\\r\\nHi")
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.client = Client(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def __enter__(self) -> SyncClient:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        aio.run(self.client.__aexit__(*exc_info))
+
+    def __repr__(self) -> str:
+        return f"<Sync{repr(self.client)[1:]}"
+
+
+def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
+        return aio.run(method(self.client, *args, **kwargs))
+
+    call.__doc__ = f"{method.__doc__}\n\n(Sync face of :meth:`Client.{method.__name__}`.)"
+    return call
+
+
+for _name, _method in list(vars(Client).items()):
+    if asyncio.iscoroutinefunction(_method) and not _name.startswith("_"):
+        setattr(SyncClient, _name, _sync(_method))
+del _name, _method
