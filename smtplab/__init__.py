@@ -18,6 +18,7 @@ from smtplab.errors import (
     PortInUseError,
     ServerStartError,
     SmtpLabError,
+    TLSCertificateError,
     TLSMismatchError,
 )
 from smtplab.handlers import CaptureHandler, HandlerError
@@ -42,6 +43,7 @@ __all__ = [
     "ServerStartError",
     "SmtpLabError",
     "SyncClient",
+    "TLSCertificateError",
     "TLSMismatchError",
     "Transcript",
     "TranscriptPair",

@@ -32,7 +32,13 @@ import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
 
 from smtplab import aio, protocol
-from smtplab.errors import ClientTimeoutError, LabConnectionRefusedError
+from smtplab.errors import (
+    ClientTimeoutError,
+    LabConnectionRefusedError,
+    SmtpLabError,
+    TLSCertificateError,
+    TLSMismatchError,
+)
 from smtplab.transcript import Transcript, TranscriptPair
 
 if TYPE_CHECKING:
@@ -167,8 +173,16 @@ class Client:
         raise_errors: Raise aiosmtplib's ``SMTPResponseException`` for 4xx/5xx replies instead
             of returning them.
         record: Record the transcript (on by default; off only for benchmarks).
-        tls: ``None`` (plain text), ``"starttls"`` or ``"implicit"``. Never chosen for you.
-        tls_context: The :class:`ssl.SSLContext` to use for TLS.
+        tls: ``None`` (plain text), ``"starttls"`` (connect, EHLO, then STARTTLS at once) or
+            ``"implicit"`` (TLS from the first byte). Never chosen for you: aiosmtplib's
+            silent upgrade to STARTTLS is switched off.
+        tls_context: The :class:`ssl.SSLContext` to use. By default a lab server's own CA is
+            trusted (``server.client_context()``); other servers are checked against the
+            system's CAs, or ``cafile``.
+        cafile: A PEM file of CA certificates to trust (e.g. from ``LabTLS.write_files()``).
+        validate_certs: ``False`` accepts any certificate — only to see why that is unsafe.
+        client_cert: A PEM certificate to present to the server (with ``client_key``).
+        client_key: The private key of ``client_cert``, if not in the same file.
     """
 
     def __init__(
@@ -183,6 +197,10 @@ class Client:
         record: bool = True,
         tls: TLSMode = None,
         tls_context: ssl.SSLContext | None = None,
+        cafile: str | None = None,
+        validate_certs: bool = True,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         if server is not None and (host is not None or port is not None):
             raise TypeError("give either a lab server or host= and port=, not both")
@@ -197,8 +215,11 @@ class Client:
         self.name = check_argument(name, "client name")
         self.raise_errors = raise_errors
         self.record = record
+        if tls_context is not None and (cafile or client_cert or not validate_certs):
+            raise TypeError("give either tls_context= or cafile=/client_cert=/validate_certs=, not both")
         self.tls = tls
         self.tls_context = tls_context
+        self._tls_options = {"cafile": cafile, "validate_certs": validate_certs, "client_cert": client_cert, "client_key": client_key}
         self.transcript = Transcript(title=f"client to {self.host}:{self.port}")
         self.state = protocol.SessionState(tls=tls == "implicit")
         self.greeting: Reply | None = None
@@ -243,6 +264,12 @@ class Client:
         if self.connected:
             raise aiosmtplib.SMTPException("already connected; call quit() or close() first")
         timeout = self.timeout if timeout is None else timeout
+        if self.server is not None and self.server.tls == "implicit" and self.tls != "implicit":
+            raise TLSMismatchError(
+                f"the lab server {self.server.name!r} speaks TLS from the first byte (implicit TLS, "
+                "like port 465), so a plain-text client would wait for a greeting that never comes. "
+                "Connect with Client(server, tls='implicit')."
+            )
         smtp = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
@@ -255,12 +282,18 @@ class Client:
         self._event(f"connecting to {self.host}:{self.port}{' with implicit TLS' if self.tls == 'implicit' else ''}")
         try:
             response = await smtp.connect()
-        except aiosmtplib.SMTPConnectTimeoutError as error:
+        except aiosmtplib.SMTPTimeoutError as error:
+            smtp.close()
+            if self.tls == "implicit":
+                raise self._tls_failure(error) from error
             raise ClientTimeoutError(
-                f"connecting to {self.host}:{self.port} took longer than {timeout:g} s. "
-                f"{self._lab_status()}"
+                f"no greeting from {self.host}:{self.port} within {timeout:g} s. A server that "
+                "speaks TLS from the first byte stays silent to a plain-text client: try "
+                f"tls='implicit'. {self._lab_status()}"
             ) from error
         except aiosmtplib.SMTPConnectError as error:
+            if _ssl_error_in(error):
+                raise self._tls_failure(error) from error
             if isinstance(error.__cause__, ConnectionRefusedError) or "refused" in str(error).lower():
                 raise LabConnectionRefusedError(
                     f"nothing is listening on {self.host}:{self.port}. {self._lab_status()}"
@@ -273,13 +306,129 @@ class Client:
         self._install_recorder(smtp.protocol)
         self._session_address = self.local_address
         self._event(f"connected from {_address(self._session_address)}")
+        if self.tls == "implicit":
+            self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
+        if self.tls == "starttls" and self.greeting.code == 220:
+            await self.starttls(timeout=timeout)
         return self._result(self.greeting)
 
     def _tls_context(self) -> ssl.SSLContext:
+        """The context for TLS, built once per client and reused for every connection."""
         if self.tls_context is None:
-            self.tls_context = ssl.create_default_context()
+            options = self._tls_options
+            if self.server is not None and not options["cafile"]:
+                context = self.server.client_context()  # shared by every client of the lab
+            else:
+                context = ssl.create_default_context(cafile=options["cafile"])
+            if not options["validate_certs"] or options["client_cert"]:
+                if self.server is not None and not options["cafile"]:
+                    context = _copy_context(context)
+                if not options["validate_certs"]:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                if options["client_cert"]:
+                    context.load_cert_chain(options["client_cert"], options["client_key"])
+            self.tls_context = context
         return self.tls_context
+
+    def _tls_facts(self) -> str:
+        from smtplab.tls import summarize
+
+        summary = summarize(self.smtp if self._smtp is not None else None)
+        if summary is None:
+            return "details unavailable"
+        names = ", ".join(summary.san) or summary.subject or "?"
+        return f"{summary.headline}; certificate for {names}, issued by {summary.issuer}"
+
+    def _tls_failure(self, error: BaseException) -> SmtpLabError:
+        from smtplab.tls import explain_ssl_error
+
+        mode = self.tls or "none"
+        names = self.server.lab_tls.hosts if self.server is not None else None
+        message = explain_ssl_error(error, host=self.host, port=self.port, expected_mode=mode, cert_names=names)
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(error)):
+            return TLSCertificateError(message)
+        return TLSMismatchError(message)
+
+    async def starttls(self, *, timeout: float | None = None) -> Reply:
+        """``STARTTLS`` (RFC 3207): switch this connection to TLS, then the session starts over.
+
+        Sends EHLO first if needed. After ``220`` both sides do the TLS handshake; the
+        server forgets everything (RFC 3207 §4.2), so send EHLO again before going on.
+        """
+        if self.tls_active:
+            raise SmtpLabError("this connection is already inside TLS")
+        if self.state.state is protocol.State.CONNECTED:
+            await self.ehlo(timeout=timeout)
+        if not self.smtp.supports_extension("starttls"):
+            raise TLSMismatchError(
+                f"{self.host}:{self.port} does not offer STARTTLS (its EHLO reply has no STARTTLS "
+                "line). Start the lab server with tls='starttls', or use tls='implicit' if it "
+                "speaks TLS from the first byte."
+            )
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            await self.smtp.starttls(tls_context=self._tls_context(), timeout=timeout)
+        except aiosmtplib.SMTPResponseException:
+            return self._result(self._last_reply)  # refused: the reply says why
+        except (ssl.SSLError, OSError, aiosmtplib.SMTPException) as error:
+            if _ssl_error_in(error):
+                raise self._tls_failure(error) from error
+            raise
+        self._event(f"TLS started (STARTTLS): {self._tls_facts()}; the session starts over, send EHLO again")
+        return self._result(self._last_reply)
+
+    async def login(
+        self,
+        user: str,
+        password: str,
+        *,
+        mechanism: str | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """``AUTH`` (RFC 4954): log in with PLAIN, LOGIN or CRAM-MD5, one step at a time.
+
+        Without ``mechanism`` the choice follows :func:`smtplab.auth.choose_mechanism`, and
+        the transcript says which was chosen and why. Every step of the exchange is
+        recorded (masked when shown unless you ask to reveal secrets).
+
+        Returns:
+            The final reply: ``235`` when accepted, ``535`` for wrong credentials, ``538``
+            when the server wants TLS first.
+        """
+        from smtplab import auth
+
+        if self.state.state is protocol.State.CONNECTED:
+            await self.ehlo(timeout=timeout)
+        offered = [m.upper() for m in self.smtp.server_auth_methods]
+        if offered:
+            chosen, reason = auth.choose_mechanism(offered, mechanism, tls=self.tls_active)
+        elif mechanism is not None:
+            chosen, reason = mechanism.upper(), "you asked for it, though the server did not offer AUTH"
+        else:
+            hint = " It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4)." if (
+                self.smtp.supports_extension("starttls") and not self.tls_active) else ""
+            raise auth.NoCommonMechanismError(
+                f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
+                "server refuse, pass mechanism='PLAIN'."
+            )
+        self._event(f"AUTH mechanism chosen - {reason}")
+        if chosen == "PLAIN":
+            return await self._command("AUTH", "PLAIN", auth.plain_response(user, password), timeout=timeout)
+        if chosen == "LOGIN":
+            reply = await self._command("AUTH", "LOGIN", timeout=timeout)
+            for answer in (user, password):
+                if reply.code != 334:
+                    break
+                reply = await self._command(_b64(answer), timeout=timeout)
+            return reply
+        if chosen == "CRAM-MD5":
+            reply = await self._command("AUTH", "CRAM-MD5", timeout=timeout)
+            if reply.code == 334:
+                reply = await self._command(auth.cram_md5_response(user, password, reply.message), timeout=timeout)
+            return reply
+        return await self._command("AUTH", chosen, timeout=timeout)
 
     def _lab_status(self) -> str:
         from smtplab.server import running_servers
@@ -559,6 +708,35 @@ class Client:
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
         return f"<Client {self.host}:{self.port} {state}, state {self.state.state.name}, {len(self.transcript)} transcript lines>"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [error]
+    while todo:
+        item = todo.pop()
+        if item is not None and not any(item is s for s in seen):
+            seen.append(item)
+            todo += [item.__cause__, item.__context__]
+    return seen
+
+
+def _ssl_error_in(error: BaseException) -> bool:
+    return any(isinstance(e, ssl.SSLError) for e in _chain(error))
+
+
+def _copy_context(context: ssl.SSLContext) -> ssl.SSLContext:
+    """A fresh client context with the same trust, so a shared lab context is never changed."""
+    copy = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for der in context.get_ca_certs(binary_form=True):
+        copy.load_verify_locations(cadata=der)
+    return copy
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def _masked_command(command: str, secret: bool) -> str:

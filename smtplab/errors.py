@@ -7,12 +7,15 @@ Exceptions raised by aiosmtplib itself reach learners unchanged: they are part o
 
 from __future__ import annotations
 
+import ssl
+
 __all__ = [
     "ClientTimeoutError",
     "LabConnectionRefusedError",
     "PortInUseError",
     "ServerStartError",
     "SmtpLabError",
+    "TLSCertificateError",
     "TLSMismatchError",
 ]
 
@@ -31,6 +34,13 @@ class ServerStartError(SmtpLabError, RuntimeError):
 
 class TLSMismatchError(SmtpLabError, ConnectionError):
     """Client and server disagree about TLS (implicit TLS against plain text, or the reverse)."""
+
+
+class TLSCertificateError(SmtpLabError, ssl.SSLCertVerificationError):
+    """The server's certificate was not trusted, or was issued for another name."""
+
+    def __str__(self) -> str:  # ssl.SSLError would show the args tuple
+        return str(self.args[0]) if self.args else ""
 
 
 class ClientTimeoutError(SmtpLabError, TimeoutError):

@@ -111,12 +111,8 @@ class CaptureHandler:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):  # decode_data=True servers hand over str
             raw = raw.encode("utf-8", "surrogateescape")
-        ssl_info = getattr(session, "ssl", None)
-        tls = None
-        if ssl_info:
-            from smtplab.tls import summarize  # only sessions that used TLS pay for the import
-
-            tls = summarize(ssl_info)
+        tls_summary = getattr(server, "tls_summary", None)
+        tls = tls_summary() if tls_summary is not None else None
         message = CapturedMessage(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),

@@ -154,7 +154,7 @@ REPLY_CODES: dict[int, ReplyCode] = {
     for code, meaning, source in (
         (211, "System status, or system help reply", _5321),
         (214, "Help message, meant for a human reader", _5321),
-        (220, "Service ready; after STARTTLS: start the TLS handshake now", _5321),
+        (220, "Service ready (the greeting; in reply to STARTTLS: begin the TLS handshake)", _5321),
         (221, "Service closing transmission channel: goodbye", _5321),
         (235, "Authentication successful", _4954),
         (250, "Requested mail action okay, completed", _5321),

@@ -26,18 +26,26 @@ import socket
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiosmtpd import __version__ as aiosmtpd_version
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, syntax
+from aiosmtpd.smtp import SMTP, Session, syntax
 
 from smtplab import protocol
 from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
 from smtplab.handlers import CaptureHandler, Directory, HandlerError, LabHandler, check_handler, describe_failure
 from smtplab.mailbox import Mailbox
 from smtplab.transcript import Transcript
+
+if TYPE_CHECKING:
+    import ssl
+
+    from smtplab.auth import LabAuthenticator
+    from smtplab.tls import LabTLS, TLSSummary
+
+TLSMode = Literal["starttls", "implicit"] | None
 
 __all__ = [
     "HandlerWarning",
@@ -79,21 +87,29 @@ class ReplacedServerWarning(UserWarning):
 class _RecordingReader(asyncio.StreamReader):
     """A StreamReader that tells its SMTP session about every line it hands out.
 
-    aiosmtpd reads commands, AUTH answers and message lines through ``readuntil()`` and
-    ``readline()``; recording here sees exactly what the server saw, in order.
+    aiosmtpd reads commands, AUTH answers and message lines through ``readuntil()``;
+    recording here sees exactly what the server saw, in order.
     """
 
     _lab_session: _LabSMTP
 
     async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        # readline() goes through readuntil() too, so this sees every line exactly once.
         line = await super().readuntil(separator)
         self._lab_session._heard(line)
         return line
 
-    async def readline(self) -> bytes:
-        line = await super().readline()
-        self._lab_session._heard(line)
-        return line
+
+class _LabSession(Session):
+    """aiosmtpd's Session without the deprecation log line that every successful AUTH writes."""
+
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
 
 
 class _LabSMTP(SMTP):
@@ -108,22 +124,30 @@ class _LabSMTP(SMTP):
         self._data_lines = 0
         self._data_bytes = 0
 
+    def _create_session(self) -> Session:
+        return _LabSession(self.loop)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         starttls = self.transport is not None and self._original_transport is not None
         super().connection_made(transport)
         if starttls:  # RFC 3207 §4.2: the session starts over inside TLS
             self._tls_on = True
             assert self.transcript is not None
-            self.transcript.event("TLS started (STARTTLS); the session starts over", tls=True)
+            self.transcript.event(f"TLS started (STARTTLS): {_headline(self.tls_summary())}", tls=True)
             return
         self._tls_on = transport.get_extra_info("sslcontext") is not None
+        if self._tls_on:
+            # Implicit TLS (RFC 8314 §3): the whole session is encrypted, so AUTH's TLS
+            # requirement is met. Stock aiosmtpd only counts STARTTLS and hides AUTH here
+            # (aiosmtpd issues #281/#274).
+            self._auth_require_tls = False
         peer = transport.get_extra_info("peername")
         self.transcript = Transcript(
             title=f"server side of {_format_address(peer)}",
             peer=peer,
             local=transport.get_extra_info("sockname"),
         )
-        how = " over implicit TLS" if self._tls_on else ""
+        how = f" over implicit TLS: {_headline(self.tls_summary())}" if self._tls_on else ""
         self.transcript.event(f"connection from {_format_address(peer)}{how}", tls=self._tls_on)
         self._lab._session_opened(self)
 
@@ -134,6 +158,18 @@ class _LabSMTP(SMTP):
             if self.transcript is not None:
                 self.transcript.event("connection closed", tls=self._tls_on)
             self._lab._session_closed(self)
+
+    def tls_summary(self) -> TLSSummary | None:
+        """The TLS session of this connection (STARTTLS or implicit), or None in plain text."""
+        if self.session is not None and self.session.ssl:
+            info: Any = self.session.ssl
+        elif self._tls_on:
+            info = self.transport
+        else:
+            return None
+        from smtplab.tls import summarize
+
+        return summarize(info)
 
     def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         reader.__class__ = _RecordingReader
@@ -319,6 +355,10 @@ class LabServer:
         hostname: str = DEFAULT_HOSTNAME,
         maildir: str | os.PathLike[str] | None = None,
         mailbox: Mailbox | None = None,
+        tls: TLSMode = None,
+        require_tls: bool = False,
+        auth: Mapping[str, str] | LabAuthenticator | None = None,
+        lab_tls: LabTLS | None = None,
         mailboxes: Iterable[str] = (),
         lists: dict[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
@@ -327,6 +367,7 @@ class LabServer:
         **options: Any,
     ) -> None:
         _check_options(options)
+        _check_tls_options(tls, require_tls, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
         if not _is_loopback(host):
@@ -357,6 +398,10 @@ class LabServer:
         if reply_delay < 0:
             raise ValueError(f"reply_delay must be zero or more seconds, not {reply_delay!r}")
         self.reply_delay = reply_delay
+        self.tls = tls
+        self.require_tls = require_tls
+        self._lab_tls = lab_tls
+        self.auth = _authenticator(auth)
         self.errors: list[HandlerError] = []
         self._options = options
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
@@ -391,6 +436,19 @@ class LabServer:
         """The stdlib :class:`mailbox.Maildir` messages are also written to, or ``None``."""
         return self.capture.maildir
 
+    @property
+    def lab_tls(self) -> LabTLS:
+        """The lab's certificate authority and certificates (created on first use)."""
+        if self._lab_tls is None:
+            from smtplab.tls import default_lab_tls
+
+            self._lab_tls = default_lab_tls()
+        return self._lab_tls
+
+    def client_context(self) -> ssl.SSLContext:
+        """An SSL context that trusts this server's certificate (the lab CA), for any client."""
+        return self.lab_tls.client_context()
+
     def transcript_for(self, local_address: tuple[Any, ...]) -> Transcript | None:
         """The server's transcript of the session whose client used ``local_address``."""
         for transcript in reversed(self._transcripts):
@@ -400,7 +458,10 @@ class LabServer:
 
     def __repr__(self) -> str:
         state = f"running on {_format_address((self.host, self.port))}" if self.running else "stopped"
-        return f"<LabServer {self.name!r} {state}, {len(self.mailbox)} message(s)>"
+        extras = "".join(
+            f", {extra}" for extra in (self.tls and f"tls={self.tls}", self.auth and "auth") if extra
+        )
+        return f"<LabServer {self.name!r} {state}{extras}, {len(self.mailbox)} message(s)>"
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -415,21 +476,28 @@ class LabServer:
             if self.running:
                 return self
             _replace_namesake(self)
+            options = self._smtp_options()  # builds TLS contexts before any socket exists
             sock = _bind(self.host, self._port or self._requested_port)
+            handler = LabHandler(
+                self.capture,
+                self.handler,
+                report=self._report,
+                directory=self.directory,
+                reply_delay=self.reply_delay,
+            )
+            if self.auth is not None:
+                from smtplab.auth import auth_cram_md5
+
+                # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us.
+                handler.auth_CRAM__MD5 = auth_cram_md5  # type: ignore[attr-defined]
             controller = _LabController(
                 self,
-                LabHandler(
-                    self.capture,
-                    self.handler,
-                    report=self._report,
-                    directory=self.directory,
-                    reply_delay=self.reply_delay,
-                ),
+                handler,
                 sock,
                 server_hostname=self.hostname,
                 ident=f"ESMTP smtplab (aiosmtpd {aiosmtpd_version})",
                 ready_timeout=self.ready_timeout,
-                **self._options,
+                **options,
             )
             try:
                 controller.start()
@@ -443,6 +511,17 @@ class LabServer:
             _register(self)
             log.info("lab server %r listening on %s", self.name, _format_address(self.address))
         return self
+
+    def _smtp_options(self) -> dict[str, Any]:
+        options = dict(self._options)
+        if self.tls == "implicit":
+            options["ssl_context"] = self.lab_tls.server_context()
+        elif self.tls == "starttls":
+            options["tls_context"] = self.lab_tls.server_context()
+            options["require_starttls"] = self.require_tls
+        if self.auth is not None:
+            options["authenticator"] = self.auth
+        return options
 
     def stop(self) -> None:
         """Stop the server and close every session. Safe to call twice; the mailbox stays."""
@@ -506,6 +585,14 @@ def start_server(
             many learners on one host never collide. ``server.port`` tells which it picked.
         handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` etc.); messages its
             ``handle_DATA`` accepts are still captured.
+        tls: ``None`` (plain text), ``"starttls"`` (STARTTLS offered, RFC 3207) or
+            ``"implicit"`` (TLS from the first byte, like port 465, RFC 8314), with a
+            certificate from the lab's own CA (``server.lab_tls``; clients get a context that
+            trusts it from ``server.client_context()``).
+        require_tls: With ``tls="starttls"``, refuse mail (``530``) until STARTTLS.
+        auth: Users and passwords, e.g. ``{"alice": "wonderland"}``, for AUTH PLAIN, LOGIN
+            and CRAM-MD5. AUTH is refused in plain text (``538``) unless you also pass
+            ``auth_require_tls=False`` — a lesson's deliberate choice.
         **options: ``name`` (default ``"lab"``: starting a server with the name of a running one
             stops the old one first, so re-running a notebook cell never piles up servers),
             ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
@@ -536,6 +623,32 @@ def _check_options(options: dict[str, Any]) -> None:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"start_server() got an unknown option {key!r}.{hint} Known: {', '.join(known)}")
+
+
+def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) -> None:
+    if tls not in (None, "starttls", "implicit"):
+        raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+    if require_tls and tls != "starttls":
+        raise ValueError(
+            "require_tls=True refuses mail until the client has sent STARTTLS, so it needs "
+            "tls='starttls' (with tls='implicit' every byte is encrypted already)"
+        )
+    for key in ("tls_context", "ssl_context", "require_starttls", "authenticator"):
+        if key in options and (tls is not None or key == "authenticator"):
+            friendly = "auth=" if key == "authenticator" else "tls="
+            raise ValueError(f"give either {friendly} or aiosmtpd's {key}=, not both")
+
+
+def _authenticator(auth: Any) -> LabAuthenticator | None:
+    if auth is None:
+        return None
+    from smtplab.auth import LabAuthenticator
+
+    if isinstance(auth, LabAuthenticator):
+        return auth
+    if not isinstance(auth, Mapping) or not auth:
+        raise ValueError('auth must map user names to passwords, e.g. auth={"alice": "wonderland"}')
+    return LabAuthenticator(auth)
 
 
 def _is_loopback(host: str) -> bool:
@@ -606,6 +719,10 @@ def _register(server: LabServer) -> None:
         if not _atexit_registered:
             atexit.register(stop_all)
             _atexit_registered = True
+
+
+def _headline(summary: TLSSummary | None) -> str:
+    return summary.headline if summary is not None else "details unavailable"
 
 
 def _format_address(address: Iterable[Any] | None) -> str:

@@ -1,0 +1,172 @@
+"""TLS and AUTH end to end: every mode with every mechanism, two clients, and the failures that teach."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import time
+
+import pytest
+
+import smtplab
+from smtplab.auth import NoCommonMechanismError
+from smtplab.tls import LabTLS
+
+USERS = {"alice": "wonderland"}  # the lab's fake credentials
+MODES = [None, "starttls", "implicit"]
+MECHANISMS = [None, "PLAIN", "LOGIN", "CRAM-MD5"]
+
+
+def lab(tls, **options):
+    if tls is None:
+        options.setdefault("auth_require_tls", False)  # the plain-text lesson opts in explicitly
+    return smtplab.start_server(tls=tls, auth=USERS, name=f"tls-{tls}", **options)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("tls", MODES)
+def test_smtplab_client_matrix(tls, mechanism):
+    with lab(tls) as server, smtplab.SyncClient(server, tls=tls) as client:
+        assert client.tls_active is (tls is not None)
+        client.ehlo()
+        if mechanism:
+            assert client.login("alice", "wonderland", mechanism=mechanism).code == 235
+            assert f"AUTH {mechanism}" in client.transcript.text()
+        assert client.send("alice@example.test", "bob@example.test", "Subject: matrix\r\n\r\nhi").ok
+        captured = server.mailbox.wait_for(1)[0]
+        assert (captured.tls is not None) is (tls is not None)
+        assert captured.auth_user == ("alice" if mechanism else None)
+        if tls:
+            assert captured.tls.version.startswith("TLS") and "Lab CA" in captured.tls.issuer
+            assert any(line.tls for line in client.transcript) and any(line.tls for line in captured.transcript)
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("tls", MODES)
+def test_stdlib_smtplib_matrix(tls, mechanism):
+    with lab(tls) as server:
+        context = server.client_context()
+        if tls == "implicit":
+            client = smtplib.SMTP_SSL("localhost", server.port, context=context, timeout=5)
+        else:
+            client = smtplib.SMTP("localhost", server.port, timeout=5)
+        with client:
+            if tls == "starttls":
+                assert client.starttls(context=context)[0] == 220
+            if mechanism:
+                client.user, client.password = "alice", "wonderland"
+                client.ehlo_or_helo_if_needed()
+                code, _ = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower().replace('-', '_')}"))
+                assert code == 235
+            client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: stdlib\r\n\r\nhi\r\n")
+        captured = server.mailbox.wait_for(1)[0]
+        assert captured.auth_user == ("alice" if mechanism else None)
+        assert (captured.tls is not None) is (tls is not None)
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_implicit_and_starttls_start_without_a_self_test_handshake(tls):
+    with lab(tls) as server:
+        assert server.transcripts == []  # no connection was made to check readiness
+
+
+def test_wrong_password_gets_535_quickly():
+    with lab("starttls") as server, smtplab.SyncClient(server, tls="starttls", timeout=5) as client:
+        client.ehlo()
+        started = time.perf_counter()
+        reply = client.login("alice", "not-the-password")
+        assert reply.code == 535 and "5.7.8" in reply.message
+        assert time.perf_counter() - started < 2.0  # a missing reply would wait out the 5 s timeout
+        assert server.auth.failures == {"alice": 1}
+
+
+def test_auth_before_starttls_is_refused_with_538():
+    with lab("starttls") as server, smtplab.SyncClient(server) as client:
+        client.ehlo()
+        assert "AUTH" not in {k.upper() for k in client.extensions}
+        with pytest.raises(NoCommonMechanismError, match="STARTTLS"):
+            client.login("alice", "wonderland")
+        reply = client.login("alice", "wonderland", mechanism="PLAIN")  # the lesson insists
+        assert reply.code == 538 and "5.7.11" in reply.message
+
+
+def test_require_tls_refuses_mail_before_starttls():
+    with smtplab.start_server(tls="starttls", require_tls=True, name="must") as server:
+        with smtplab.SyncClient(server) as client:
+            client.ehlo()
+            assert client.mail("a@example.test").code == 530
+        with smtplab.SyncClient(server, tls="starttls") as client:
+            assert client.send("a@example.test", "b@example.test", "Subject: x\r\n\r\ny").ok
+
+
+def test_wrong_ca_fails_with_an_explanation():
+    other = LabTLS.create()
+    with lab("starttls") as server:
+        with pytest.raises(smtplab.TLSCertificateError, match="(?i)trust") as caught:
+            smtplab.SyncClient(server, tls="starttls", tls_context=other.client_context()).connect()
+        assert isinstance(caught.value, ssl.SSLCertVerificationError)
+        with pytest.raises(smtplab.TLSCertificateError):  # nor do the system CAs know the lab CA
+            smtplab.SyncClient(host="127.0.0.1", port=server.port, tls="starttls").connect()
+
+
+def test_wrong_hostname_fails_with_an_explanation():
+    elsewhere = LabTLS.create(hosts=("mail.example.test",))
+    with lab("implicit", lab_tls=elsewhere) as server:
+        with pytest.raises(smtplab.TLSCertificateError, match="mail.example.test"):
+            smtplab.SyncClient(server, tls="implicit").connect()
+
+
+def test_a_trusted_ca_file_works_for_any_client(tmp_path):
+    with lab("implicit") as server:
+        files = server.lab_tls.write_files(tmp_path)
+        with smtplab.SyncClient(host="localhost", port=server.port, tls="implicit", cafile=str(files.ca_cert)) as client:
+            assert client.noop().code == 250
+
+
+def test_validate_certs_false_accepts_anything():
+    with lab("implicit", lab_tls=LabTLS.create(hosts=("mail.example.test",))) as server:
+        with smtplab.SyncClient(host="127.0.0.1", port=server.port, tls="implicit", validate_certs=False) as client:
+            assert client.noop().code == 250
+
+
+def test_implicit_client_on_a_plain_port_names_the_mismatch():
+    with smtplab.start_server(name="plain") as server:
+        with pytest.raises(smtplab.TLSMismatchError, match="starttls|plain"):
+            smtplab.SyncClient(server, tls="implicit").connect()
+
+
+def test_plain_client_on_an_implicit_lab_port_is_told_at_once():
+    with lab("implicit") as server:
+        with pytest.raises(smtplab.TLSMismatchError, match="tls='implicit'"):
+            smtplab.SyncClient(server).connect()
+        # any other server: the silence until the timeout, then the same advice
+        started = time.perf_counter()
+        with pytest.raises(smtplab.ClientTimeoutError, match="tls='implicit'"):
+            smtplab.SyncClient(host="127.0.0.1", port=server.port, timeout=0.3).connect()
+        assert time.perf_counter() - started < 3
+
+
+def test_starttls_client_on_a_server_without_starttls():
+    with smtplab.start_server(name="plain") as server:
+        with pytest.raises(smtplab.TLSMismatchError, match="does not offer STARTTLS"):
+            smtplab.SyncClient(server, tls="starttls").connect()
+
+
+def test_auth_exchange_is_masked_and_revealable():
+    with lab("implicit") as server, smtplab.SyncClient(server, tls="implicit") as client:
+        client.ehlo()
+        client.login("alice", "wonderland", mechanism="LOGIN")
+    shown = client.transcript.text()
+    revealed = client.transcript.text(reveal_secrets=True)
+    for secret in ("YWxpY2U=", "d29uZGVybGFuZA=="):  # base64 of alice / wonderland
+        assert secret not in shown and secret in revealed
+        assert secret not in server.transcripts[-1].text()
+
+
+def test_bad_tls_options_are_named():
+    with pytest.raises(ValueError, match="require_tls=True.*tls='starttls'"):
+        smtplab.start_server(tls="implicit", require_tls=True)
+    with pytest.raises(ValueError, match="tls must be"):
+        smtplab.start_server(tls="ssl")
+    with pytest.raises(ValueError, match="auth must map"):
+        smtplab.start_server(auth=["alice"])
