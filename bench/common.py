@@ -81,9 +81,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def stock_controller(handler: Any, **kwargs: Any) -> Controller:
-    """A stock Controller on 127.0.0.1 and a fresh free port (not started)."""
-    return Controller(handler, hostname=HOST, port=free_port(), ready_timeout=STOCK_READY_TIMEOUT, **kwargs)
+def stock_controller(handler: Any, *, port: int | None = None, **kwargs: Any) -> Controller:
+    """A stock Controller on 127.0.0.1 and ``port`` (by default a fresh free one), not started."""
+    port = free_port() if port is None else port
+    return Controller(handler, hostname=HOST, port=port, ready_timeout=STOCK_READY_TIMEOUT, **kwargs)
 
 
 def start_stock(controller: Controller) -> Controller:

@@ -25,6 +25,7 @@ from bench.common import (
     SinkHandler,
     child_env,
     client_supports,
+    free_port,
     lab_server,
     lab_supports,
     message,
@@ -124,17 +125,21 @@ def measure_import(plan: Plan) -> list[Figure]:
 def _lab_start_stop(**options: Any) -> tuple[float, float]:
     start = time.perf_counter()
     server = smtplab.start_server(name="bench-start", **options)
-    started = time.perf_counter()
-    server.stop()
+    try:
+        started = time.perf_counter()
+    finally:
+        server.stop()
     return started - start, time.perf_counter() - started
 
 
 def _stock_start_stop(**kwargs: Any) -> tuple[float, float]:
-    controller = stock_controller(SinkHandler(), **kwargs)  # the free port is looked up untimed
+    port = free_port()  # looked up untimed: a stock user passes a port they already know
     start = time.perf_counter()
-    start_stock(controller)
-    started = time.perf_counter()
-    controller.stop()
+    controller = start_stock(stock_controller(SinkHandler(), port=port, **kwargs))
+    try:
+        started = time.perf_counter()
+    finally:
+        controller.stop()
     return started - start, time.perf_counter() - started
 
 
@@ -146,7 +151,7 @@ def measure_start_stop(plan: Plan) -> list[Figure]:
     return [
         Figure(
             "start_plain", "ms", LOWER, [s[0] * MS for s in lab], [s[0] * MS for s in stock],
-            note="start_server() vs Controller(handler, hostname='127.0.0.1', port=free).start()",
+            note="start_server() vs Controller(handler, hostname='127.0.0.1', port=free) + .start()",
         ),
         Figure(
             "stop", "ms", LOWER, [s[1] * MS for s in lab], [s[1] * MS for s in stock],
@@ -169,7 +174,7 @@ def measure_start_tls(plan: Plan) -> list[Figure]:
     return [
         Figure(
             "start_implicit_tls", "ms", LOWER, [s * MS for s in runs["smtplab"]], [s * MS for s in runs["stock"]],
-            note="start_server(tls='implicit') vs Controller(..., ssl_context=lab server context).start()",
+            note="start_server(tls='implicit') vs Controller(..., ssl_context=lab server context) + .start()",
         )
     ]
 
