@@ -1,4 +1,5 @@
-"""Command line: ``smtplab serve`` runs a lab server in the foreground.
+"""Command line: ``smtplab serve`` runs a lab server in the foreground; ``smtplab send`` sends
+one message to any SMTP server and prints the whole dialogue.
 
 Testable in-process: :func:`main` takes ``argv`` and returns the exit status.
 """
@@ -6,10 +7,14 @@ Testable in-process: :func:`main` takes ``argv`` and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 from collections.abc import Sequence
 
+import aiosmtplib
+
+from smtplab.client import SyncClient
 from smtplab.errors import SmtpLabError
 from smtplab.mailbox import CapturedMessage
 from smtplab.server import start_server
@@ -34,7 +39,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-messages", type=int, metavar="N", help="exit after capturing N messages"
     )
+    serve.add_argument("--tls", choices=("starttls", "implicit"), help="offer STARTTLS, or speak TLS from the first byte")
+    serve.add_argument(
+        "--auth", action="append", metavar="USER:PASSWORD", default=[], help="accept AUTH for this user (repeatable)"
+    )
+    serve.add_argument("--ca-file", metavar="PATH", help="with --tls: write the lab CA certificate here for other tools")
     serve.add_argument("-q", "--quiet", action="store_true", help="print only the address and messages")
+
+    send = commands.add_parser(
+        "send",
+        help="send one message to an SMTP server and print the dialogue",
+        description="Send one message and print both sides of the SMTP dialogue (secrets masked).",
+    )
+    send.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    send.add_argument("--port", type=int, required=True, help="server port")
+    send.add_argument("--from", dest="sender", default="alice@example.test", help="envelope sender")
+    send.add_argument("--to", action="append", metavar="ADDRESS", help="recipient (repeatable)")
+    send.add_argument("--subject", default="Hello from smtplab", help="Subject header")
+    send.add_argument("--body", default="This message came from smtplab send.", help="message text")
+    send.add_argument("--tls", choices=("starttls", "implicit"), help="use TLS (never chosen silently)")
+    send.add_argument("--cafile", metavar="PATH", help="trust the CA certificates in this PEM file")
+    send.add_argument("--user", help="log in with AUTH as this user")
+    send.add_argument("--password", help="password for --user")
+    send.add_argument("--reveal-secrets", action="store_true", help="show AUTH data in the transcript")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
     return parser
 
 
@@ -44,13 +72,28 @@ def _summary(message: CapturedMessage) -> str:
     return f"{when} {message.id} from <{message.mail_from}> to {to}: {message.subject!r} ({message.size} bytes)"
 
 
+def _users(pairs: list[str]) -> dict[str, str] | None:
+    users = {}
+    for pair in pairs:
+        user, colon, password = pair.partition(":")
+        if not colon or not user:
+            raise ValueError(f"--auth takes USER:PASSWORD, not {pair!r}")
+        users[user] = password
+    return users or None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if args.ca_file and not args.tls:
+        print("smtplab: --ca-file needs --tls starttls or --tls implicit", file=sys.stderr)
+        return 2
     try:
         server = start_server(
             host=args.host,
             port=args.port,
             maildir=args.maildir,
             allow_remote=args.allow_remote,
+            tls=args.tls,
+            auth=_users(args.auth),
             name="cli",
         )
     except (SmtpLabError, OSError, ValueError) as error:
@@ -65,7 +108,13 @@ def _serve(args: argparse.Namespace) -> int:
             done.set()
 
     host, port = server.address
-    print(f"smtplab lab server listening on {host}:{port}", flush=True)
+    if args.ca_file:  # written before the address is announced, so scripts can use it at once
+        shutil.copyfile(server.lab_tls.write_files().ca_cert, args.ca_file)
+    mode = f" ({args.tls} TLS)" if args.tls else ""
+    print(f"smtplab lab server listening on {host}:{port}{mode}", flush=True)
+    if args.ca_file:
+        starttls = " -starttls smtp" if args.tls == "starttls" else ""
+        print(f"lab CA written to {args.ca_file}; try: openssl s_client -connect {host}:{port}{starttls} -CAfile {args.ca_file}", flush=True)
     if not args.quiet:
         print(
             "Send it mail from Python:\n"
@@ -85,9 +134,33 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send(args: argparse.Namespace) -> int:
+    if bool(args.user) != bool(args.password):
+        print("smtplab: --user and --password go together", file=sys.stderr)
+        return 2
+    content = f"Subject: {args.subject}\r\nFrom: {args.sender}\r\nTo: {', '.join(args.to or ['bob@example.test'])}\r\n\r\n{args.body}\r\n"
+    client = SyncClient(host=args.host, port=args.port, tls=args.tls, cafile=args.cafile, timeout=args.timeout)
+    status = 1
+    try:
+        client.connect()
+        client.ehlo()
+        if args.user:
+            client.login(args.user, args.password)
+        result = client.send(args.sender, args.to or ["bob@example.test"], content)
+        client.quit()
+        status = 0 if result.ok else 1
+    except (SmtpLabError, OSError, ValueError, aiosmtplib.SMTPException) as error:
+        print(f"smtplab: {error}", file=sys.stderr)
+    finally:
+        print(client.transcript.text(reveal_secrets=args.reveal_secrets), flush=True)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smtplab`` command line; returns the process exit status."""
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "send":
+        return _send(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first

@@ -40,7 +40,7 @@ def test_serve_in_process_prints_each_message_then_exits():
     out = Announcements()
     result: list[int] = []
     with contextlib.redirect_stdout(out):
-        runner = threading.Thread(target=lambda: result.append(main(["serve", "--max-messages", "1"])))
+        runner = threading.Thread(target=lambda: result.append(main(["serve", "--max-messages", "1"])), daemon=True)
         runner.start()
         assert out.listening.wait(10)
         with smtplib.SMTP(*address_from(out.getvalue()), timeout=5) as client:
@@ -86,3 +86,46 @@ def test_serve_as_a_subprocess_stops_cleanly_on_ctrl_c(tmp_path):
     assert process.returncode == 0, err
     assert "stopped; 1 message(s) captured" in out
     assert len(list((tmp_path / "md" / "new").iterdir())) == 1
+
+
+def test_send_prints_the_dialogue_and_masks_secrets(capsys):
+    import smtplab
+
+    with smtplab.start_server(tls="starttls", auth={"alice": "wonderland"}, name="cli-send") as server:
+        ca = server.lab_tls.write_files().ca_cert
+        status = main([
+            "send", "--host", "localhost", "--port", str(server.port), "--tls", "starttls", "--cafile", str(ca),
+            "--user", "alice", "--password", "wonderland", "--to", "bob@example.test", "--subject", "via cli",
+        ])
+        assert status == 0
+        assert server.mailbox.wait_for(1)[0].subject == "via cli"
+    out = capsys.readouterr().out
+    assert "~> AUTH PLAIN ********" in out and "wonderland" not in out and "AGFsaWNl" not in out
+    assert "<~ 250 2.0.0 OK: queued as" in out
+
+
+def test_send_reports_a_refused_connection(capsys):
+    from tests.conftest import free_port
+
+    assert main(["send", "--port", str(free_port())]) == 1
+    assert "nothing is listening" in capsys.readouterr().err
+
+
+def test_serve_with_tls_writes_the_ca_for_other_tools(tmp_path):
+    out = Announcements()
+    ca_file = tmp_path / "lab-ca.pem"
+    with contextlib.redirect_stdout(out):
+        runner = threading.Thread(
+            target=main,
+            args=(["serve", "--tls", "implicit", "--ca-file", str(ca_file), "--max-messages", "1", "-q"],),
+            daemon=True,
+        )
+        runner.start()
+        assert out.listening.wait(10)
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(ca_file))
+        with smtplib.SMTP_SSL(*address_from(out.getvalue()), context=context, timeout=5) as client:
+            client.sendmail("a@example.test", ["b@example.test"], b"Subject: tls cli\r\n\r\nhi\r\n")
+        runner.join(10)
+    assert "openssl s_client" in out.getvalue() and "'tls cli'" in out.getvalue()
