@@ -39,6 +39,7 @@ from smtplab.errors import (
     TLSCertificateError,
     TLSMismatchError,
 )
+from smtplab.tls import exception_chain
 from smtplab.transcript import Transcript, TranscriptPair
 
 if TYPE_CHECKING:
@@ -347,7 +348,7 @@ class Client:
         mode = self.tls or "none"
         names = self.server.lab_tls.hosts if self.server is not None else None
         message = explain_ssl_error(error, host=self.host, port=self.port, expected_mode=mode, cert_names=names)
-        if any(isinstance(e, ssl.SSLCertVerificationError) for e in _chain(error)):
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
             return TLSCertificateError(message)
         return TLSMismatchError(message)
 
@@ -710,19 +711,8 @@ class Client:
         return f"<Client {self.host}:{self.port} {state}, state {self.state.state.name}, {len(self.transcript)} transcript lines>"
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    todo: list[BaseException | None] = [error]
-    while todo:
-        item = todo.pop()
-        if item is not None and not any(item is s for s in seen):
-            seen.append(item)
-            todo += [item.__cause__, item.__context__]
-    return seen
-
-
 def _ssl_error_in(error: BaseException) -> bool:
-    return any(isinstance(e, ssl.SSLError) for e in _chain(error))
+    return any(isinstance(e, ssl.SSLError) for e in exception_chain(error))
 
 
 def _copy_context(context: ssl.SSLContext) -> ssl.SSLContext:

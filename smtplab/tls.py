@@ -552,7 +552,8 @@ def _normalize_mode(expected_mode: Any) -> str | None:
     return _MODE_ALIASES.get(str(expected_mode).strip().lower())
 
 
-def _exception_chain(exc: BaseException) -> list[BaseException]:
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions behind it (``__cause__``, ``__context__``), nearest first."""
     chain: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
     while todo and len(chain) < 20:
@@ -601,7 +602,7 @@ def _explain(
     cert_names: Iterable[str] | None,
 ) -> str:
     where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    chain = _exception_chain(exc)
+    chain = exception_chain(exc)
     ssl_errors = [e for e in chain if isinstance(e, ssl.SSLError)]
     text = " ".join(str(e) for e in chain)
     upper = text.upper()
