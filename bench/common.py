@@ -128,6 +128,26 @@ def client_supports(option: str) -> bool:
     return option in inspect.signature(smtplab.Client.__init__).parameters or hasattr(smtplab.Client, option)
 
 
+def watch_close(protocol: Any) -> asyncio.Future[None]:
+    """A future done once ``protocol``'s connection is lost, i.e. its socket really closed.
+
+    Closing a TLS transport first exchanges close_notify alerts; a loop closed before that ends
+    leaves the socket open (``ResourceWarning: unclosed transport``). Await this after ``quit()``.
+    """
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    original = protocol.connection_lost
+
+    def connection_lost(error: Exception | None) -> None:
+        try:
+            original(error)
+        finally:
+            if not lost.done():
+                lost.set_result(None)
+
+    protocol.connection_lost = connection_lost
+    return lost
+
+
 def run_async(coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
     """Run ``coroutine`` on a fresh event loop in this thread, for at most ``timeout`` seconds."""
     return asyncio.run(asyncio.wait_for(coroutine, timeout))

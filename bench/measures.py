@@ -35,6 +35,7 @@ from bench.common import (
     start_stock,
     stock_controller,
     stock_server,
+    watch_close,
 )
 from bench.stats import HIGHER, LOWER, SPEED_UP, Figure, interleaved
 
@@ -313,7 +314,9 @@ async def _lab_setup(server: smtplab.LabServer, mode: str) -> float:
     elapsed = time.perf_counter() - start
     if not client.tls_active:
         raise RuntimeError(f"Client(tls={mode!r}) is not inside TLS after set-up")
+    closed = watch_close(client.smtp.protocol)
     await client.quit()
+    await asyncio.wait_for(closed, 5)
     return elapsed
 
 
@@ -328,7 +331,9 @@ async def _stock_setup(port: int, mode: str, context: Any) -> float:
         await smtp.starttls()
         await smtp.ehlo()
     elapsed = time.perf_counter() - start
+    closed = watch_close(smtp.protocol)
     await smtp.quit()
+    await asyncio.wait_for(closed, 5)
     return elapsed
 
 
