@@ -1,0 +1,203 @@
+"""What every smtplab widget shares: an error ``Output``, and updates that reach the kernel safely.
+
+A widget's state may only be changed from the thread that runs the kernel's event loop: trait
+changes become comm messages, and ipykernel sends those from that thread. smtplab's updates come
+from elsewhere — mailbox observers run on the mailbox's dispatcher thread, transcript observers
+on whichever thread recorded the line (the lab server's loop, or a client's) — so a widget
+remembers the loop running where it was created and hands each update to it with
+``loop.call_soon_threadsafe()``. With no loop (a plain script, pytest) updates happen at once,
+on the calling thread, under a lock.
+
+Updates are coalesced: a burst of a thousand transcript lines costs one redraw, and redraws come
+at most every :data:`MIN_REFRESH_INTERVAL` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import html
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import ipywidgets
+
+__all__ = ["LiveBox", "MIN_REFRESH_INTERVAL", "escape", "reports_errors", "running_loop"]
+
+#: Seconds between two redraws of one widget inside a kernel (bursts are drawn together).
+MIN_REFRESH_INTERVAL = 0.05
+
+#: Exceptions kept on a widget's ``errors`` list (the oldest are forgotten first).
+ERRORS_KEPT = 100
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def escape(value: object) -> str:
+    """``html.escape`` for any value, quotes included: nothing a message says becomes markup."""
+    return html.escape(str(value), quote=True)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread (the kernel's, in Jupyter), or ``None``."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def reports_errors(method: F) -> F:
+    """Route an exception raised by a widget callback into the widget's ``Output``.
+
+    ipywidgets would otherwise log it where a learner never looks, and observers running on
+    other threads would swallow it.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: LiveBox, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - shown to the learner, not lost
+            self.report_error(error)
+            return None
+
+    return guarded  # type: ignore[return-value]
+
+
+class LiveBox(ipywidgets.VBox):
+    """A ``VBox`` that owns an error ``Output`` and redraws itself from any thread.
+
+    Subclasses implement :meth:`_refresh` (read the model, update child widgets) and call
+    :meth:`request_refresh` from observers, whatever thread they run on.
+
+    Attributes:
+        output: Where exceptions raised in the widget's callbacks are shown.
+        errors: The same exceptions, newest last.
+    """
+
+    def __init__(self, children: list[ipywidgets.Widget], **kwargs: Any) -> None:
+        self._kernel_loop = running_loop()
+        self._live_lock = threading.RLock()
+        self._refresh_pending = False
+        self._last_refresh = 0.0
+        self._closed = False
+        self.errors: list[BaseException] = []
+        self.output = ipywidgets.Output(layout=ipywidgets.Layout(max_height="16em", overflow="auto"))
+        super().__init__(children=[*children, self.output], **kwargs)
+        self.add_class("smtplab-widget")
+
+    # -- running code on the kernel's thread ----------------------------------------------
+
+    def _on_kernel_thread(self) -> bool:
+        loop = self._kernel_loop
+        return loop is None or loop.is_closed() or running_loop() is loop
+
+    def call_in_kernel(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on the kernel's thread: now if already there, else soon."""
+        loop = self._kernel_loop
+        if loop is not None and running_loop() is not loop and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._guarded_call, function, args)
+                return
+            except RuntimeError:  # the loop closed in the meantime (kernel shutting down)
+                pass
+        self._guarded_call(function, args)
+
+    def _guarded_call(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            function(*args)
+        except Exception as error:  # noqa: BLE001
+            self.report_error(error)
+
+    # -- coalesced redraws ------------------------------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Ask for a redraw; safe from any thread, cheap to call for every event."""
+        with self._live_lock:
+            if self._refresh_pending or self._closed:
+                return
+            self._refresh_pending = True
+        loop = self._kernel_loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._schedule_refresh)
+                return
+            except RuntimeError:
+                pass
+        self._run_refresh()
+
+    def _schedule_refresh(self) -> None:  # on the kernel's loop
+        assert self._kernel_loop is not None
+        delay = self._last_refresh + MIN_REFRESH_INTERVAL - time.monotonic()
+        if delay > 0:
+            self._kernel_loop.call_later(delay, self._run_refresh)
+        else:
+            self._run_refresh()
+
+    def _run_refresh(self) -> None:
+        with self._live_lock:
+            self._refresh_pending = False
+            if self._closed:
+                return
+            try:
+                self._refresh()
+            except Exception as error:  # noqa: BLE001
+                self.report_error(error)
+            self._last_refresh = time.monotonic()
+
+    def refresh(self) -> None:
+        """Redraw now from the current state of the model (call it on the kernel's thread)."""
+        self._run_refresh()
+
+    def _refresh(self) -> None:
+        """Read the model and update the child widgets (subclasses)."""
+
+    # -- errors -----------------------------------------------------------------------------
+
+    def report_error(self, error: BaseException) -> None:
+        """Show ``error`` and its traceback in :attr:`output` and keep it in :attr:`errors`."""
+        if not self._on_kernel_thread():
+            self.call_in_kernel(self.report_error, error)
+            return
+        self.errors.append(error)
+        del self.errors[:-ERRORS_KEPT]
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.output.append_stderr(text)
+
+    def clear_errors(self) -> None:
+        """Forget the errors shown so far."""
+        self.errors.clear()
+        self.output.outputs = ()
+
+    # -- closing ----------------------------------------------------------------------------
+
+    def _unobserve_models(self) -> None:
+        """Stop observing the library objects (subclasses)."""
+
+    def close(self) -> None:
+        """Stop observing, then close this widget and the child widgets it made."""
+        if getattr(self, "_closed", True):
+            super().close()
+            return
+        with self._live_lock:
+            self._closed = True
+        try:
+            self._unobserve_models()
+        finally:
+            for child in self._owned_children():
+                child.close()
+            super().close()
+
+    def _owned_children(self) -> list[ipywidgets.Widget]:
+        owned: list[ipywidgets.Widget] = []
+        stack = list(self.children)
+        while stack:
+            child = stack.pop()
+            owned.append(child)
+            if isinstance(child, LiveBox):
+                continue  # closes its own children
+            stack.extend(getattr(child, "children", ()))
+        return owned
