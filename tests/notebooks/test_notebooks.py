@@ -1,0 +1,95 @@
+"""Every notebook runs top to bottom on a fresh kernel, and is committed without outputs."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+NOTEBOOK_TIMEOUT = 90  # seconds for a whole notebook (pytest-timeout); the quickstart takes a few
+CELL_TIMEOUT = 30  # seconds for one cell
+# Run last, on the same kernel: which Python executed the notebook.
+WHICH_PYTHON = "import sys\nprint(sys.executable)\nprint(sys.prefix)"
+
+
+def kernel_env() -> dict[str, str]:
+    """The environment for the kernel: ours, with this venv's bin first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def stream_text(cell: nbformat.NotebookNode) -> str:
+    return "".join(out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream")
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+
+
+def test_the_python3_kernel_is_this_python():
+    """jupyter_client runs a "python3" kernel whose argv[0] is "python" with sys.executable."""
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    assert spec.argv[0] in {"python", "python3", sys.executable}, spec.argv
+
+
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(WHICH_PYTHON))
+    client = NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        resources={"metadata": {"path": str(tmp_path)}},  # the kernel's working directory
+    )
+    client.execute(env=kernel_env())  # raises on an error outside cells tagged raises-exception
+
+    cells = code_cells(notebook)
+    which = stream_text(cells[-1]).splitlines()
+    assert which == [sys.executable, sys.prefix], "the notebook ran on another Python than this venv's"
+    for cell in cells[:-1]:
+        errors = [out for out in cell.outputs if out.output_type == "error"]
+        if "raises-exception" in cell.metadata.get("tags", []):
+            assert errors, f"cell {cell.id} is tagged raises-exception but no longer raises:\n{cell.source}"
+        else:
+            assert not errors, cell.source
+        assert "❌" not in stream_text(cell), f"a check failed in cell {cell.id}:\n{stream_text(cell)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
+def test_notebook_is_committed_clean(path: Path) -> None:
+    """No outputs (they would carry ports, paths and AUTH strings), no counts, no widget state."""
+    assert re.fullmatch(r"\d\d-[a-z0-9]+(-[a-z0-9]+)*\.ipynb", path.name), "name it NN-kebab-topic.ipynb"
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    assert notebook.metadata.kernelspec.name == "python3"
+    assert "widgets" not in notebook.metadata, "saved widget state: clear it before committing"
+    for cell in code_cells(notebook):
+        assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} carries outputs"
+        source = cell.source
+        assert "time.sleep" not in source and "asyncio.sleep" not in source, "wait on events instead"
+    assert sum("cleanup" in cell.metadata.get("tags", []) for cell in notebook.cells) == 1, (
+        "one code cell tagged 'cleanup' stops what the notebook started"
+    )
+
+
+def test_notebook_index_lists_every_notebook_in_order():
+    index = (NOTEBOOK_DIR / "README.md").read_text(encoding="utf-8")
+    positions = [index.find(path.name) for path in NOTEBOOKS]
+    assert -1 not in positions, "notebooks/README.md must list every notebook"
+    assert positions == sorted(positions)
