@@ -230,6 +230,7 @@ class Client:
         self._last_command = ""
         self._in_auth = False
         self._expect_data = False
+        self._tls_on = False  # kept as a flag: recording asks for every line
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -258,7 +259,7 @@ class Client:
     @property
     def tls_active(self) -> bool:
         """Whether the connection is encrypted right now."""
-        return self.connected and self.smtp.get_transport_info("ssl_object") is not None
+        return self._tls_on and self.connected
 
     async def connect(self, *, timeout: float | None = None) -> Reply:
         """Open the connection and read the server's greeting (``220``)."""
@@ -301,13 +302,14 @@ class Client:
                 ) from error
             raise
         self._smtp = smtp
-        self.state = protocol.SessionState(tls=self.tls == "implicit")
+        self._tls_on = self.tls == "implicit"
+        self.state = protocol.SessionState(tls=self._tls_on)
         self._in_auth = self._expect_data = False
         assert smtp.protocol is not None
         self._install_recorder(smtp.protocol)
         self._session_address = self.local_address
         self._event(f"connected from {_address(self._session_address)}")
-        if self.tls == "implicit":
+        if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
         if self.tls == "starttls" and self.greeting.code == 220:
@@ -377,7 +379,9 @@ class Client:
             if _ssl_error_in(error):
                 raise self._tls_failure(error) from error
             raise
-        self._event(f"TLS started (STARTTLS): {self._tls_facts()}; the session starts over, send EHLO again")
+        self._tls_on = True
+        if self.record:
+            self._event(f"TLS started (STARTTLS): {self._tls_facts()}; the session starts over, send EHLO again")
         return self._result(self._last_reply)
 
     async def login(
@@ -450,6 +454,7 @@ class Client:
             self._smtp.close()
             self._event("connection closed by the client")
         self._smtp = None
+        self._tls_on = False
 
     async def __aenter__(self) -> Client:
         await self.connect()

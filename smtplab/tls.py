@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as _dt
+import functools
 import os
 import re
 import shutil
@@ -413,7 +414,7 @@ def _summarize(tls_info: Any, certificate: bytes | str | None) -> TLSSummary | N
     elif ssl_object is not None:
         der = _safe(ssl_object.getpeercert, True)
 
-    cert_fields: dict[str, Any] = _parse_der(der) if der else {}
+    cert_fields: dict[str, Any] = dict(_parse_der(der)) if der else {}
     if not cert_fields:
         peercert = extra.get("peercert")
         if not server_side and isinstance(peercert, Mapping) and peercert:
@@ -456,7 +457,9 @@ def _to_der(certificate: bytes | str) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=32)
 def _parse_der(der: bytes) -> dict[str, Any]:
+    """The certificate facts a summary shows; cached, as every connection presents the same one."""
     try:
         from cryptography import x509
 
