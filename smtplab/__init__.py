@@ -22,6 +22,7 @@ from smtplab.errors import (
     TLSMismatchError,
 )
 from smtplab.handlers import CaptureHandler, HandlerError
+from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.server import LabServer, running_servers, start_server, stop_all
 from smtplab.transcript import Transcript, TranscriptPair
@@ -36,6 +37,7 @@ __all__ = [
     "HandlerError",
     "LabConnectionRefusedError",
     "LabServer",
+    "Limits",
     "Mailbox",
     "PortInUseError",
     "Reply",

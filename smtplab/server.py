@@ -36,6 +36,7 @@ from aiosmtpd.smtp import SMTP, Session, syntax
 from smtplab import protocol
 from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
 from smtplab.handlers import CaptureHandler, Directory, HandlerError, LabHandler, check_handler, describe_failure
+from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
 from smtplab.mailbox import Mailbox
 from smtplab.transcript import Transcript
 
@@ -112,8 +113,8 @@ class _LabSession(Session):
         self._login_data = value
 
 
-class _LabSMTP(SMTP):
-    """aiosmtpd's SMTP session, recording its side of the dialogue into a Transcript."""
+class _LabSMTP(LimitedSMTP):
+    """aiosmtpd's SMTP session, within the lab's limits, recording its side into a Transcript."""
 
     def __init__(self, handler: Any, *, lab: LabServer, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
@@ -176,13 +177,12 @@ class _LabSMTP(SMTP):
         reader._lab_session = self  # type: ignore[attr-defined]
         super()._cb_client_connected(reader, writer)
 
-    async def push(self, status: Any) -> None:
-        text = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
+    def _replied(self, text: str) -> None:
+        # Every reply, including the 421 LimitedSMTP writes itself before closing.
         if self.transcript is not None:
             self.transcript.server(text, tls=self._tls_on)
         if text.startswith("354"):
             self._in_data, self._data_lines, self._data_bytes = True, 0, 0
-        await super().push(status)
 
     async def _push_lines(self, lines: list[str]) -> None:
         for line in lines:
@@ -244,9 +244,10 @@ class _LabController(Controller):
         super().__init__(handler, hostname=host, port=port, **kwargs)
         self._lab = lab
         self._sock = sock
+        self.gate = ConnectionGate(lab.limits.max_connections)  # one per listening socket
 
     def factory(self) -> SMTP:
-        return _LabSMTP(self.handler, lab=self._lab, **self.SMTP_kwargs)
+        return _LabSMTP(self.handler, lab=self._lab, gate=self.gate, **self.SMTP_kwargs)
 
     def _create_server(self) -> Any:
         return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
@@ -339,6 +340,7 @@ class LabServer:
     Attributes:
         mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
             restarts.
+        limits: The :class:`~smtplab.limits.Limits` the server enforces.
         errors: Mistakes in the learner's handler hooks (:class:`~smtplab.handlers.HandlerError`),
             newest last.
         name: The server's name in :func:`running_servers`; starting another server with the
@@ -359,6 +361,7 @@ class LabServer:
         require_tls: bool = False,
         auth: Mapping[str, str] | LabAuthenticator | None = None,
         lab_tls: LabTLS | None = None,
+        limits: Limits | Mapping[str, Any] | None = None,
         mailboxes: Iterable[str] = (),
         lists: dict[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
@@ -368,6 +371,7 @@ class LabServer:
     ) -> None:
         _check_options(options)
         _check_tls_options(tls, require_tls, options)
+        self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
         if not _is_loopback(host):
@@ -391,7 +395,9 @@ class LabServer:
         self._port: int | None = None
         self.hostname = hostname
         self.ready_timeout = ready_timeout
-        self.mailbox = mailbox if mailbox is not None else Mailbox()
+        if mailbox is None:
+            mailbox = Mailbox(max_messages=self.limits.max_messages, max_bytes=self.limits.max_mailbox_bytes)
+        self.mailbox = mailbox
         self.capture = CaptureHandler(self.mailbox, maildir=maildir)
         self.handler = handler
         self.directory = Directory(mailboxes, lists)
@@ -521,6 +527,7 @@ class LabServer:
             options["require_starttls"] = self.require_tls
         if self.auth is not None:
             options["authenticator"] = self.auth
+        options["limits"] = self.limits
         return options
 
     def stop(self) -> None:
@@ -598,8 +605,10 @@ def start_server(
             ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
             ``mailboxes`` and ``lists`` (what VRFY and EXPN answer), ``reply_delay`` (seconds
             before the final reply to DATA, like a distant server), ``allow_remote``, ``mailbox``,
-            ``ready_timeout``, and any keyword of aiosmtpd's
-            ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``).
+            ``ready_timeout``, ``limits`` (a :class:`~smtplab.limits.Limits`, or a dict of its
+            fields: message size, recipients, connections, failed AUTH, idle and session time,
+            mailbox bounds; the defaults suit a classroom), and any keyword of aiosmtpd's
+            ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``: they set the same limits).
 
     Returns:
         The running :class:`LabServer`; use it as a context manager to stop it automatically.
@@ -637,6 +646,22 @@ def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) 
         if key in options and (tls is not None or key == "authenticator"):
             friendly = "auth=" if key == "authenticator" else "tls="
             raise ValueError(f"give either {friendly} or aiosmtpd's {key}=, not both")
+
+
+def _limits(limits: Limits | Mapping[str, Any] | None, options: dict[str, Any]) -> Limits:
+    """The server's Limits; aiosmtpd's own data_size_limit= and timeout= fold into them."""
+    knobs = {key: options.pop(key) for key in SMTP_KNOBS if key in options}
+    if limits is not None and knobs:
+        names = ", ".join(f"{key}= (Limits.{SMTP_KNOBS[key]})" for key in knobs)
+        raise TypeError(f"give either limits= or aiosmtpd's {names}, not both")
+    if limits is None:
+        # aiosmtpd reads data_size_limit=0 or None as "no limit".
+        return Limits(**{SMTP_KNOBS[key]: value or None for key, value in knobs.items()})
+    if isinstance(limits, Limits):
+        return limits
+    if isinstance(limits, Mapping):
+        return Limits(**limits)
+    raise TypeError(f"limits must be a smtplab.Limits or a dict of its fields, not {limits!r}")
 
 
 def _authenticator(auth: Any) -> LabAuthenticator | None:
