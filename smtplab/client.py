@@ -221,7 +221,7 @@ class Client:
         self.tls = tls
         self.tls_context = tls_context
         self._tls_options = {"cafile": cafile, "validate_certs": validate_certs, "client_cert": client_cert, "client_key": client_key}
-        self.transcript = Transcript(title=f"client to {self.host}:{self.port}")
+        self.transcript = Transcript(title=f"client to {self._where()}")
         self.state = protocol.SessionState(tls=tls == "implicit")
         self.greeting: Reply | None = None
         self._last_reply = Reply(0, "")
@@ -272,16 +272,18 @@ class Client:
                 "like port 465), so a plain-text client would wait for a greeting that never comes. "
                 "Connect with Client(server, tls='implicit')."
             )
+        socket_path = getattr(self.server, "socket_path", None)
         smtp = aiosmtplib.SMTP(
-            hostname=self.host,
-            port=self.port,
+            hostname=self.host,  # also the name TLS checks the certificate against
+            port=None if socket_path else self.port,
+            socket_path=socket_path,  # a lab server started with unix_socket=
             timeout=timeout,
             local_hostname=self.name,
             use_tls=self.tls == "implicit",
             start_tls=False,  # never upgrade silently (aiosmtplib's default start_tls=None does)
             tls_context=self._tls_context() if self.tls else None,
         )
-        self._event(f"connecting to {self.host}:{self.port}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        self._event(f"connecting to {self._where()}{' with implicit TLS' if self.tls == 'implicit' else ''}")
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
@@ -315,6 +317,11 @@ class Client:
         if self.tls == "starttls" and self.greeting.code == 220:
             await self.starttls(timeout=timeout)
         return self._result(self.greeting)
+
+    def _where(self) -> str:
+        """``host:port``, or the path of a lab server's Unix-domain socket."""
+        path = getattr(self.server, "socket_path", None)
+        return path or f"{self.host}:{self.port}"
 
     def _tls_context(self) -> ssl.SSLContext:
         """The context for TLS, built once per client and reused for every connection."""

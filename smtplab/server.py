@@ -23,6 +23,8 @@ import ipaddress
 import logging
 import os
 import socket
+import stat
+import tempfile
 import threading
 import warnings
 from collections import deque
@@ -53,6 +55,7 @@ __all__ = [
     "LabServer",
     "RemoteBindWarning",
     "ReplacedServerWarning",
+    "SharedHostWarning",
     "running_servers",
     "start_server",
     "stop_all",
@@ -80,6 +83,10 @@ class RemoteBindWarning(UserWarning):
 
 class ReplacedServerWarning(UserWarning):
     """A server of the same name was running and has been stopped to make way."""
+
+
+class SharedHostWarning(UserWarning):
+    """Other users of this machine (a JupyterHub) can connect to a lab server on 127.0.0.1."""
 
 
 # -- the aiosmtpd side --------------------------------------------------------------------------
@@ -240,7 +247,8 @@ class _LabController(Controller):
     """A Controller serving a socket smtplab already bound, with no self-test connection."""
 
     def __init__(self, lab: LabServer, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
-        host, port = sock.getsockname()[:2]
+        name = sock.getsockname()  # a Unix-domain socket's name is its path
+        host, port = (name, 0) if isinstance(name, str) else name[:2]
         super().__init__(handler, hostname=host, port=port, **kwargs)
         self._lab = lab
         self._sock = sock
@@ -362,6 +370,7 @@ class LabServer:
         auth: Mapping[str, str] | LabAuthenticator | None = None,
         lab_tls: LabTLS | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
+        unix_socket: str | os.PathLike[str] | bool = False,
         mailboxes: Iterable[str] = (),
         lists: dict[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
@@ -387,12 +396,22 @@ class LabServer:
                 RemoteBindWarning,
                 stacklevel=3,
             )
+        if unix_socket:
+            if not hasattr(socket, "AF_UNIX"):
+                raise ValueError("unix_socket needs Unix-domain sockets, which this system lacks")
+            if port != 0 or allow_remote:
+                raise ValueError("unix_socket= replaces host and port: give one or the other")
+        elif os.environ.get("JUPYTERHUB_USER"):
+            _hint_shared_host(os.environ["JUPYTERHUB_USER"])
         for problem in check_handler(handler) if handler is not None else ():
             warnings.warn(problem, HandlerWarning, stacklevel=3)
         self.name = name
         self.host = host
         self._requested_port = port
         self._port: int | None = None
+        self.unix_socket = unix_socket
+        self._socket_path: str | None = None
+        self._socket_dir: str | None = None  # a directory smtplab made for the socket
         self.hostname = hostname
         self.ready_timeout = ready_timeout
         if mailbox is None:
@@ -423,9 +442,20 @@ class LabServer:
         return self._port if self._port is not None else self._requested_port
 
     @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)``, ready for ``smtplib.SMTP(*server.address)``."""
+    def address(self) -> tuple[str, int] | str:
+        """``(host, port)``, ready for ``smtplib.SMTP(*server.address)``; a Unix socket's path."""
+        if self.unix_socket:
+            return self.socket_path or ""
         return self.host, self.port
+
+    @property
+    def socket_path(self) -> str | None:
+        """The Unix-domain socket the server listens on (``unix_socket=``), or ``None``.
+
+        Only this user can connect to it: it lives in a directory of mode 0700.
+        ``smtplab.Client(server)`` finds it by itself.
+        """
+        return self._socket_path
 
     @property
     def running(self) -> bool:
@@ -463,7 +493,7 @@ class LabServer:
         return None
 
     def __repr__(self) -> str:
-        state = f"running on {_format_address((self.host, self.port))}" if self.running else "stopped"
+        state = f"running on {_format_address(self.address)}" if self.running else "stopped"
         extras = "".join(
             f", {extra}" for extra in (self.tls and f"tls={self.tls}", self.auth and "auth") if extra
         )
@@ -483,7 +513,10 @@ class LabServer:
                 return self
             _replace_namesake(self)
             options = self._smtp_options()  # builds TLS contexts before any socket exists
-            sock = _bind(self.host, self._port or self._requested_port)
+            if self.unix_socket:
+                sock = _bind_unix(self._unix_path())
+            else:
+                sock = _bind(self.host, self._port or self._requested_port)
             handler = LabHandler(
                 self.capture,
                 self.handler,
@@ -512,7 +545,8 @@ class LabServer:
                 if isinstance(error, SmtpLabError):
                     raise
                 raise ServerStartError(f"the lab server could not start: {error}") from error
-            self._port = sock.getsockname()[1]
+            if not self.unix_socket:
+                self._port = sock.getsockname()[1]
             self._controller = controller
             _register(self)
             log.info("lab server %r listening on %s", self.name, _format_address(self.address))
@@ -541,6 +575,18 @@ class LabServer:
                     del _registry[self.name]
             controller.stop()
             self.mailbox.close()
+            if self._socket_path is not None:
+                _remove_socket(self._socket_path, self._socket_dir)
+
+    def _unix_path(self) -> str:
+        """Where the Unix-domain socket goes: kept across restarts."""
+        if self._socket_path is None:
+            if self.unix_socket is True:
+                self._socket_dir = tempfile.mkdtemp(prefix="smtplab-")  # mode 0700, unique
+                self._socket_path = os.path.join(self._socket_dir, "smtp.sock")
+            else:
+                self._socket_path = os.path.abspath(os.path.expanduser(os.fspath(self.unix_socket)))  # type: ignore[arg-type]
+        return self._socket_path
 
     def restart(self) -> LabServer:
         """Stop and start again on the same port, keeping the mailbox and transcripts."""
@@ -605,7 +651,9 @@ def start_server(
             ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
             ``mailboxes`` and ``lists`` (what VRFY and EXPN answer), ``reply_delay`` (seconds
             before the final reply to DATA, like a distant server), ``allow_remote``, ``mailbox``,
-            ``ready_timeout``, ``limits`` (a :class:`~smtplab.limits.Limits`, or a dict of its
+            ``ready_timeout``, ``unix_socket`` (``True`` or a path: listen on a Unix-domain
+            socket only you can reach, instead of a port — for shared machines such as a
+            JupyterHub), ``limits`` (a :class:`~smtplab.limits.Limits`, or a dict of its
             fields: message size, recipients, connections, failed AUTH, idle and session time,
             mailbox bounds; the defaults suit a classroom), and any keyword of aiosmtpd's
             ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``: they set the same limits).
@@ -723,6 +771,67 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _bind_unix(path: str) -> socket.socket:
+    """Listen on a Unix-domain socket in a directory only this user may enter (mode 0700)."""
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.stat(directory)
+    except OSError as error:
+        raise ServerStartError(f"cannot make the directory {directory} for the socket: {error}") from error
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        # File permissions are what keeps other users out (a socket in /tmp would not be).
+        raise ServerStartError(
+            f"the directory {directory} is open to other users (mode {stat.filemode(info.st_mode)}), "
+            "so they could reach the socket. Use a private directory, e.g. "
+            "unix_socket='~/.smtplab/lab.sock' (created with mode 0700), or unix_socket=True."
+        )
+    if os.path.exists(path):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            raise ServerStartError(f"{path} exists and is not a socket; choose another path")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(path) == 0:
+                raise PortInUseError(errno.EADDRINUSE, f"another server is listening on {path}")
+        os.unlink(path)  # left behind by a kernel that died
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise ServerStartError(f"cannot listen on {path}: {error}") from error
+    return sock
+
+
+def _remove_socket(path: str, made_directory: str | None) -> None:
+    try:
+        os.unlink(path)
+        if made_directory is not None:
+            os.rmdir(made_directory)  # made again, private, at a restart
+    except OSError:
+        pass
+
+
+_shared_host_hinted = False
+
+
+def _hint_shared_host(user: str) -> None:
+    """Once per process: on a JupyterHub, 127.0.0.1 is shared by every user of the machine."""
+    global _shared_host_hinted
+    if _shared_host_hinted:
+        return
+    _shared_host_hinted = True
+    warnings.warn(
+        f"this kernel runs on a JupyterHub (user {user!r}); other users of the machine can connect "
+        "to 127.0.0.1 too, so they could send mail to this lab server or use up its connections. "
+        "To keep it private, start it with unix_socket=True: smtplab.Client(server) still connects.",
+        SharedHostWarning,
+        stacklevel=4,
+    )
+
+
 def _replace_namesake(server: LabServer) -> None:
     with _registry_lock:
         old = _registry.get(server.name)
@@ -750,7 +859,9 @@ def _headline(summary: TLSSummary | None) -> str:
     return summary.headline if summary is not None else "details unavailable"
 
 
-def _format_address(address: Iterable[Any] | None) -> str:
+def _format_address(address: Iterable[Any] | str | None) -> str:
+    if isinstance(address, str):  # Unix-domain sockets: a path, or "" for a client
+        return address or "a local socket"
     if not address:
         return "?"
     host, port = tuple(address)[:2]

@@ -34,6 +34,12 @@ def _no_server_left_behind() -> Iterator[None]:
     assert not leftover, f"servers left running: {leftover}"
 
 
+@pytest.fixture(autouse=True)
+def _not_on_a_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run as outside JupyterHub (no SharedHostWarning) unless they set JUPYTERHUB_USER."""
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
+
+
 def open_fds() -> int:
     """Open file descriptors of this process."""
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0

@@ -6,10 +6,16 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import smtplib
+import socket
 import ssl
+import stat
+import subprocess
+import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import aiosmtplib
@@ -19,6 +25,7 @@ import smtplab
 from smtplab import Limits
 from smtplab.auth import plain_response
 from smtplab.mailbox import MailboxWarning
+from smtplab.server import SharedHostWarning
 from tests.conftest import open_fds, thread_names
 from tests.wire import Wire
 
@@ -557,3 +564,103 @@ def test_many_start_stop_cycles_with_open_clients_leak_nothing(caplog):
     assert open_fds() == fds
     noise = [r.getMessage() for r in caplog.records if r.name == "asyncio" or r.levelno >= logging.ERROR]
     assert not noise
+
+
+# -- one host, many users ------------------------------------------------------------------------
+
+
+def test_a_unix_socket_server_is_private_and_works_as_usual():
+    server = smtplab.start_server(name="private", unix_socket=True)
+    path = server.socket_path
+    try:
+        directory = os.stat(os.path.dirname(path))
+        assert directory.st_uid == os.getuid() and stat.S_IMODE(directory.st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and server.address == path
+        assert repr(server).startswith(f"<LabServer 'private' running on {path}")
+        with Wire(path) as wire:
+            hello(wire)
+            envelope(wire)
+            assert wire.command(b"Subject: by hand\r\n\r\nhi\r\n.")[0].startswith("250")
+        with smtplab.SyncClient(server) as client:
+            assert client.send("a@example.test", "b@example.test", "Subject: by client\r\n\r\nhi").ok
+            assert "connection from a local socket" in client.pair().text()
+        assert [m.subject for m in server.mailbox.wait_for(2)] == ["by hand", "by client"]
+        server.restart()
+        assert server.socket_path == path
+        with smtplab.SyncClient(server) as client:
+            assert client.noop().code == 250
+    finally:
+        server.stop()
+    assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")
+def test_another_user_reaches_a_port_but_not_a_unix_socket():
+    attempt = (
+        "import socket, sys\n"
+        "target = sys.argv[1]\n"
+        "family = socket.AF_UNIX if target.startswith('/') else socket.AF_INET\n"
+        "address = target if family == socket.AF_UNIX else ('127.0.0.1', int(target))\n"
+        "s = socket.socket(family)\n"
+        "s.settimeout(5)\n"
+        "try:\n"
+        "    s.connect(address)\n"
+        "    print(s.recv(100).decode().split()[0])\n"
+        "except OSError as error:\n"
+        "    print(type(error).__name__)\n"
+    )
+
+    def as_nobody(target: str) -> str:
+        for python in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
+            try:
+                done = subprocess.run([python, "-c", attempt, target], user=65534, group=65534,
+                                      capture_output=True, text=True, timeout=10, cwd="/")
+            except (PermissionError, FileNotFoundError):
+                continue  # this interpreter is not reachable for that user
+            return done.stdout.strip() or done.stderr
+        pytest.skip("no Python interpreter the user 'nobody' may run")
+
+    with smtplab.start_server(name="open") as open_server, smtplab.start_server(name="private", unix_socket=True) as private:
+        assert as_nobody(str(open_server.port)) == "220"  # 127.0.0.1 is everybody's
+        assert as_nobody(private.socket_path) == "PermissionError"
+
+
+def test_a_unix_socket_in_a_shared_directory_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    with pytest.raises(smtplab.ServerStartError, match="open to other users .*drwxr-xr-x"):
+        smtplab.start_server(unix_socket=shared / "lab.sock")
+    assert smtplab.running_servers() == []
+
+
+def test_a_unix_socket_path_is_made_private_and_a_stale_one_replaced(tmp_path):
+    path = tmp_path / "mine" / "lab.sock"
+    with smtplab.start_server(name="at-a-path", unix_socket=path) as server:
+        assert server.socket_path == str(path)
+        assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+        with pytest.raises(smtplab.PortInUseError, match="another server is listening"):
+            smtplab.start_server(name="second", unix_socket=path)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # as a crashed kernel leaves it: a socket file nobody listens on
+    stale.close()
+    with smtplab.start_server(name="again", unix_socket=path) as server, Wire(str(path)) as wire:
+        assert wire.line().startswith("220")
+
+
+def test_unix_socket_and_a_port_do_not_mix():
+    with pytest.raises(ValueError, match="replaces host and port"):
+        smtplab.LabServer(unix_socket=True, port=2525)
+
+
+def test_on_a_jupyterhub_a_tcp_server_hints_once_at_unix_socket(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setattr("smtplab.server._shared_host_hinted", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smtplab.LabServer(unix_socket=True)  # private already: nothing to say
+    with pytest.warns(SharedHostWarning, match="other users of the machine can connect.*unix_socket=True"):
+        smtplab.LabServer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smtplab.LabServer()  # once is enough
