@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import mailbox as stdlib_mailbox
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,7 +95,11 @@ class CaptureHandler:
 
     def __init__(self, mailbox: Mailbox, *, maildir: str | Path | None = None) -> None:
         self.mailbox = mailbox
-        self.maildir = None if maildir is None else stdlib_mailbox.Maildir(maildir, create=True)
+        self.maildir = None
+        if maildir is not None:
+            import mailbox as stdlib_mailbox  # only servers that keep a Maildir need it
+
+            self.maildir = stdlib_mailbox.Maildir(maildir, create=True)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = self.capture(server, session, envelope)

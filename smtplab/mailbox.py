@@ -9,8 +9,6 @@ stalls an SMTP session.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import itertools
 import queue
 import threading
@@ -75,6 +73,8 @@ class CapturedMessage:
     @cached_property
     def message(self) -> EmailMessage:
         """The content parsed with the stdlib ``email`` package (modern policy), on first use."""
+        import email.policy  # parsing is the only user: importing it lazily keeps import fast
+
         parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed

@@ -25,10 +25,8 @@ import datetime as _dt
 import functools
 import os
 import re
-import shutil
 import ssl
 import stat
-import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Mapping
@@ -223,6 +221,9 @@ class LabTLS:
             if directory is None:
                 files = self._default_files
                 if files is None or not files.directory.is_dir():
+                    import shutil  # only writing files needs these two
+                    import tempfile
+
                     target = Path(tempfile.mkdtemp(prefix="smtplab-tls-"))  # mode 0700
                     atexit.register(shutil.rmtree, target, ignore_errors=True)
                 else:

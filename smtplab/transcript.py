@@ -23,7 +23,6 @@ The module is pure: no I/O and no asyncio.
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import html as _html
 import re
@@ -641,6 +640,8 @@ class TranscriptPair:
     def _rows(self) -> list[Row]:
         """Align the two records; each row holds (client's line, server's line)."""
         ours, theirs = self.client.lines, self.server.lines
+        import difflib  # only pairing two records needs it
+
         matcher = difflib.SequenceMatcher(
             None,
             [(line.sender, line.text) for line in ours],
