@@ -543,6 +543,9 @@ class Client:
         timeout = self.timeout if timeout is None else timeout
         try:
             response = await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
+        except asyncio.CancelledError:
+            self._interrupted()
+            raise
         except aiosmtplib.SMTPTimeoutError as error:
             self._event("connection closed by the client after a timeout")
             raise ClientTimeoutError(
@@ -551,6 +554,16 @@ class Client:
                 f"(a slow handler?), or does it expect TLS from the first byte (tls='implicit')?"
             ) from error
         return self._result(self._last_reply)
+
+    def _interrupted(self) -> None:
+        # A kernel interrupt cancelled the wait for a reply. The reply may still come and be
+        # taken for the answer to the next command, so this connection is done with.
+        if self._smtp is not None and self._smtp.is_connected:
+            self._event("connection closed by the client: interrupted while waiting for a reply")
+            self._smtp.close()
+
+    async def _hang_up_after_interrupt(self) -> None:
+        self._interrupted()
 
     async def raw(self, line: str, *, timeout: float | None = None) -> Reply:
         """Send any command line as is (no CRLF) and return the reply — e.g. ``DATA`` too early."""
@@ -598,6 +611,9 @@ class Client:
         try:
             self.smtp.protocol.write(body)
             await self.smtp.protocol.read_response(timeout=timeout)
+        except asyncio.CancelledError:
+            self._interrupted()
+            raise
         except aiosmtplib.SMTPTimeoutError as error:
             self.smtp.close()
             raise ClientTimeoutError(
@@ -799,7 +815,14 @@ class SyncClient:
 def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
-        return aio.run(method(self.client, *args, **kwargs))
+        try:
+            return aio.run(method(self.client, *args, **kwargs))
+        except KeyboardInterrupt:
+            # "Interrupt kernel": the command is cancelled on smtplab's loop a moment later, and
+            # its reply may still come. Hang up now, before the next cell can send anything on
+            # this connection; the next command connects afresh.
+            aio.run(self.client._hang_up_after_interrupt())
+            raise
 
     call.__doc__ = f"{method.__doc__}\n\n(Sync face of :meth:`Client.{method.__name__}`.)"
     return call

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import difflib
 import errno
 import inspect
@@ -292,15 +293,24 @@ class _LabController(Controller):
     async def _shutdown(self) -> None:
         """Close the listener and every session, and let their callbacks run, then stop."""
         assert self.server is not None
+        # Stop accepting, then let connections accepted a moment ago set up their transport
+        # before Server.close(): asyncio 3.11 silently drops one that is set up after it,
+        # leaving its socket open.
+        with contextlib.suppress(NotImplementedError):  # loops without add/remove_reader
+            self.loop.remove_reader(self._sock.fileno())
+        await asyncio.sleep(0)
         self.server.close()
-        self._lab._close_sessions()
         current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2.0)
-        await asyncio.sleep(0)  # run the transports' connection_lost callbacks
+        for _ in range(3):  # closing a session can wake a task of its own: go round again
+            self._lab._close_sessions()
+            tasks = [task for task in asyncio.all_tasks() if task is not current]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2.0)
+            await asyncio.sleep(0)  # run the transports' connection_lost callbacks
+            if not tasks and not self._lab._sessions:
+                break
         self.loop.stop()
 
     def stop(self, no_assert: bool = False) -> None:
@@ -612,7 +622,13 @@ class LabServer:
 
     def _close_sessions(self) -> None:
         for session in list(self._sessions):
-            if session.transport is not None:
+            if session.transport is None:
+                continue
+            if session._tls_on:
+                # A TLS close() waits for the client's close_notify, which may never come
+                # before the server's loop ends, and leaves the socket open: abort instead.
+                session.transport.abort()
+            else:
                 session.transport.close()
 
     def _report(self, hook: str, error: BaseException) -> str:

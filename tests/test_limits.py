@@ -267,8 +267,8 @@ def test_auth_failures_close_the_connection(serve):
 
 def test_idle_timeout_says_421_before_closing(serve):
     server = serve(Limits(idle_timeout=0.3))
+    started = time.perf_counter()
     with Wire(server.address) as wire:
-        started = time.perf_counter()
         hello(wire)
         wire.send(b"NOOP")  # half a command does not count
         assert wire.line() == f"421 4.4.2 {HOST} Timeout: no complete command for 0.3 s, closing connection"
@@ -278,8 +278,8 @@ def test_idle_timeout_says_421_before_closing(serve):
 
 def test_session_lifetime_ends_even_a_busy_session(serve):
     server = serve(Limits(max_session_time=0.3, idle_timeout=10))
+    started = time.perf_counter()
     with Wire(server.address) as wire:
-        started = time.perf_counter()
         hello(wire)
         replies = []
         while (reply := wire.command("NOOP")) == ["250 OK"]:  # keep-alives do not help
