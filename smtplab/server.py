@@ -25,7 +25,6 @@ import logging
 import os
 import socket
 import stat
-import tempfile
 import threading
 import warnings
 from collections import deque
@@ -592,6 +591,8 @@ class LabServer:
         """Where the Unix-domain socket goes: kept across restarts."""
         if self._socket_path is None:
             if self.unix_socket is True:
+                import tempfile
+
                 self._socket_dir = tempfile.mkdtemp(prefix="smtplab-")  # mode 0700, unique
                 self._socket_path = os.path.join(self._socket_dir, "smtp.sock")
             else:
