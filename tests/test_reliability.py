@@ -260,6 +260,9 @@ def test_the_connection_cap_refuses_with_421_and_a_freed_slot_serves_again(lab_s
         with pytest.raises(smtplib.SMTPConnectError) as caught:
             smtplib.SMTP(*lab_server.address, timeout=5)
         assert caught.value.smtp_code == 421
+        with pytest.raises(aiosmtplib.SMTPConnectResponseError) as refused_by_lab_client:
+            asyncio.run(smtplab.Client(lab_server).connect())
+        assert refused_by_lab_client.value.code == 421 and "Too many connections" in refused_by_lab_client.value.message
         assert holders[0].command("QUIT") == ["221 Bye"]
         assert holders[0].rest() == b""  # the server has closed it, and freed its slot
         send(lab_server, "after a slot freed")
@@ -594,7 +597,10 @@ def test_stopping_with_tls_clients_open_leaks_nothing(tls):
 
 
 def test_many_start_stop_cycles_with_open_clients_leak_nothing(caplog):
-    smtplab.aio.run(asyncio.sleep(0))  # the sync client's loop thread, started once per process
+    async def nothing() -> None:
+        pass
+
+    smtplab.aio.run(nothing())  # the sync client's loop thread, started once per process
     threads, fds = thread_names(), open_fds()
     for cycle in range(30):
         server = smtplab.start_server(name="cycles", limits=Limits(max_connections=3))
