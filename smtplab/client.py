@@ -295,6 +295,13 @@ class Client:
                 "speaks TLS from the first byte stays silent to a plain-text client: try "
                 f"tls='implicit'. {self._lab_status()}"
             ) from error
+        except aiosmtplib.SMTPConnectResponseError as error:
+            # A refusing greeting (e.g. 421 when the server is full): record it, then let
+            # aiosmtplib's own exception reach the learner, as it is part of the lesson.
+            smtp.close()
+            self.greeting = self._record_reply(aiosmtplib.SMTPResponse(error.code, error.message), "")
+            self._event("connection closed by the server after its greeting")
+            raise
         except aiosmtplib.SMTPConnectError as error:
             if _ssl_error_in(error):
                 raise self._tls_failure(error) from error

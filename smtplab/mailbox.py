@@ -9,6 +9,7 @@ stalls an SMTP session.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -148,14 +149,17 @@ class Mailbox:
             if self._observers:
                 self._dispatch(message)
         if dropped and self._dropped == dropped:  # warn once, on the first drop
-            warnings.warn(
-                f"Mailbox full: dropped the {dropped} oldest message(s) to stay within "
-                f"max_messages={self.max_messages}, max_bytes={self.max_bytes} "
-                "Mailbox.dropped counts them from now on. Raise the limits, call .clear(), or "
-                "use maildir= to keep every message on disk.",
-                MailboxWarning,
-                stacklevel=2,
-            )
+            # The message is stored already: even where warnings are errors, the server thread
+            # must not turn this notice into a refusal (the client would retry a duplicate).
+            with contextlib.suppress(MailboxWarning):
+                warnings.warn(
+                    f"Mailbox full: dropped the {dropped} oldest message(s) to stay within "
+                    f"max_messages={self.max_messages}, max_bytes={self.max_bytes}. "
+                    "Mailbox.dropped counts them from now on. Raise the limits, call .clear(), "
+                    "or use maildir= to keep every message on disk.",
+                    MailboxWarning,
+                    stacklevel=2,
+                )
 
     def _over_bounds(self) -> bool:
         return (self.max_messages is not None and len(self._messages) > self.max_messages) or (

@@ -109,3 +109,11 @@ def test_byte_bound():
 def test_bad_bounds_are_rejected():
     with pytest.raises(ValueError, match="max_messages must be a positive number"):
         Mailbox(max_messages=0)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_full_mailbox_never_refuses_a_stored_message_even_when_warnings_are_errors():
+    box = Mailbox(max_messages=1)
+    box.append(make(1))
+    box.append(make(2))  # would raise here if the notice escaped
+    assert [m.subject for m in box] == ["2"] and box.dropped == 1

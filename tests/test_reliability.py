@@ -260,9 +260,12 @@ def test_the_connection_cap_refuses_with_421_and_a_freed_slot_serves_again(lab_s
         with pytest.raises(smtplib.SMTPConnectError) as caught:
             smtplib.SMTP(*lab_server.address, timeout=5)
         assert caught.value.smtp_code == 421
+        lab_client = smtplab.Client(lab_server)
         with pytest.raises(aiosmtplib.SMTPConnectResponseError) as refused_by_lab_client:
-            asyncio.run(smtplab.Client(lab_server).connect())
+            asyncio.run(lab_client.connect())
         assert refused_by_lab_client.value.code == 421 and "Too many connections" in refused_by_lab_client.value.message
+        assert lab_client.greeting.code == 421  # the refusal is in the client's transcript too
+        assert any(line.code == 421 for line in lab_client.transcript.replies)
         assert holders[0].command("QUIT") == ["221 Bye"]
         assert holders[0].rest() == b""  # the server has closed it, and freed its slot
         send(lab_server, "after a slot freed")
