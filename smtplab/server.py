@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import difflib
 import errno
 import inspect
 import ipaddress
@@ -694,6 +693,8 @@ def _check_options(options: dict[str, Any]) -> None:
     for key in options:
         if key not in _SMTP_OPTIONS:
             known = sorted(_SMTP_OPTIONS | _LAB_OPTIONS)
+            import difflib  # only a mistyped option needs it
+
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"start_server() got an unknown option {key!r}.{hint} Known: {', '.join(known)}")
