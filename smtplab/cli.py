@@ -34,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="TCP port (default 0: the OS picks a free one)")
     serve.add_argument("--maildir", metavar="PATH", help="also write every message to this Maildir")
     serve.add_argument(
+        "--unix-socket",
+        nargs="?",
+        const=True,
+        metavar="PATH",
+        help="listen on a private Unix-domain socket instead of a port (on shared hosts); "
+        "without PATH one is made in a 0700 directory",
+    )
+    serve.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (reachable by others)"
     )
     serve.add_argument(
@@ -87,9 +95,9 @@ def _serve(args: argparse.Namespace) -> int:
         print("smtplab: --ca-file needs --tls starttls or --tls implicit", file=sys.stderr)
         return 2
     try:
+        where = {"unix_socket": args.unix_socket} if args.unix_socket else {"host": args.host, "port": args.port}
         server = start_server(
-            host=args.host,
-            port=args.port,
+            **where,
             maildir=args.maildir,
             allow_remote=args.allow_remote,
             tls=args.tls,
@@ -107,22 +115,30 @@ def _serve(args: argparse.Namespace) -> int:
         if args.max_messages is not None and server.mailbox.received >= args.max_messages:
             done.set()
 
-    host, port = server.address
+    host, port = (None, None) if server.socket_path else server.address
     if args.ca_file:  # written before the address is announced, so scripts can use it at once
         shutil.copyfile(server.lab_tls.write_files().ca_cert, args.ca_file)
     mode = f" ({args.tls} TLS)" if args.tls else ""
-    print(f"smtplab lab server listening on {host}:{port}{mode}", flush=True)
+    where = f"unix:{server.socket_path}" if server.socket_path else f"{host}:{port}"
+    print(f"smtplab lab server listening on {where}{mode}", flush=True)
     if args.ca_file:
         starttls = " -starttls smtp" if args.tls == "starttls" else ""
-        print(f"lab CA written to {args.ca_file}; try: openssl s_client -connect {host}:{port}{starttls} -CAfile {args.ca_file}", flush=True)
+        connect = f"-unix {server.socket_path}" if server.socket_path else f"-connect {host}:{port}"
+        print(f"lab CA written to {args.ca_file}; try: openssl s_client {connect}{starttls} -CAfile {args.ca_file}", flush=True)
     if not args.quiet:
-        print(
-            "Send it mail from Python:\n"
-            f"    smtplib.SMTP({host!r}, {port}).sendmail('alice@example.test', ['bob@example.test'], 'Subject: hi\\r\\n\\r\\nhello')\n"
-            f"or from a terminal:  swaks --server {host} --port {port} --to bob@example.test\n"
-            "Each captured message is printed below. Press Ctrl-C to stop.",
-            flush=True,
-        )
+        if server.socket_path:
+            how = (
+                "Only your user can reach this socket. Send it mail from Python:\n"
+                f"    aiosmtplib.SMTP(socket_path={server.socket_path!r})\n"
+                f"or from a terminal:  swaks --socket {server.socket_path} --to bob@example.test\n"
+            )
+        else:
+            how = (
+                "Send it mail from Python:\n"
+                f"    smtplib.SMTP({host!r}, {port}).sendmail('alice@example.test', ['bob@example.test'], 'Subject: hi\\r\\n\\r\\nhello')\n"
+                f"or from a terminal:  swaks --server {host} --port {port} --to bob@example.test\n"
+            )
+        print(how + "Each captured message is printed below. Press Ctrl-C to stop.", flush=True)
     try:
         done.wait()
     except KeyboardInterrupt:

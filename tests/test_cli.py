@@ -129,3 +129,30 @@ def test_serve_with_tls_writes_the_ca_for_other_tools(tmp_path):
             client.sendmail("a@example.test", ["b@example.test"], b"Subject: tls cli\r\n\r\nhi\r\n")
         runner.join(10)
     assert "openssl s_client" in out.getvalue() and "'tls cli'" in out.getvalue()
+
+
+@pytest.mark.skipif(not hasattr(__import__("socket"), "AF_UNIX"), reason="needs Unix-domain sockets")
+def test_serve_on_a_private_unix_socket(tmp_path):
+    import asyncio
+    import stat
+
+    import aiosmtplib
+
+    out = Announcements()
+    path = tmp_path / "private" / "lab.sock"
+    with contextlib.redirect_stdout(out):
+        runner = threading.Thread(
+            target=main, args=(["serve", "--unix-socket", str(path), "--max-messages", "1"],), daemon=True
+        )
+        runner.start()
+        assert out.listening.wait(10)
+        assert f"listening on unix:{path}" in out.getvalue() and "swaks --socket" in out.getvalue()
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+        async def deliver():
+            async with aiosmtplib.SMTP(socket_path=str(path), timeout=5) as client:
+                await client.sendmail("a@example.test", ["b@example.test"], "Subject: via socket\r\n\r\nhi\r\n")
+
+        asyncio.run(deliver())
+        runner.join(10)
+    assert "'via socket'" in out.getvalue() and not runner.is_alive()
