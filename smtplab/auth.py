@@ -53,6 +53,7 @@ __all__ = [
     "cram_md5_response",
     "decode_plain",
     "login_prompts",
+    "login_response",
     "plain_response",
 ]
 
@@ -418,6 +419,14 @@ def login_prompts() -> dict[str, str]:
         SMTP.AuthLoginPasswordChallenge: password,
     }
     return {_b64(text.encode()): f"{text!r} - {meaning}" for text, meaning in prompts.items()}
+
+
+def login_response(value: str) -> str:
+    """The base64 answer to one LOGIN prompt: the user name, then the password.
+
+    AUTH LOGIN (draft-murchison-sasl-login) asks for each in its own ``334`` prompt.
+    """
+    return _b64(value.encode("utf-8"))
 
 
 def cram_md5_response(user: str, password: str, challenge_b64: str | bytes) -> str:

@@ -40,7 +40,7 @@ from smtplab.errors import (
     TLSMismatchError,
 )
 from smtplab.tls import exception_chain
-from smtplab.transcript import Transcript, TranscriptPair
+from smtplab.transcript import Transcript, TranscriptPair, format_address
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer
@@ -317,7 +317,7 @@ class Client:
         assert smtp.protocol is not None
         self._install_recorder(smtp.protocol)
         self._session_address = self.local_address
-        self._event(f"connected from {_address(self._session_address)}")
+        self._event(f"connected from {format_address(self._session_address)}")
         if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
@@ -440,7 +440,7 @@ class Client:
             for answer in (user, password):
                 if reply.code != 334:
                     break
-                reply = await self._command(_b64(answer), timeout=timeout)
+                reply = await self._command(auth.login_response(answer), timeout=timeout)
             return reply
         if chosen == "CRAM-MD5":
             reply = await self._command("AUTH", "CRAM-MD5", timeout=timeout)
@@ -758,10 +758,6 @@ def _copy_context(context: ssl.SSLContext) -> ssl.SSLContext:
     return copy
 
 
-def _b64(text: str) -> str:
-    import base64
-
-    return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
 
 def _masked_command(command: str, secret: bool) -> str:
@@ -781,11 +777,6 @@ def _copy_without_bcc(message: Message) -> Message:
     return clone
 
 
-def _address(address: Any) -> str:
-    if not address:
-        return "?"
-    host, port = tuple(address)[:2]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 class SyncClient:

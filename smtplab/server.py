@@ -39,7 +39,7 @@ from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
 from smtplab.handlers import CaptureHandler, Directory, HandlerError, LabHandler, check_handler, describe_failure
 from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
 from smtplab.mailbox import Mailbox
-from smtplab.transcript import Transcript
+from smtplab.transcript import Transcript, format_address
 
 if TYPE_CHECKING:
     import ssl
@@ -150,12 +150,12 @@ class _LabSMTP(LimitedSMTP):
             self._auth_require_tls = False
         peer = transport.get_extra_info("peername")
         self.transcript = Transcript(
-            title=f"server side of {_format_address(peer)}",
+            title=f"server side of {format_address(peer)}",
             peer=peer,
             local=transport.get_extra_info("sockname"),
         )
         how = f" over implicit TLS: {_headline(self.tls_summary())}" if self._tls_on else ""
-        self.transcript.event(f"connection from {_format_address(peer)}{how}", tls=self._tls_on)
+        self.transcript.event(f"connection from {format_address(peer)}{how}", tls=self._tls_on)
         self._lab._session_opened(self)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -501,7 +501,7 @@ class LabServer:
         return None
 
     def __repr__(self) -> str:
-        state = f"running on {_format_address(self.address)}" if self.running else "stopped"
+        state = f"running on {format_address(self.address)}" if self.running else "stopped"
         extras = "".join(
             f", {extra}" for extra in (self.tls and f"tls={self.tls}", self.auth and "auth") if extra
         )
@@ -557,7 +557,7 @@ class LabServer:
                 self._port = sock.getsockname()[1]
             self._controller = controller
             _register(self)
-            log.info("lab server %r listening on %s", self.name, _format_address(self.address))
+            log.info("lab server %r listening on %s", self.name, format_address(self.address))
         return self
 
     def _smtp_options(self) -> dict[str, Any]:
@@ -857,7 +857,7 @@ def _replace_namesake(server: LabServer) -> None:
         old.stop()
         warnings.warn(
             f"stopped the lab server {old.name!r} that was running on "
-            f"{_format_address(old.address)} to start this one. Give servers different "
+            f"{format_address(old.address)} to start this one. Give servers different "
             "names (start_server(name=...)) to run several at once.",
             ReplacedServerWarning,
             stacklevel=4,
@@ -875,12 +875,3 @@ def _register(server: LabServer) -> None:
 
 def _headline(summary: TLSSummary | None) -> str:
     return summary.headline if summary is not None else "details unavailable"
-
-
-def _format_address(address: Iterable[Any] | str | None) -> str:
-    if isinstance(address, str):  # Unix-domain sockets: a path, or "" for a client
-        return address or "a local socket"
-    if not address:
-        return "?"
-    host, port = tuple(address)[:2]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -34,7 +34,7 @@ from typing import Any, overload
 
 from smtplab.protocol import explain
 
-__all__ = ["MASK", "Line", "Transcript", "TranscriptPair"]
+__all__ = ["MASK", "Line", "Transcript", "TranscriptPair", "format_address"]
 
 MASK = "********"
 """What a secret looks like in every rendering unless ``reveal_secrets=True``."""
@@ -122,15 +122,18 @@ def _truncate(text: str, limit: int = _DISPLAY_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + _ELLIPSIS
 
 
-def _format_address(address: tuple[Any, ...] | None) -> str:
+def format_address(address: tuple[Any, ...] | str | None) -> str:
+    """A socket address for people: ``host:port``, ``[::1]:port`` for IPv6, a Unix socket's path.
+
+    An unnamed Unix-socket end (``""``) reads "a local socket"; no address at all reads "?".
+    """
+    if isinstance(address, str):
+        return address or "a local socket"
     if not address:
-        return ""
-    host = str(address[0])
-    if len(address) < 2:
-        return host
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    return f"{host}:{address[1]}"
+        return "?"
+    host, *rest = tuple(address)
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    return f"{host}:{rest[0]}" if rest else host
 
 
 def _plural(count: int, word: str) -> str:
@@ -386,7 +389,7 @@ class Transcript:
 
     Args:
         title: A name shown by the renderings, e.g. ``"client"`` or ``"server"``.
-        peer: The address of the other end, e.g. ``("127.0.0.1", 2525)``.
+        peer: The address of the other end, e.g. ``("127.0.0.1", 2525)``, or a Unix socket's path.
         local: The address of this end.
 
     Attributes:
@@ -397,12 +400,13 @@ class Transcript:
         self,
         *,
         title: str = "",
-        peer: tuple[Any, ...] | None = None,
-        local: tuple[Any, ...] | None = None,
+        peer: tuple[Any, ...] | str | None = None,
+        local: tuple[Any, ...] | str | None = None,
     ) -> None:
         self.title = title
-        self.peer = tuple(peer) if peer is not None else None
-        self.local = tuple(local) if local is not None else None
+        # A Unix-domain socket's address is a path (a str): keep it whole.
+        self.peer = peer if peer is None or isinstance(peer, str) else tuple(peer)
+        self.local = local if local is None or isinstance(local, str) else tuple(local)
         self.callback_errors: list[Exception] = []
         self._lock = threading.Lock()
         self._lines: list[Line] = []
@@ -604,13 +608,13 @@ class Transcript:
         return f"<Transcript{title} {self._counts(self.lines)}>"
 
 
-def _address_detail(local: tuple[Any, ...] | None, peer: tuple[Any, ...] | None) -> str:
+def _address_detail(local: tuple[Any, ...] | str | None, peer: tuple[Any, ...] | str | None) -> str:
     if local and peer:
-        return f"{_format_address(local)} \u21c4 {_format_address(peer)}"
+        return f"{format_address(local)} \u21c4 {format_address(peer)}"
     if peer:
-        return f"peer {_format_address(peer)}"
+        return f"peer {format_address(peer)}"
     if local:
-        return f"local {_format_address(local)}"
+        return f"local {format_address(local)}"
     return ""
 
 

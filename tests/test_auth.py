@@ -480,3 +480,10 @@ def test_choose_mechanism_without_common_ground() -> None:
     with pytest.raises(NoCommonMechanismError) as info:
         choose_mechanism(["XOAUTH2", "GSSAPI"])
     assert isinstance(info.value, ValueError)
+
+
+def test_login_response_is_the_base64_of_each_answer():
+    from smtplab.auth import login_response
+
+    assert login_response("alice") == "YWxpY2U="
+    assert login_response("wonderland") == "d29uZGVybGFuZA=="

@@ -414,3 +414,15 @@ def test_thread_safe_appends() -> None:
     for n in range(4):
         mine = [line.text for line in t if line.text.startswith(f"NOOP {n} ")]
         assert mine == [f"NOOP {n} {i}" for i in range(500)]
+
+
+def test_format_address_covers_every_kind_of_socket_address():
+    from smtplab.transcript import format_address
+
+    assert format_address(("127.0.0.1", 2525)) == "127.0.0.1:2525"
+    assert format_address(("::1", 2525, 0, 0)) == "[::1]:2525"
+    assert format_address("/run/user/lab.sock") == "/run/user/lab.sock"  # a Unix socket's path, whole
+    assert format_address("") == "a local socket"
+    assert format_address(None) == "?"
+    t = Transcript(peer="/run/user/lab.sock")
+    assert "/run/user/lab.sock" in t.html()

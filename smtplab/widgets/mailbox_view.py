@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets
 
 from smtplab.mailbox import CapturedMessage, Mailbox
+from smtplab.transcript import format_address
 from smtplab.widgets._live import LiveBox, escape, reports_errors
 
 __all__ = ["MailboxView"]
@@ -66,7 +67,7 @@ def envelope_html(message: CapturedMessage) -> str:
         ("MAIL FROM", f"<{message.mail_from}>"),
         ("RCPT TO", ", ".join(f"<{rcpt}>" for rcpt in message.rcpt_tos)),
         ("size", f"{message.size:,} bytes"),
-        ("client", f"{message.helo or '?'} from {_address(message.peer)}"),
+        ("client", f"{message.helo or '?'} from {format_address(message.peer)}"),
         ("TLS", "no (plain text)" if tls is None else str(getattr(tls, "headline", tls))),
         ("AUTH", message.auth_user or "no"),
     ]
@@ -75,13 +76,6 @@ def envelope_html(message: CapturedMessage) -> str:
     return _table(["envelope", ""], [[escape(name), escape(value)] for name, value in rows], empty="")
 
 
-def _address(peer: Any) -> str:
-    if not peer:
-        return "?"
-    if isinstance(peer, str):
-        return peer
-    host, port = tuple(peer)[:2]
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def headers_html(message: EmailMessage | Message) -> str:
