@@ -287,7 +287,7 @@ class Client:
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
-            smtp.close()
+            _hang_up(smtp)
             if self.tls == "implicit":
                 raise self._tls_failure(error) from error
             raise ClientTimeoutError(
@@ -298,7 +298,7 @@ class Client:
         except aiosmtplib.SMTPConnectResponseError as error:
             # A refusing greeting (e.g. 421 when the server is full): record it, then let
             # aiosmtplib's own exception reach the learner, as it is part of the lesson.
-            smtp.close()
+            _hang_up(smtp)
             self.greeting = self._record_reply(aiosmtplib.SMTPResponse(error.code, error.message), "")
             self._event("connection closed by the server after its greeting")
             raise
@@ -463,10 +463,15 @@ class Client:
         return f"Lab servers running in this kernel: {listing}."
 
     async def close(self) -> None:
-        """Drop the connection without QUIT (as a crashed client would)."""
-        if self._smtp is not None and self._smtp.is_connected:
-            self._smtp.close()
-            self._event("connection closed by the client")
+        """Drop the connection without QUIT (as a crashed client would).
+
+        The socket is closed when this returns (give the loop one turn to let go of it), even
+        when the server has already hung up: nothing is left for the garbage collector.
+        """
+        if self._smtp is not None:
+            if self._smtp.is_connected:
+                self._event("connection closed by the client")
+            _hang_up(self._smtp)
         self._smtp = None
         self._tls_on = False
 
@@ -567,7 +572,7 @@ class Client:
         # taken for the answer to the next command, so this connection is done with.
         if self._smtp is not None and self._smtp.is_connected:
             self._event("connection closed by the client: interrupted while waiting for a reply")
-            self._smtp.close()
+            _hang_up(self._smtp)
 
     async def _hang_up_after_interrupt(self) -> None:
         self._interrupted()
@@ -622,7 +627,7 @@ class Client:
             self._interrupted()
             raise
         except aiosmtplib.SMTPTimeoutError as error:
-            self.smtp.close()
+            _hang_up(self.smtp)
             raise ClientTimeoutError(
                 f"the end of DATA waited {timeout:g} s for the server's final reply and got none."
             ) from error
@@ -744,6 +749,21 @@ class Client:
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
         return f"<Client {self.host}:{self.port} {state}, state {self.state.state.name}, {len(self.transcript)} transcript lines>"
+
+
+def _hang_up(smtp: aiosmtplib.SMTP) -> None:
+    """Close an aiosmtplib connection so that its socket is released on the next loop turn.
+
+    ``SMTP.close()`` alone starts a polite TLS shutdown that waits for the server's
+    close_notify, and does nothing at all once the server's own close has begun; either way a
+    script's ``asyncio.run()`` can end first and leave the socket open. After our close_notify
+    is written, aborting the transport closes the socket now (RFC 8446 §6.1 lets a side close
+    without waiting for the peer's close_notify).
+    """
+    transport = smtp.transport
+    smtp.close()
+    if transport is not None:
+        transport.abort()
 
 
 def _ssl_error_in(error: BaseException) -> bool:

@@ -300,7 +300,7 @@ class _LabController(Controller):
         self.server.close()
         current = asyncio.current_task()
         for _ in range(3):  # closing a session can wake a task of its own: go round again
-            self._lab._close_sessions()
+            _abort_connections(self.loop)
             tasks = [task for task in asyncio.all_tasks() if task is not current]
             for task in tasks:
                 task.cancel()
@@ -324,6 +324,20 @@ class _LabController(Controller):
             self.loop.close()
         self._sock.close()
         self._cleanup()
+
+
+def _abort_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Abort every connection ``loop`` still has open, at the socket level.
+
+    Closing a session's own transport is not enough: a TLS transport closed twice (aiosmtpd's
+    QUIT, then its stream writer) forgets its socket, so that ``abort()`` no longer reaches it;
+    a TLS close waits for the client's close_notify, which may never come before the loop ends;
+    and a connection still in its TLS handshake has no session yet. asyncio's selector loops
+    keep every socket transport they made, which is what is aborted here.
+    """
+    for transport in list(getattr(loop, "_transports", {}).values()):
+        if transport is not None:
+            transport.abort()  # does nothing to a connection already lost
 
 
 # -- the learner's side ------------------------------------------------------------------------
@@ -619,17 +633,6 @@ class LabServer:
 
     def _session_closed(self, session: _LabSMTP) -> None:
         self._sessions.discard(session)
-
-    def _close_sessions(self) -> None:
-        for session in list(self._sessions):
-            if session.transport is None:
-                continue
-            if session._tls_on:
-                # A TLS close() waits for the client's close_notify, which may never come
-                # before the server's loop ends, and leaves the socket open: abort instead.
-                session.transport.abort()
-            else:
-                session.transport.close()
 
     def _report(self, hook: str, error: BaseException) -> str:
         failure = describe_failure(hook, error)

@@ -7,6 +7,7 @@ import smtplib
 import socket
 import time
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 
@@ -321,3 +322,48 @@ def test_start_stop_cycles_leak_no_threads_or_descriptors():
             server.stop()
     assert thread_names() == threads
     assert open_fds() == fds
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["in the TLS handshake", "after QUIT, before the TLS goodbye", "in the middle of a session"],
+)
+def test_stop_closes_every_tls_connection_whatever_its_state(moment):
+    # A connection still in its TLS handshake has no SMTP session yet, and a TLS transport that
+    # aiosmtpd closed twice (QUIT) no longer reaches its socket: stop() must close both.
+    import ssl
+
+    with smtplab.start_server(tls="implicit", name="tls-stop") as server:
+        def greeted() -> tuple[ssl.SSLSocket, Any]:
+            conn = server.client_context().wrap_socket(
+                socket.create_connection(server.address, timeout=5), server_hostname="127.0.0.1"
+            )
+            reader = conn.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            return conn, reader
+
+        if moment == "in the TLS handshake":
+            conn = socket.create_connection(server.address, timeout=5)
+            # Connections are accepted in order: once a later one is greeted, this one has
+            # been accepted and waits in its handshake.
+            later, reader = greeted()
+            reader.close()
+            later.close()
+        else:
+            conn, reader = greeted()
+            conn.sendall(b"EHLO me\r\n")
+            while not reader.readline().startswith(b"250 "):
+                pass
+            if moment.startswith("after QUIT"):
+                conn.sendall(b"QUIT\r\n")
+                assert reader.readline().startswith(b"221")
+            reader.close()
+        server.stop()
+        try:
+            # The server's side is gone: the client reads the end of the stream (or a reset),
+            # rather than waiting out its timeout.
+            assert conn.recv(100) in (b"", b"221 Bye\r\n")
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()

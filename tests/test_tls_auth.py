@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import ssl
 import time
@@ -170,3 +171,27 @@ def test_bad_tls_options_are_named():
         smtplab.start_server(tls="ssl")
     with pytest.raises(ValueError, match="auth must map"):
         smtplab.start_server(auth=["alice"])
+
+
+@pytest.mark.parametrize("tls", [None, "starttls", "implicit"])
+@pytest.mark.parametrize("ending", ["quit", "close", "server hung up"])
+def test_the_socket_is_released_when_the_client_is_done(tls, ending):
+    # A TLS close() alone waits for the server's close_notify, and does nothing once the server
+    # has begun to close: a script's asyncio.run() could end first and leak the socket.
+    async def session(server: smtplab.LabServer) -> int:
+        client = smtplab.Client(server, tls=tls)
+        await client.connect()
+        sock = client.smtp.get_transport_info("socket")
+        if ending == "quit":
+            await client.quit()
+        elif ending == "close":
+            await client.close()
+        else:
+            for n in range(3):  # the third wrong password makes the server hang up
+                await client.login("alice", f"guess{n}")
+            await client.close()
+        await asyncio.sleep(0)  # one loop turn for the transport's connection_lost
+        return sock.fileno()
+
+    with smtplab.start_server(tls=tls, auth=USERS, auth_require_tls=False, name="release") as server:
+        assert asyncio.run(session(server)) == -1
