@@ -15,13 +15,21 @@ ifeq ($(DISPLAY)$(WAYLAND_DISPLAY)$(shell uname -s | grep -c Darwin),0)
 LAB_FLAGS += --no-browser
 endif
 
-.PHONY: lab test bench clean
+.PHONY: lab test lint format bench clean
 
 lab: $(VENV)/.installed-lab
 	$(BIN)/jupyter lab $(LAB_FLAGS)
 
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench --quick

@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="smtplab side by side with stock aiosmtpd/aiosmtplib on 127.0.0.1: "
         "medians of several runs, min-max ranges and ratios (smtplab / stock).",
     )
-    parser.add_argument("--quick", action="store_true", help="fewer runs and messages: under a minute on 2 cores")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer runs and messages: under a minute on 2 cores"
+    )
     parser.add_argument("--repeat", type=int, metavar="N", help="runs per side (default 10; 5 with --quick)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument(
@@ -76,25 +78,41 @@ def _ratio(value: float | None) -> str:
 
 def table(figures: list[Figure]) -> str:
     """The figures as a fixed-width text table, one line per key."""
-    header = ("key", "smtplab", "stock", "ratio", "unit", "better", "runs", "smtplab min–max", "stock min–max")
+    header = (
+        "key",
+        "smtplab",
+        "stock",
+        "ratio",
+        "unit",
+        "better",
+        "runs",
+        "smtplab min–max",
+        "stock min–max",
+    )
     rows = [header]
     for figure in figures:
         data = figure.as_dict()
         if data is None:
             rows.append((figure.key, NOT_AVAILABLE, "", "", figure.unit, BETTER[figure.better], "", "", ""))
             continue
-        runs = str(data["runs"]) if data["smtplab_runs"] == data["stock_runs"] else f"{data['smtplab_runs']}/{data['stock_runs']}"
-        rows.append((
-            figure.key,
-            _num(data["smtplab"]),
-            _num(data["stock"]),
-            _ratio(data["ratio"]),
-            figure.unit,
-            BETTER[figure.better],
-            runs,
-            f"{_num(data['smtplab_min'])}–{_num(data['smtplab_max'])}",
-            f"{_num(data['stock_min'])}–{_num(data['stock_max'])}",
-        ))
+        runs = (
+            str(data["runs"])
+            if data["smtplab_runs"] == data["stock_runs"]
+            else f"{data['smtplab_runs']}/{data['stock_runs']}"
+        )
+        rows.append(
+            (
+                figure.key,
+                _num(data["smtplab"]),
+                _num(data["stock"]),
+                _ratio(data["ratio"]),
+                figure.unit,
+                BETTER[figure.better],
+                runs,
+                f"{_num(data['smtplab_min'])}–{_num(data['smtplab_max'])}",
+                f"{_num(data['stock_min'])}–{_num(data['stock_max'])}",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     right = {1, 2, 3, 6}
     lines = []
@@ -102,7 +120,9 @@ def table(figures: list[Figure]) -> str:
         if row[1] == NOT_AVAILABLE:
             cells = [row[0].ljust(widths[0]), row[1]]
         else:
-            cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)]
+            cells = [
+                cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
+            ]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("-" * len(lines[0]))

@@ -113,8 +113,11 @@ def measure_import(plan: Plan) -> list[Figure]:
         runs = interleaved(plan.repeat, sides, budget=30)
     return [
         Figure(
-            "import", "ms", LOWER,
-            [s * MS for s in runs["smtplab"]], [s * MS for s in runs["stock"]],
+            "import",
+            "ms",
+            LOWER,
+            [s * MS for s in runs["smtplab"]],
+            [s * MS for s in runs["stock"]],
             note="the import statement alone, in a fresh interpreter, bytecode cached",
         )
     ]
@@ -151,11 +154,19 @@ def measure_start_stop(plan: Plan) -> list[Figure]:
     lab, stock = runs["smtplab"], runs["stock"]
     return [
         Figure(
-            "start_plain", "ms", LOWER, [s[0] * MS for s in lab], [s[0] * MS for s in stock],
+            "start_plain",
+            "ms",
+            LOWER,
+            [s[0] * MS for s in lab],
+            [s[0] * MS for s in stock],
             note="start_server() vs Controller(handler, hostname='127.0.0.1', port=free) + .start()",
         ),
         Figure(
-            "stop", "ms", LOWER, [s[1] * MS for s in lab], [s[1] * MS for s in stock],
+            "stop",
+            "ms",
+            LOWER,
+            [s[1] * MS for s in lab],
+            [s[1] * MS for s in stock],
             note="LabServer.stop() vs Controller.stop(), idle server",
         ),
     ]
@@ -174,7 +185,11 @@ def measure_start_tls(plan: Plan) -> list[Figure]:
     runs = interleaved(plan.repeat, {"smtplab": lab, "stock": stock}, budget=30)
     return [
         Figure(
-            "start_implicit_tls", "ms", LOWER, [s * MS for s in runs["smtplab"]], [s * MS for s in runs["stock"]],
+            "start_implicit_tls",
+            "ms",
+            LOWER,
+            [s * MS for s in runs["smtplab"]],
+            [s * MS for s in runs["stock"]],
             note="start_server(tls='implicit') vs Controller(..., ssl_context=lab server context) + .start()",
         )
     ]
@@ -187,7 +202,11 @@ def measure_port_in_use(plan: Plan) -> list[Figure]:
     )
     return [
         Figure(
-            "port_in_use", "ms", LOWER, [s * MS for s in runs["smtplab"]], [s * MS for s in runs["stock"]],
+            "port_in_use",
+            "ms",
+            LOWER,
+            [s * MS for s in runs["smtplab"]],
+            [s * MS for s in runs["stock"]],
             note="start_server(port=taken) -> PortInUseError vs Controller(port=taken, ready_timeout=5).start() -> OSError",
         )
     ]
@@ -225,7 +244,9 @@ def _lab_run(content: bytes, count: int, *, record: bool, limit: float) -> float
     with lab_server(name="bench-throughput") as server:
         rate = run_async(_lab_throughput(server, content, count, record=record), timeout=limit)
         if server.mailbox.received != count + THROUGHPUT_WARMUP:
-            raise RuntimeError(f"lab server captured {server.mailbox.received} of {count + THROUGHPUT_WARMUP} messages")
+            raise RuntimeError(
+                f"lab server captured {server.mailbox.received} of {count + THROUGHPUT_WARMUP} messages"
+            )
     return rate
 
 
@@ -251,11 +272,19 @@ def measure_throughput(plan: Plan) -> list[Figure]:
     runs = interleaved(plan.repeat, sides, budget=60)
     return [
         Figure(
-            "throughput_1conn", "msg/s", HIGHER, runs["smtplab"], runs["stock"],
+            "throughput_1conn",
+            "msg/s",
+            HIGHER,
+            runs["smtplab"],
+            runs["stock"],
             note="Client (transcript on) -> start_server() vs aiosmtplib.SMTP -> Controller with a sink handler",
         ),
         Figure(
-            "throughput_1conn_no_transcript", "msg/s", HIGHER, runs["no_transcript"], runs["stock"],
+            "throughput_1conn_no_transcript",
+            "msg/s",
+            HIGHER,
+            runs["no_transcript"],
+            runs["stock"],
             note="Client(record=False) -> start_server(); the server still records its side",
         ),
     ]
@@ -294,7 +323,11 @@ def measure_parallel(plan: Plan) -> list[Figure]:
         runs = interleaved(plan.repeat, sides, budget=60)
     return [
         Figure(
-            "throughput_parallel", "msg/s", SPEED_UP, runs["smtplab"], runs["stock"],
+            "throughput_parallel",
+            "msg/s",
+            SPEED_UP,
+            runs["smtplab"],
+            runs["stock"],
             note=f"{total} messages of 1 KB, smtplab Client: {PARALLEL_CONNECTIONS} connections (smtplab column) "
             f"vs 1 (stock column); server: {how}",
         )
@@ -341,25 +374,39 @@ def measure_tls_setup(plan: Plan) -> list[Figure]:
     """Per-connection TLS set-up: smtplab Client vs aiosmtplib, both with a prebuilt context."""
     keys = {"starttls": "tls_setup_starttls", "implicit": "tls_setup_implicit"}
     if not (lab_supports("tls") and client_supports("tls") and client_supports("starttls")):
-        return [unavailable(key, "ms", LOWER, "start_server(tls=...) and Client.starttls()") for key in keys.values()]
+        return [
+            unavailable(key, "ms", LOWER, "start_server(tls=...) and Client.starttls()")
+            for key in keys.values()
+        ]
     from smtplab.tls import default_lab_tls
 
     lab_tls = default_lab_tls()  # what start_server(tls=...) uses; contexts built once, untimed
     server_context, client_context = lab_tls.server_context(), lab_tls.client_context()
     figures = []
     for mode, key in keys.items():
-        stock_kwargs = {"ssl_context": server_context} if mode == "implicit" else {"tls_context": server_context}
-        with lab_server(name="bench-tls", tls=mode) as server, stock_server(SinkHandler(), **stock_kwargs) as stock:
+        stock_kwargs = (
+            {"ssl_context": server_context} if mode == "implicit" else {"tls_context": server_context}
+        )
+        with (
+            lab_server(name="bench-tls", tls=mode) as server,
+            stock_server(SinkHandler(), **stock_kwargs) as stock,
+        ):
             sides = {
-                "smtplab": lambda: run_async(_lab_setup(server, mode), timeout=30),
-                "stock": lambda: run_async(_stock_setup(stock.port, mode, client_context), timeout=30),
+                "smtplab": lambda mode=mode, server=server: run_async(_lab_setup(server, mode), timeout=30),
+                "stock": lambda mode=mode, stock=stock: run_async(
+                    _stock_setup(stock.port, mode, client_context), timeout=30
+                ),
             }
             sides["smtplab"](), sides["stock"]()
             runs = interleaved(plan.tls_connections, sides, budget=30)
         steps = "connect + EHLO + STARTTLS + EHLO" if mode == "starttls" else "connect with TLS + EHLO"
         figures.append(
             Figure(
-                key, "ms", LOWER, [s * MS for s in runs["smtplab"]], [s * MS for s in runs["stock"]],
+                key,
+                "ms",
+                LOWER,
+                [s * MS for s in runs["smtplab"]],
+                [s * MS for s in runs["stock"]],
                 note=f"{steps}, one sample per connection; Client(tls={mode!r}) vs aiosmtplib.SMTP, same client context",
             )
         )
@@ -380,7 +427,11 @@ def measure_memory(plan: Plan) -> list[Figure]:
     runs = interleaved(plan.memory_runs, {"smtplab": side("smtplab"), "stock": side("stock")}, budget=120)
     return [
         Figure(
-            "memory_per_message", "B/msg", LOWER, runs["smtplab"], runs["stock"],
+            "memory_per_message",
+            "B/msg",
+            LOWER,
+            runs["smtplab"],
+            runs["stock"],
             note=f"{count} messages of 10 KB, aiosmtplib client in the server's process; lab server vs "
             "a handler keeping envelopes in a list",
         )

@@ -83,8 +83,13 @@ def memory(side: str, count: int) -> dict[str, Any]:
         before, after = asyncio.run(asyncio.wait_for(run(), 300))
         if kept() != MEMORY_WARMUP + count:
             raise RuntimeError(f"{side}: {kept()} messages kept, expected {MEMORY_WARMUP + count}")
-    return {"side": side, "messages": count, "rss_before": before, "rss_after": after,
-            "per_message": (after - before) / count}
+    return {
+        "side": side,
+        "messages": count,
+        "rss_before": before,
+        "rss_after": after,
+        "per_message": (after - before) / count,
+    }
 
 
 def port_in_use(smtplab_runs: int, stock_runs: int) -> dict[str, Any]:

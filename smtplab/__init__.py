@@ -3,8 +3,9 @@
 Three lines show a real SMTP conversation::
 
     import smtplab
-    server = smtplab.start_server()            # a lab SMTP server on 127.0.0.1, port picked by the OS
-    server.mailbox.wait_for(1)                 # after sending it a message
+
+    server = smtplab.start_server()  # a lab SMTP server on 127.0.0.1, port picked by the OS
+    server.mailbox.wait_for(1)  # after sending it a message
 
 The lab server (:func:`start_server`) captures every message into ``server.mailbox`` and records
 each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or to any SMTP

@@ -37,9 +37,7 @@ class BackgroundLoop:
             if self._loop is None or self._loop.is_closed():
                 loop = asyncio.new_event_loop()
                 started = threading.Event()
-                thread = threading.Thread(
-                    target=self._run, args=(loop, started), name=self.name, daemon=True
-                )
+                thread = threading.Thread(target=self._run, args=(loop, started), name=self.name, daemon=True)
                 thread.start()
                 started.wait()
                 self._loop = loop

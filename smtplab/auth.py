@@ -307,9 +307,7 @@ async def auth_cram_md5(server: SMTP, args: list[str]) -> AuthResult:
             handled=False,
             message="501 5.5.2 CRAM-MD5 answer must be base64 of 'user hexdigest'",
         )
-    return server._authenticate(
-        "CRAM-MD5", CramMD5Response(login, challenge.encode("utf-8"), digest.lower())
-    )
+    return server._authenticate("CRAM-MD5", CramMD5Response(login, challenge.encode("utf-8"), digest.lower()))
 
 
 class CramMD5Mechanism:
@@ -322,7 +320,7 @@ class CramMD5Mechanism:
             async def handle_DATA(self, server, session, envelope): ...
     """
 
-    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
         """Server side of ``AUTH CRAM-MD5`` (RFC 2195); see :func:`auth_cram_md5`."""
         return await auth_cram_md5(server, args)
 
@@ -445,8 +443,9 @@ def cram_md5_response(user: str, password: str, challenge_b64: str | bytes) -> s
         ValueError: ``challenge_b64`` is not base64.
 
     Example:
-        >>> cram_md5_response("tim", "tanstaaftanstaaf",
-        ...                   "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+")
+        >>> cram_md5_response(
+        ...     "tim", "tanstaaftanstaaf", "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+"
+        ... )
         'dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw'
     """
     challenge = _b64decode(challenge_b64)
@@ -492,8 +491,7 @@ def choose_mechanism(
         wanted = preferred.strip().upper()
         if wanted not in MECHANISMS:
             raise NoCommonMechanismError(
-                f"{preferred!r} is not a mechanism smtplab speaks; choose one of "
-                f"{', '.join(MECHANISMS)}"
+                f"{preferred!r} is not a mechanism smtplab speaks; choose one of {', '.join(MECHANISMS)}"
             )
         if wanted not in offered:
             raise NoCommonMechanismError(
@@ -525,6 +523,5 @@ def choose_mechanism(
         if name in offered:
             return name, reasons[(tls, name)]
     raise NoCommonMechanismError(
-        f"the server offers {', '.join(offered)}, none of which smtplab speaks "
-        f"({', '.join(MECHANISMS)})"
+        f"the server offers {', '.join(offered)}, none of which smtplab speaks ({', '.join(MECHANISMS)})"
     )

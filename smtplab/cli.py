@@ -44,14 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow a non-loopback --host (reachable by others)"
     )
+    serve.add_argument("--max-messages", type=int, metavar="N", help="exit after capturing N messages")
     serve.add_argument(
-        "--max-messages", type=int, metavar="N", help="exit after capturing N messages"
+        "--tls", choices=("starttls", "implicit"), help="offer STARTTLS, or speak TLS from the first byte"
     )
-    serve.add_argument("--tls", choices=("starttls", "implicit"), help="offer STARTTLS, or speak TLS from the first byte")
     serve.add_argument(
-        "--auth", action="append", metavar="USER:PASSWORD", default=[], help="accept AUTH for this user (repeatable)"
+        "--auth",
+        action="append",
+        metavar="USER:PASSWORD",
+        default=[],
+        help="accept AUTH for this user (repeatable)",
     )
-    serve.add_argument("--ca-file", metavar="PATH", help="with --tls: write the lab CA certificate here for other tools")
+    serve.add_argument(
+        "--ca-file", metavar="PATH", help="with --tls: write the lab CA certificate here for other tools"
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="print only the address and messages")
 
     send = commands.add_parser(
@@ -77,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
 def _summary(message: CapturedMessage) -> str:
     when = message.received.astimezone().strftime("%H:%M:%S")
     to = ", ".join(message.rcpt_tos)
-    return f"{when} {message.id} from <{message.mail_from}> to {to}: {message.subject!r} ({message.size} bytes)"
+    return (
+        f"{when} {message.id} from <{message.mail_from}> to {to}: {message.subject!r} ({message.size} bytes)"
+    )
 
 
 def _users(pairs: list[str]) -> dict[str, str] | None:
@@ -95,7 +103,9 @@ def _serve(args: argparse.Namespace) -> int:
         print("smtplab: --ca-file needs --tls starttls or --tls implicit", file=sys.stderr)
         return 2
     try:
-        where = {"unix_socket": args.unix_socket} if args.unix_socket else {"host": args.host, "port": args.port}
+        where = (
+            {"unix_socket": args.unix_socket} if args.unix_socket else {"host": args.host, "port": args.port}
+        )
         server = start_server(
             **where,
             maildir=args.maildir,
@@ -124,7 +134,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.ca_file:
         starttls = " -starttls smtp" if args.tls == "starttls" else ""
         connect = f"-unix {server.socket_path}" if server.socket_path else f"-connect {host}:{port}"
-        print(f"lab CA written to {args.ca_file}; try: openssl s_client {connect}{starttls} -CAfile {args.ca_file}", flush=True)
+        print(
+            f"lab CA written to {args.ca_file}; try: openssl s_client {connect}{starttls} -CAfile {args.ca_file}",
+            flush=True,
+        )
     if not args.quiet:
         if server.socket_path:
             how = (
@@ -155,7 +168,9 @@ def _send(args: argparse.Namespace) -> int:
         print("smtplab: --user and --password go together", file=sys.stderr)
         return 2
     content = f"Subject: {args.subject}\r\nFrom: {args.sender}\r\nTo: {', '.join(args.to or ['bob@example.test'])}\r\n\r\n{args.body}\r\n"
-    client = SyncClient(host=args.host, port=args.port, tls=args.tls, cafile=args.cafile, timeout=args.timeout)
+    client = SyncClient(
+        host=args.host, port=args.port, tls=args.tls, cafile=args.cafile, timeout=args.timeout
+    )
     status = 1
     try:
         client.connect()

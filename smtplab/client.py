@@ -80,14 +80,18 @@ class Reply:
     @property
     def enhanced(self) -> str | None:
         """The enhanced status code (RFC 3463) at the start of the text, e.g. ``"5.1.1"``."""
-        parsed = protocol.parse_reply_line(f"{self.code} {self.message.splitlines()[0] if self.message else ''}")
+        parsed = protocol.parse_reply_line(
+            f"{self.code} {self.message.splitlines()[0] if self.message else ''}"
+        )
         return parsed.enhanced if parsed else None
 
     @property
     def lines(self) -> list[str]:
         """The reply as it appeared on the wire: ``250-…`` lines, then ``250 …``."""
         texts = self.message.split("\n") if self.message else [""]
-        return [f"{self.code}{'-' if n < len(texts) - 1 else ' '}{text}".rstrip() for n, text in enumerate(texts)]
+        return [
+            f"{self.code}{'-' if n < len(texts) - 1 else ' '}{text}".rstrip() for n, text in enumerate(texts)
+        ]
 
     @property
     def meaning(self) -> str:
@@ -121,7 +125,9 @@ class SendResult:
     @property
     def ok(self) -> bool:
         """True when the server accepted the message (``250`` after the data)."""
-        return self.reply is not None and self.reply.code == 250 and any(r.ok for r in self.recipients.values())
+        return (
+            self.reply is not None and self.reply.code == 250 and any(r.ok for r in self.recipients.values())
+        )
 
     @property
     def accepted(self) -> list[str]:
@@ -220,7 +226,12 @@ class Client:
             raise TypeError("give either tls_context= or cafile=/client_cert=/validate_certs=, not both")
         self.tls = tls
         self.tls_context = tls_context
-        self._tls_options = {"cafile": cafile, "validate_certs": validate_certs, "client_cert": client_cert, "client_key": client_key}
+        self._tls_options = {
+            "cafile": cafile,
+            "validate_certs": validate_certs,
+            "client_cert": client_cert,
+            "client_key": client_key,
+        }
         self.transcript = Transcript(title=f"client to {self._where()}")
         self.state = protocol.SessionState(tls=tls == "implicit")
         self.greeting: Reply | None = None
@@ -363,7 +374,9 @@ class Client:
 
         mode = self.tls or "none"
         names = self.server.lab_tls.hosts if self.server is not None else None
-        message = explain_ssl_error(error, host=self.host, port=self.port, expected_mode=mode, cert_names=names)
+        message = explain_ssl_error(
+            error, host=self.host, port=self.port, expected_mode=mode, cert_names=names
+        )
         if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
             return TLSCertificateError(message)
         return TLSMismatchError(message)
@@ -395,7 +408,9 @@ class Client:
             raise
         self._tls_on = True
         if self.record:
-            self._event(f"TLS started (STARTTLS): {self._tls_facts()}; the session starts over, send EHLO again")
+            self._event(
+                f"TLS started (STARTTLS): {self._tls_facts()}; the session starts over, send EHLO again"
+            )
         return self._result(self._last_reply)
 
     async def login(
@@ -426,8 +441,11 @@ class Client:
         elif mechanism is not None:
             chosen, reason = mechanism.upper(), "you asked for it, though the server did not offer AUTH"
         else:
-            hint = " It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4)." if (
-                self.smtp.supports_extension("starttls") and not self.tls_active) else ""
+            hint = (
+                " It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4)."
+                if (self.smtp.supports_extension("starttls") and not self.tls_active)
+                else ""
+            )
             raise auth.NoCommonMechanismError(
                 f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
                 "server refuse, pass mechanism='PLAIN'."
@@ -445,7 +463,9 @@ class Client:
         if chosen == "CRAM-MD5":
             reply = await self._command("AUTH", "CRAM-MD5", timeout=timeout)
             if reply.code == 334:
-                reply = await self._command(auth.cram_md5_response(user, password, reply.message), timeout=timeout)
+                reply = await self._command(
+                    auth.cram_md5_response(user, password, reply.message), timeout=timeout
+                )
             return reply
         return await self._command("AUTH", chosen, timeout=timeout)
 
@@ -554,7 +574,7 @@ class Client:
             check_argument(part, "command argument")
         timeout = self.timeout if timeout is None else timeout
         try:
-            response = await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
+            await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
         except asyncio.CancelledError:
             self._interrupted()
             raise
@@ -600,7 +620,9 @@ class Client:
         check_argument(sender, "sender address")
         return await self._command(f"MAIL FROM:<{sender}>", *options, timeout=timeout)
 
-    async def rcpt(self, recipient: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
+    async def rcpt(
+        self, recipient: str, *, options: Iterable[str] = (), timeout: float | None = None
+    ) -> Reply:
         """``RCPT TO:<recipient>`` (RFC 5321 §4.1.1.3): add one recipient."""
         check_argument(recipient, "recipient address")
         return await self._command(f"RCPT TO:<{recipient}>", *options, timeout=timeout)
@@ -743,7 +765,9 @@ class Client:
         """Both records of this session side by side: the client's and the lab server's."""
         server_side = self.server_transcript
         if server_side is None:
-            raise LookupError("no server transcript: pair() needs a Client made from a lab server, after connect()")
+            raise LookupError(
+                "no server transcript: pair() needs a Client made from a lab server, after connect()"
+            )
         return Transcript.pair(self.transcript, server_side)
 
     def __repr__(self) -> str:
@@ -778,8 +802,6 @@ def _copy_context(context: ssl.SSLContext) -> ssl.SSLContext:
     return copy
 
 
-
-
 def _masked_command(command: str, secret: bool) -> str:
     if secret and command != "*":
         return "********"
@@ -795,8 +817,6 @@ def _copy_without_bcc(message: Message) -> Message:
     clone = copy.copy(message)
     del clone["Bcc"]
     return clone
-
-
 
 
 class SyncClient:

@@ -165,18 +165,24 @@ class Directory:
         lists: Mailing lists by name, e.g. ``{"team": ["alice@example.test", "bob@example.test"]}``.
     """
 
-    def __init__(self, mailboxes: Iterable[str] = (), lists: Mapping[str, Iterable[str]] | None = None) -> None:
+    def __init__(
+        self, mailboxes: Iterable[str] = (), lists: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
         import email.utils
 
         self.mailboxes = {email.utils.parseaddr(entry)[1].lower(): entry for entry in mailboxes}
-        self.lists = {name.lower(): [str(member) for member in members] for name, members in (lists or {}).items()}
+        self.lists = {
+            name.lower(): [str(member) for member in members] for name, members in (lists or {}).items()
+        }
 
     def verify(self, query: str) -> str:
         """The reply to ``VRFY query`` (RFC 5321 §3.5.1, §3.5.3)."""
         if not self.mailboxes:
             return "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"
         wanted = query.strip("<>").lower()
-        found = [entry for address, entry in self.mailboxes.items() if wanted in (address, address.split("@")[0])]
+        found = [
+            entry for address, entry in self.mailboxes.items() if wanted in (address, address.split("@")[0])
+        ]
         if len(found) == 1:
             return f"250 2.1.5 {_angle(found[0])}"
         if found:
@@ -186,7 +192,9 @@ class Directory:
     def expand(self, name: str) -> list[str]:
         """The reply lines to ``EXPN name`` (RFC 5321 §3.5.2), one member per line."""
         if not self.lists:
-            return ["502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: start_server(lists={...})"]
+            return [
+                "502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: start_server(lists={...})"
+            ]
         members = self.lists.get(name.lower())
         if members is None:
             return [f"550 5.1.1 {name}: no such list here (lists: {', '.join(sorted(self.lists))})"]
@@ -259,8 +267,7 @@ class LabHandler:
             status = await result
             if status is None:
                 raise TypeError(
-                    f"{name} returned None; return a reply line such as '250 OK' or "
-                    "'550 5.1.1 No such user'."
+                    f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
                 )
             return status
         except Exception as error:  # noqa: BLE001 - turned into a reply, kept in server.errors

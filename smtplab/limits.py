@@ -117,7 +117,11 @@ class Limits:
             if value is None and item.name not in ("max_line_length", "max_command_length"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                off = "" if item.name in ("max_line_length", "max_command_length") else " (or None for no limit)"
+                off = (
+                    ""
+                    if item.name in ("max_line_length", "max_command_length")
+                    else " (or None for no limit)"
+                )
                 raise ValueError(f"Limits.{item.name} must be a positive number{off}, not {value!r}")
             if not item.name.endswith(("timeout", "_time")) and not isinstance(value, int):
                 raise ValueError(f"Limits.{item.name} must be a whole number, not {value!r}")
@@ -390,7 +394,12 @@ class LimitedSMTP(SMTP):
             return
         limit = self.limits.max_recipients
         envelope = self.envelope
-        if limit is not None and envelope is not None and envelope.mail_from and len(envelope.rcpt_tos) >= limit:
+        if (
+            limit is not None
+            and envelope is not None
+            and envelope.mail_from
+            and len(envelope.rcpt_tos) >= limit
+        ):
             # RFC 5321 §4.5.3.1.10: 452 tells the client to send the rest in a new transaction.
             await self.push(
                 f"452 4.5.3 Too many recipients: {limit} per message at most; send the rest "
@@ -435,7 +444,7 @@ class LimitedSMTP(SMTP):
                 )
         try:
             return await super()._call_handler_hook(command, *args)
-        except Exception as error:  # noqa: BLE001 - the handler never raises into aiosmtpd
+        except Exception as error:
             log.exception("handle_%s raised", command)
             if command == "PROXY":
                 return False

@@ -75,50 +75,102 @@ def _cmd(name: str, syntax: str, purpose: str, rfc: str, section: str) -> Comman
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
-        _cmd("HELO", "HELO <domain>",
-             "Say hello and name the client, in plain SMTP without extensions.",
-             "RFC 5321", "§4.1.1.1"),
-        _cmd("EHLO", "EHLO <domain>",
-             "Say hello and name the client, asking for extended SMTP: the reply lists the "
-             "extensions the server offers (SIZE, STARTTLS, AUTH, ...).",
-             "RFC 5321", "§4.1.1.1"),
-        _cmd("MAIL", "MAIL FROM:<reverse-path> [parameters]",
-             "Start a new message and give the envelope sender, where bounces go.",
-             "RFC 5321", "§4.1.1.2"),
-        _cmd("RCPT", "RCPT TO:<forward-path> [parameters]",
-             "Add one envelope recipient to the current message; repeat for each recipient.",
-             "RFC 5321", "§4.1.1.3"),
-        _cmd("DATA", "DATA",
-             "Ask to send the message itself (headers, blank line, body). After the 354 reply, "
-             "send the content and end it with a line holding only '.'.",
-             "RFC 5321", "§4.1.1.4"),
-        _cmd("RSET", "RSET",
-             "Abandon the current message: sender, recipients and content are forgotten. The "
-             "connection and greeting stay.",
-             "RFC 5321", "§4.1.1.5"),
-        _cmd("VRFY", "VRFY <string>",
-             "Ask whether a user or mailbox exists. Most servers refuse to say (252).",
-             "RFC 5321", "§4.1.1.6"),
-        _cmd("EXPN", "EXPN <string>",
-             "Ask the server to list the members of a mailing list. Usually disabled (502).",
-             "RFC 5321", "§4.1.1.7"),
-        _cmd("HELP", "HELP [<string>]",
-             "Ask the server for help, in general or about one command.",
-             "RFC 5321", "§4.1.1.8"),
-        _cmd("NOOP", "NOOP [<string>]",
-             "Do nothing but get a 250: checks that the server is still there.",
-             "RFC 5321", "§4.1.1.9"),
-        _cmd("QUIT", "QUIT",
-             "Say goodbye: the server answers 221 and closes the connection.",
-             "RFC 5321", "§4.1.1.10"),
-        _cmd("STARTTLS", "STARTTLS",
-             "Switch the open connection to TLS. After the 220 reply both sides do a TLS "
-             "handshake, then the session starts again from scratch: send EHLO again.",
-             "RFC 3207", "§4"),
-        _cmd("AUTH", "AUTH <mechanism> [<initial-response>]",
-             "Log in with a SASL mechanism such as PLAIN or LOGIN; the server may send 334 "
-             "challenges that the client answers in base64. Allowed once per session.",
-             "RFC 4954", "§4"),
+        _cmd(
+            "HELO",
+            "HELO <domain>",
+            "Say hello and name the client, in plain SMTP without extensions.",
+            "RFC 5321",
+            "§4.1.1.1",
+        ),
+        _cmd(
+            "EHLO",
+            "EHLO <domain>",
+            "Say hello and name the client, asking for extended SMTP: the reply lists the "
+            "extensions the server offers (SIZE, STARTTLS, AUTH, ...).",
+            "RFC 5321",
+            "§4.1.1.1",
+        ),
+        _cmd(
+            "MAIL",
+            "MAIL FROM:<reverse-path> [parameters]",
+            "Start a new message and give the envelope sender, where bounces go.",
+            "RFC 5321",
+            "§4.1.1.2",
+        ),
+        _cmd(
+            "RCPT",
+            "RCPT TO:<forward-path> [parameters]",
+            "Add one envelope recipient to the current message; repeat for each recipient.",
+            "RFC 5321",
+            "§4.1.1.3",
+        ),
+        _cmd(
+            "DATA",
+            "DATA",
+            "Ask to send the message itself (headers, blank line, body). After the 354 reply, "
+            "send the content and end it with a line holding only '.'.",
+            "RFC 5321",
+            "§4.1.1.4",
+        ),
+        _cmd(
+            "RSET",
+            "RSET",
+            "Abandon the current message: sender, recipients and content are forgotten. The "
+            "connection and greeting stay.",
+            "RFC 5321",
+            "§4.1.1.5",
+        ),
+        _cmd(
+            "VRFY",
+            "VRFY <string>",
+            "Ask whether a user or mailbox exists. Most servers refuse to say (252).",
+            "RFC 5321",
+            "§4.1.1.6",
+        ),
+        _cmd(
+            "EXPN",
+            "EXPN <string>",
+            "Ask the server to list the members of a mailing list. Usually disabled (502).",
+            "RFC 5321",
+            "§4.1.1.7",
+        ),
+        _cmd(
+            "HELP",
+            "HELP [<string>]",
+            "Ask the server for help, in general or about one command.",
+            "RFC 5321",
+            "§4.1.1.8",
+        ),
+        _cmd(
+            "NOOP",
+            "NOOP [<string>]",
+            "Do nothing but get a 250: checks that the server is still there.",
+            "RFC 5321",
+            "§4.1.1.9",
+        ),
+        _cmd(
+            "QUIT",
+            "QUIT",
+            "Say goodbye: the server answers 221 and closes the connection.",
+            "RFC 5321",
+            "§4.1.1.10",
+        ),
+        _cmd(
+            "STARTTLS",
+            "STARTTLS",
+            "Switch the open connection to TLS. After the 220 reply both sides do a TLS "
+            "handshake, then the session starts again from scratch: send EHLO again.",
+            "RFC 3207",
+            "§4",
+        ),
+        _cmd(
+            "AUTH",
+            "AUTH <mechanism> [<initial-response>]",
+            "Log in with a SASL mechanism such as PLAIN or LOGIN; the server may send 334 "
+            "challenges that the client answers in base64. Allowed once per session.",
+            "RFC 4954",
+            "§4",
+        ),
     )
 }
 
@@ -159,18 +211,15 @@ REPLY_CODES: dict[int, ReplyCode] = {
         (235, "Authentication successful", _4954),
         (250, "Requested mail action okay, completed", _5321),
         (251, "User not local; the server will forward the message", _5321),
-        (252, "Cannot verify the user, but will accept the message and try to deliver it",
-         _5321),
-        (334, "Authentication continues: answer the server's base64 challenge",
-         ("RFC 4954", "§4")),
+        (252, "Cannot verify the user, but will accept the message and try to deliver it", _5321),
+        (334, "Authentication continues: answer the server's base64 challenge", ("RFC 4954", "§4")),
         (354, "Start mail input; end it with a line holding only '.'", _5321),
         (421, "Service not available, closing transmission channel", _5321),
         (432, "A password transition is needed", _4954),
         (450, "Requested mail action not taken: mailbox unavailable for now", _5321),
         (451, "Requested action aborted: local error in processing", _5321),
         (452, "Requested action not taken: insufficient system storage", _5321),
-        (454, "Temporary authentication failure; after STARTTLS: TLS not available for now",
-         _4954),
+        (454, "Temporary authentication failure; after STARTTLS: TLS not available for now", _4954),
         (455, "Server unable to accommodate parameters", _5321),
         (500, "Syntax error, command unrecognized, or line too long", _5321),
         (501, "Syntax error in parameters or arguments", _5321),
@@ -178,8 +227,7 @@ REPLY_CODES: dict[int, ReplyCode] = {
         (503, "Bad sequence of commands", _5321),
         (504, "Command parameter not implemented", _5321),
         (521, "Host does not accept mail", _7504),
-        (530, "Authentication required; from a server that insists on TLS: send STARTTLS "
-              "first", _4954),
+        (530, "Authentication required; from a server that insists on TLS: send STARTTLS first", _4954),
         (534, "Authentication mechanism is too weak", _4954),
         (535, "Authentication credentials invalid", _4954),
         (538, "Encryption required for requested authentication mechanism", _4954),
@@ -273,8 +321,7 @@ ENHANCED_CODES: dict[str, str] = {
     "X.7.11": "Encryption required for requested authentication mechanism",
     "X.7.12": "A password transition is needed",
 }
-_ENHANCED_CLASSES = {"2": "Success", "4": "Persistent transient failure",
-                     "5": "Permanent failure"}
+_ENHANCED_CLASSES = {"2": "Success", "4": "Persistent transient failure", "5": "Permanent failure"}
 # Where each enhanced code is defined: RFC 4954 §6 added a few; the rest are RFC 3463 §3.1-§3.8,
 # one section per subject digit.
 _ENHANCED_BY_RFC4954 = frozenset({"X.5.6", "X.7.8", "X.7.9", "X.7.11", "X.7.12"})
@@ -337,7 +384,7 @@ def parse_reply_line(line: str) -> ParsedReply | None:
     code, separator, text = match.group(1), match.group(2), match.group(3) or ""
     enhanced = _ENHANCED_RE.match(text)
     if enhanced:
-        text = text[enhanced.end():].lstrip(" ")
+        text = text[enhanced.end() :].lstrip(" ")
     return ParsedReply(
         code=int(code),
         enhanced=enhanced.group(0) if enhanced else None,
@@ -385,8 +432,7 @@ def explain(reply: int | str) -> str:
     elif isinstance(reply, str):
         text = reply.strip()
         if _ENHANCED_RE.fullmatch(text):
-            meaning, source = _explain_enhanced(text) or (_ENHANCED_CLASSES[text[0]],
-                                                          "RFC 3463 §2")
+            meaning, source = _explain_enhanced(text) or (_ENHANCED_CLASSES[text[0]], "RFC 3463 §2")
             return f"{text} — {meaning} ({source})"
         parsed = parse_reply_line(text)
     else:
@@ -421,8 +467,21 @@ class State(enum.Enum):
 
 
 _END_OF_DATA = "."  # the line that ends message content (RFC 5321 §4.1.1.4)
-_ORDER = ("EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA",
-          "RSET", "VRFY", "EXPN", "NOOP", "HELP", "QUIT")
+_ORDER = (
+    "EHLO",
+    "HELO",
+    "STARTTLS",
+    "AUTH",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "RSET",
+    "VRFY",
+    "EXPN",
+    "NOOP",
+    "HELP",
+    "QUIT",
+)
 _TRANSACTION = (State.MAIL, State.RCPT)
 
 
@@ -476,8 +535,10 @@ class SessionState:
         self.esmtp = False
 
     def __repr__(self) -> str:
-        return (f"<SessionState {self.state.name} tls={self.tls} "
-                f"authenticated={self.authenticated} esmtp={self.esmtp}>")
+        return (
+            f"<SessionState {self.state.name} tls={self.tls} "
+            f"authenticated={self.authenticated} esmtp={self.esmtp}>"
+        )
 
     def allowed(self) -> list[str]:
         """Return the commands that make sense now, in the order a session usually uses them."""
@@ -497,23 +558,30 @@ class SessionState:
         """
         verb = _verb(command)
         if self.state is State.CLOSED:
-            return ("The session is over (QUIT was answered, or the server sent 421): nothing "
-                    "more can be sent on this connection. Open a new connection to start again.")
+            return (
+                "The session is over (QUIT was answered, or the server sent 421): nothing "
+                "more can be sent on this connection. Open a new connection to start again."
+            )
         if verb == _END_OF_DATA:
             if self.state is State.DATA:
                 return None
-            return ("A line holding only '.' ends message content, and only after DATA was "
-                    "answered with 354 (RFC 5321 §4.1.1.4). Here the server reads it as an "
-                    "unknown command and answers 500.")
+            return (
+                "A line holding only '.' ends message content, and only after DATA was "
+                "answered with 354 (RFC 5321 §4.1.1.4). Here the server reads it as an "
+                "unknown command and answers 500."
+            )
         if self.state is State.DATA:
-            return (f"After 354 every line is message content, so {verb or 'this line'} would "
-                    "become part of the message. First end the content with a line holding "
-                    "only '.' (RFC 5321 §4.1.1.4); after the server's reply, commands work "
-                    "again.")
+            return (
+                f"After 354 every line is message content, so {verb or 'this line'} would "
+                "become part of the message. First end the content with a line holding "
+                "only '.' (RFC 5321 §4.1.1.4); after the server's reply, commands work "
+                "again."
+            )
         if verb not in COMMANDS:
-            return (f"{verb or 'An empty line'} is not an SMTP command smtplab knows; the "
-                    "server answers 500 (command unrecognized). Known commands: "
-                    + ", ".join(_ORDER) + ".")
+            return (
+                f"{verb or 'An empty line'} is not an SMTP command smtplab knows; the "
+                "server answers 500 (command unrecognized). Known commands: " + ", ".join(_ORDER) + "."
+            )
         rule = getattr(self, f"_check_{verb.lower()}", None)
         return rule() if rule is not None else None
 
@@ -566,74 +634,101 @@ class SessionState:
     # (EHLO, HELO, RSET, VRFY, EXPN, NOOP, HELP, QUIT) are valid whenever the session is
     # neither closed nor sending message content.
 
-    def _greet_first(self, what: str, *, helo: str = "HELO",
-                     how: str = "send EHLO (or HELO) to introduce the client") -> str:
-        again = (" If you just finished STARTTLS, greet again: TLS starts the session afresh "
-                 "(RFC 3207 §4.2)." if self.tls else "")
-        return (f"{what} needs a greeting first: {how} (RFC 5321 §4.1.4). aiosmtpd answers "
-                f"503 \"Error: send {helo} first\".{again}")
+    def _greet_first(
+        self, what: str, *, helo: str = "HELO", how: str = "send EHLO (or HELO) to introduce the client"
+    ) -> str:
+        again = (
+            " If you just finished STARTTLS, greet again: TLS starts the session afresh (RFC 3207 §4.2)."
+            if self.tls
+            else ""
+        )
+        return (
+            f"{what} needs a greeting first: {how} (RFC 5321 §4.1.4). aiosmtpd answers "
+            f'503 "Error: send {helo} first".{again}'
+        )
 
     def _check_mail(self) -> str | None:
         if self.state is State.CONNECTED:
             return self._greet_first("MAIL FROM")
         if self.state in _TRANSACTION:
-            return ("MAIL FROM was already accepted: a mail transaction is open, and each "
-                    "message has exactly one MAIL FROM (RFC 5321 §4.1.1.2). Finish this message "
-                    "with RCPT TO and DATA, or send RSET to cancel it, before the next MAIL "
-                    "FROM. The server answers 503 (aiosmtpd: \"Error: nested MAIL command\").")
+            return (
+                "MAIL FROM was already accepted: a mail transaction is open, and each "
+                "message has exactly one MAIL FROM (RFC 5321 §4.1.1.2). Finish this message "
+                "with RCPT TO and DATA, or send RSET to cancel it, before the next MAIL "
+                'FROM. The server answers 503 (aiosmtpd: "Error: nested MAIL command").'
+            )
         return None
 
     def _check_rcpt(self) -> str | None:
         if self.state is State.CONNECTED:
             return self._greet_first("RCPT TO")
         if self.state is State.GREETED:
-            return ("RCPT TO needs a MAIL FROM first (RFC 5321 §3.3): a message starts with "
-                    "MAIL FROM:<sender>, then one RCPT TO:<recipient> per recipient. The server "
-                    "answers 503 (aiosmtpd: \"Error: need MAIL command\").")
+            return (
+                "RCPT TO needs a MAIL FROM first (RFC 5321 §3.3): a message starts with "
+                "MAIL FROM:<sender>, then one RCPT TO:<recipient> per recipient. The server "
+                'answers 503 (aiosmtpd: "Error: need MAIL command").'
+            )
         return None
 
     def _check_data(self) -> str | None:
         if self.state is State.CONNECTED:
             return self._greet_first("DATA")
         if self.state is State.GREETED:
-            return ("DATA needs at least one accepted RCPT TO first (RFC 5321 §3.3): send MAIL "
-                    "FROM, then RCPT TO, then DATA. No message has been started yet, so the "
-                    "server answers 503 (aiosmtpd: \"Error: need RCPT command\").")
+            return (
+                "DATA needs at least one accepted RCPT TO first (RFC 5321 §3.3): send MAIL "
+                "FROM, then RCPT TO, then DATA. No message has been started yet, so the "
+                'server answers 503 (aiosmtpd: "Error: need RCPT command").'
+            )
         if self.state is State.MAIL:
-            return ("DATA needs at least one accepted RCPT TO first (RFC 5321 §3.3): MAIL FROM "
-                    "was accepted, but no recipient yet. Send RCPT TO:<recipient> (and check "
-                    "that it gets 250), then DATA. The server answers 503 "
-                    "(aiosmtpd: \"Error: need RCPT command\").")
+            return (
+                "DATA needs at least one accepted RCPT TO first (RFC 5321 §3.3): MAIL FROM "
+                "was accepted, but no recipient yet. Send RCPT TO:<recipient> (and check "
+                "that it gets 250), then DATA. The server answers 503 "
+                '(aiosmtpd: "Error: need RCPT command").'
+            )
         return None
 
     def _check_starttls(self) -> str | None:
         if self.tls:
             hint = " Greet again with EHLO." if self.state is State.CONNECTED else ""
-            return ("TLS is already active on this connection, and a client must not start it "
-                    "twice (RFC 3207 §4.2). Servers answer 503 or 554." + hint)
+            return (
+                "TLS is already active on this connection, and a client must not start it "
+                "twice (RFC 3207 §4.2). Servers answer 503 or 554." + hint
+            )
         if self.state is State.CONNECTED or not self.esmtp:
-            return ("STARTTLS is an SMTP extension: send EHLO first (HELO switches extensions "
-                    "off) and check that the server lists STARTTLS in its reply (RFC 3207 §4).")
+            return (
+                "STARTTLS is an SMTP extension: send EHLO first (HELO switches extensions "
+                "off) and check that the server lists STARTTLS in its reply (RFC 3207 §4)."
+            )
         if self.state in _TRANSACTION:
-            return ("STARTTLS in the middle of a message would throw the message away, because "
-                    "TLS starts the session afresh (RFC 3207 §4.2). Finish the message with DATA "
-                    "or cancel it with RSET first; servers usually answer 503.")
+            return (
+                "STARTTLS in the middle of a message would throw the message away, because "
+                "TLS starts the session afresh (RFC 3207 §4.2). Finish the message with DATA "
+                "or cancel it with RSET first; servers usually answer 503."
+            )
         return None
 
     def _check_auth(self) -> str | None:
         if self.state is State.CONNECTED:
             return self._greet_first(
-                "AUTH", helo="EHLO", how="send EHLO, whose reply lists the AUTH mechanisms")
+                "AUTH", helo="EHLO", how="send EHLO, whose reply lists the AUTH mechanisms"
+            )
         if not self.esmtp:
-            return ("AUTH is an SMTP extension and HELO switched extensions off: send EHLO "
-                    "instead (RFC 4954 §4). aiosmtpd answers 500 \"Error: command 'AUTH' not "
-                    "recognized\".")
+            return (
+                "AUTH is an SMTP extension and HELO switched extensions off: send EHLO "
+                "instead (RFC 4954 §4). aiosmtpd answers 500 \"Error: command 'AUTH' not "
+                'recognized".'
+            )
         if self.authenticated:
-            return ("This session is already authenticated, and AUTH may succeed only once per "
-                    "session (RFC 4954 §4). The server answers 503 (aiosmtpd: \"Already "
-                    "authenticated\"). To log in as someone else, QUIT and connect again.")
+            return (
+                "This session is already authenticated, and AUTH may succeed only once per "
+                'session (RFC 4954 §4). The server answers 503 (aiosmtpd: "Already '
+                'authenticated"). To log in as someone else, QUIT and connect again.'
+            )
         if self.state in _TRANSACTION:
-            return ("AUTH is not allowed during a mail transaction (RFC 4954 §4): finish the "
-                    "message with DATA or cancel it with RSET, then AUTH. A strict server "
-                    "answers 503 (aiosmtpd 1.4.6 does not check this one).")
+            return (
+                "AUTH is not allowed during a mail transaction (RFC 4954 §4): finish the "
+                "message with DATA or cancel it with RSET, then AUTH. A strict server "
+                "answers 503 (aiosmtpd 1.4.6 does not check this one)."
+            )
         return None

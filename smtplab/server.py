@@ -36,7 +36,14 @@ from aiosmtpd.smtp import SMTP, Session, syntax
 
 from smtplab import protocol
 from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
-from smtplab.handlers import CaptureHandler, Directory, HandlerError, LabHandler, check_handler, describe_failure
+from smtplab.handlers import (
+    CaptureHandler,
+    Directory,
+    HandlerError,
+    LabHandler,
+    check_handler,
+    describe_failure,
+)
 from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
 from smtplab.mailbox import Mailbox
 from smtplab.transcript import Transcript, format_address

@@ -8,9 +8,9 @@ file yourself (:meth:`LabTLS.write_files`).
 
 Example:
     >>> from smtplab.tls import default_lab_tls
-    >>> lab = default_lab_tls()                 # created on first use, then reused
-    >>> server_ctx = lab.server_context()       # give this to the lab server
-    >>> client_ctx = lab.client_context()       # give this to the client
+    >>> lab = default_lab_tls()  # created on first use, then reused
+    >>> server_ctx = lab.server_context()  # give this to the lab server
+    >>> client_ctx = lab.client_context()  # give this to the client
 
 SMTP meets TLS in two ways: *implicit TLS*, where the handshake starts as soon as the TCP
 connection opens (RFC 8314 §3, "submissions", port 465), and *STARTTLS*, where the client asks
@@ -237,9 +237,7 @@ class LabTLS:
                 server_key=target / "server.key",
             )
             self.ca.cert_pem.write_to_path(files.ca_cert)
-            files.server_cert.write_bytes(
-                b"".join(blob.bytes() for blob in self.server_cert.cert_chain_pems)
-            )
+            files.server_cert.write_bytes(b"".join(blob.bytes() for blob in self.server_cert.cert_chain_pems))
             # Create the key file 0600 before the key is in it.
             fd = os.open(files.server_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -274,7 +272,7 @@ def _record_sni(ssl_object: Any, server_name: str | None, _ctx: ssl.SSLContext) 
         if server_name:
             with _REGISTRY_LOCK:
                 _SNI_NAMES[ssl_object] = server_name
-    except Exception:  # pragma: no cover - defensive
+    except Exception:  # noqa: BLE001 # pragma: no cover - defensive
         pass
 
 
@@ -375,7 +373,7 @@ def summarize(
     """
     try:
         return _summarize(tls_info, certificate)
-    except Exception:  # pragma: no cover - the contract is "never raise"
+    except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
         return None
 
 
@@ -390,9 +388,7 @@ def _summarize(tls_info: Any, certificate: bytes | str | None) -> TLSSummary | N
         extra = tls_info
         ssl_object = extra.get("ssl_object")
     else:
-        getter = getattr(tls_info, "get_extra_info", None) or getattr(
-            tls_info, "get_transport_info", None
-        )
+        getter = getattr(tls_info, "get_extra_info", None) or getattr(tls_info, "get_transport_info", None)
         if getter is None:
             return None
         extra = {key: _safe(getter, key) for key in ("ssl_object", "peercert", "cipher")}
@@ -443,7 +439,7 @@ def _safe(func: Any, *args: Any) -> Any:
         return None
     try:
         return func(*args)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a fact we cannot read is left out
         return None
 
 
@@ -454,7 +450,7 @@ def _to_der(certificate: bytes | str) -> bytes | None:
         if certificate.lstrip().startswith(b"-----BEGIN"):
             return ssl.PEM_cert_to_DER_cert(certificate.decode("ascii"))
         return bytes(certificate)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a fact we cannot read is left out
         return None
 
 
@@ -465,7 +461,7 @@ def _parse_der(der: bytes) -> dict[str, Any]:
         from cryptography import x509
 
         cert = x509.load_der_x509_certificate(der)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a fact we cannot read is left out
         return {}
     fields: dict[str, Any] = {
         "subject": _safe(_name_to_text, cert.subject),
@@ -477,20 +473,16 @@ def _parse_der(der: bytes) -> dict[str, Any]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         fields["san"] = tuple(
-            str(name.value)
-            for name in ext
-            if isinstance(name, (x509.DNSName, x509.IPAddress))
+            str(name.value) for name in ext if isinstance(name, (x509.DNSName, x509.IPAddress))
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - a fact we cannot read is left out
         fields["san"] = ()
     return fields
 
 
 def _name_to_text(name: Any) -> str:
     # Most significant attribute first, the way certificates are usually read aloud.
-    return ", ".join(
-        f"{attr.rfc4514_attribute_name}={attr.value}" for attr in name
-    )
+    return ", ".join(f"{attr.rfc4514_attribute_name}={attr.value}" for attr in name)
 
 
 def _parse_peercert_dict(peercert: Mapping[str, Any]) -> dict[str, Any]:
@@ -498,9 +490,7 @@ def _parse_peercert_dict(peercert: Mapping[str, Any]) -> dict[str, Any]:
 
     def name(key: str) -> str | None:
         rdns = peercert.get(key) or ()
-        parts = [
-            f"{_SHORT_NAMES.get(k, k)}={v}" for rdn in rdns for (k, v) in rdn
-        ]
+        parts = [f"{_SHORT_NAMES.get(k, k)}={v}" for rdn in rdns for (k, v) in rdn]
         return ", ".join(parts) or None
 
     def when(key: str) -> _dt.datetime | None:
@@ -515,9 +505,7 @@ def _parse_peercert_dict(peercert: Mapping[str, Any]) -> dict[str, Any]:
         "not_before": _safe(when, "notBefore"),
         "not_after": _safe(when, "notAfter"),
         "san": tuple(
-            value
-            for kind, value in peercert.get("subjectAltName", ())
-            if kind in ("DNS", "IP Address")
+            value for kind, value in peercert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")
         ),
     }
 
@@ -594,7 +582,7 @@ def explain_ssl_error(
     """
     try:
         return _explain(exc, host, port, _normalize_mode(expected_mode), cert_names)
-    except Exception:  # pragma: no cover - the contract is "never raise"
+    except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
         return f"TLS with {host}:{port} failed: {exc!r}"
 
 
@@ -622,12 +610,12 @@ def _explain(
             # OpenSSL: "Hostname mismatch, certificate is not valid for 'example.com'."
             found = re.search(r"not valid for '([^']*)'", message or text)
             asked = found.group(1) if found else host
-            names = tuple(cert_names) if cert_names is not None else (
-                _default.hosts if _default is not None else ()
+            names = (
+                tuple(cert_names)
+                if cert_names is not None
+                else (_default.hosts if _default is not None else ())
             )
-            listed = (
-                f"is for {', '.join(names)}" if names else "does not list that name"
-            )
+            listed = f"is for {', '.join(names)}" if names else "does not list that name"
             return (
                 f"The certificate of {where} {listed}; you connected to {asked!r}. TLS checks "
                 "that the certificate names the host you asked for (RFC 6125 §6): connect "
@@ -657,8 +645,10 @@ def _explain(
         )
 
     # 2. The client started TLS but the server answered in plain text.
-    if reasons & {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG",
-                  "RECORD_LAYER_FAILURE"} or "WRONG VERSION NUMBER" in upper:
+    if (
+        reasons & {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+        or "WRONG VERSION NUMBER" in upper
+    ):
         if mode == _STARTTLS:
             return (
                 f"{where} answered the TLS handshake after STARTTLS with plain text, so it did "
@@ -672,8 +662,12 @@ def _explain(
         )
 
     # 3. The two ends share no protocol version or cipher.
-    if reasons & {"UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION",
-                  "TLSV1_ALERT_INSUFFICIENT_SECURITY"}:
+    if reasons & {
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    }:
         return (
             f"Client and {where} share no TLS version: the lab requires TLS 1.2 or newer "
             "(RFC 8996 retired TLS 1.0 and 1.1). Raise the client's minimum_version or use "
@@ -684,8 +678,12 @@ def _explain(
             f"Client and {where} found no cipher suite in common. Use the default cipher "
             "settings (default_lab_tls().client_context()) on both sides."
         )
-    if reasons & {"TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE",
-                  "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV13_ALERT_CERTIFICATE_REQUIRED"}:
+    if reasons & {
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    }:
         return (
             f"{where} rejected the handshake because of a certificate problem on its side "
             f"({text}). The lab server does not ask for client certificates; check the server's "
@@ -729,4 +727,3 @@ def _explain(
         )
 
     return f"TLS with {where} failed: {text or type(exc).__name__}."
-

@@ -259,9 +259,7 @@ def _html_caption(title: str, details: list[str], hidden: int) -> str:
     parts = [f"<b>{_e(title)}</b>"] if title else []
     parts += [_e(detail) for detail in details if detail]
     if hidden:
-        parts.append(
-            _e(f"{_plural(hidden, 'secret')} hidden (reveal_secrets=True shows them)")
-        )
+        parts.append(_e(f"{_plural(hidden, 'secret')} hidden (reveal_secrets=True shows them)"))
     parts.append(_e(f"-> client, <- server, ~> <~ inside TLS {_LOCK}, ** event"))
     return " \u00b7 ".join(parts)
 
@@ -334,9 +332,7 @@ class Line:
         if not isinstance(self.text, str):
             raise TypeError(f"text must be str, not {type(self.text).__name__}")
         if self.secret_from is not None and not 0 <= self.secret_from <= len(self.text):
-            raise ValueError(
-                f"secret_from={self.secret_from} is outside the text (length {len(self.text)})"
-            )
+            raise ValueError(f"secret_from={self.secret_from} is outside the text (length {len(self.text)})")
 
     @property
     def masked(self) -> str:
@@ -429,9 +425,7 @@ class Transcript:
 
     def _append(self, sender: str, text: str, tls: bool) -> Line:
         if isinstance(text, (bytes, bytearray)):
-            raise TypeError(
-                "text must be str; decode bytes with .decode('utf-8', 'surrogateescape')"
-            )
+            raise TypeError("text must be str; decode bytes with .decode('utf-8', 'surrogateescape')")
         if not isinstance(text, str):
             raise TypeError(f"text must be str, not {type(text).__name__}")
         if text.endswith("\r\n"):
@@ -449,7 +443,7 @@ class Transcript:
         for callback in observers:
             try:
                 callback(line)
-            except Exception as exc:  # an observer must never break the appender
+            except Exception as exc:  # noqa: BLE001 - an observer must never break the appender
                 with self._lock:
                     if len(self.callback_errors) < _MAX_CALLBACK_ERRORS:
                         self.callback_errors.append(exc)
@@ -523,9 +517,7 @@ class Transcript:
 
     # ------------------------------------------------------------------ renderings
 
-    def text(
-        self, *, reveal_secrets: bool = False, annotate: bool = True, times: bool = False
-    ) -> str:
+    def text(self, *, reveal_secrets: bool = False, annotate: bool = True, times: bool = False) -> str:
         """The dialogue as plain text, one line per :class:`Line`.
 
         Args:
@@ -655,7 +647,7 @@ class TranscriptPair:
         rows: list[Row] = []
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             if tag == "equal":
-                rows.extend(zip(ours[i1:i2], theirs[j1:j2]))
+                rows.extend(zip(ours[i1:i2], theirs[j1:j2], strict=True))
                 continue
             # One-sided lines: interleave by time, each record keeping its own order.
             rows.extend(
@@ -667,9 +659,7 @@ class TranscriptPair:
             )
         return rows
 
-    def text(
-        self, *, reveal_secrets: bool = False, annotate: bool = True, times: bool = False
-    ) -> str:
+    def text(self, *, reveal_secrets: bool = False, annotate: bool = True, times: bool = False) -> str:
         """Both records interleaved by time, each line labelled with the record(s) holding it.
 
         Labels: ``both``, ``client only`` or ``server only``. Arguments as for
@@ -719,9 +709,7 @@ class TranscriptPair:
         hidden = 0
         if not reveal_secrets:
             hidden = sum(
-                side is not None and side.secret_from is not None
-                for row in rows_data
-                for side in row
+                side is not None and side.secret_from is not None for row in rows_data for side in row
             )
         details = [
             f"client: {self.client._counts(self.client.lines)}",

@@ -60,8 +60,7 @@ def _no_leak_left_behind() -> Iterator[None]:
     def hook(unraisable: sys.UnraisableHookArgs) -> None:
         where = tracemalloc.get_object_traceback(unraisable.object)  # with PYTHONTRACEMALLOC=20
         reported.append(
-            f"{unraisable.exc_value!r}"
-            + ("\n  allocated at:\n" + "\n".join(where.format()) if where else "")
+            f"{unraisable.exc_value!r}" + ("\n  allocated at:\n" + "\n".join(where.format()) if where else "")
         )
 
     yield

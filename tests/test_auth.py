@@ -104,9 +104,7 @@ def smtplib_auth(client: smtplib.SMTP, mechanism: str) -> tuple[int, bytes]:
 
 def test_server_advertises_all_mechanisms(plain_server: Controller) -> None:
     async def ehlo() -> set[str]:
-        client = aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT
-        )
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.ehlo()
             return set(client.server_auth_methods)
@@ -119,9 +117,7 @@ def test_aiosmtplib_success(
     plain_server: Controller, authenticator: LabAuthenticator, mechanism: str
 ) -> None:
     async def login() -> Any:
-        client = aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT
-        )
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.ehlo()
             return await getattr(client, ASYNCIO_METHODS[mechanism])(USER, PASSWORD)
@@ -139,9 +135,7 @@ def test_aiosmtplib_wrong_password_gets_535_quickly(
     plain_server: Controller, authenticator: LabAuthenticator, mechanism: str
 ) -> None:
     async def login() -> None:
-        client = aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT
-        )
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.ehlo()
             await getattr(client, ASYNCIO_METHODS[mechanism])(USER, "looking-glass")
@@ -157,9 +151,7 @@ def test_aiosmtplib_wrong_password_gets_535_quickly(
 
 def test_aiosmtplib_unknown_user(plain_server: Controller, authenticator: LabAuthenticator) -> None:
     async def login() -> None:
-        client = aiosmtplib.SMTP(
-            hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT
-        )
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.auth_crammd5("bob", PASSWORD)
 
@@ -174,9 +166,7 @@ def test_aiosmtplib_unknown_user(plain_server: Controller, authenticator: LabAut
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
-def test_smtplib_success(
-    plain_server: Controller, authenticator: LabAuthenticator, mechanism: str
-) -> None:
+def test_smtplib_success(plain_server: Controller, authenticator: LabAuthenticator, mechanism: str) -> None:
     with smtplib.SMTP("127.0.0.1", plain_server.port, timeout=CLIENT_TIMEOUT) as client:
         client.ehlo()
         client.user, client.password = USER, PASSWORD
@@ -199,9 +189,7 @@ def test_smtplib_wrong_password_gets_535(
     assert authenticator.failures == {USER: 1}
 
 
-def test_smtplib_login_prefers_cram_md5(
-    plain_server: Controller, authenticator: LabAuthenticator
-) -> None:
+def test_smtplib_login_prefers_cram_md5(plain_server: Controller, authenticator: LabAuthenticator) -> None:
     with smtplib.SMTP("127.0.0.1", plain_server.port, timeout=CLIENT_TIMEOUT) as client:
         code, _ = client.login(USER, PASSWORD)
     assert code == 235
@@ -297,9 +285,7 @@ def test_mechanism_can_be_attached_to_any_handler(authenticator: LabAuthenticato
 # --------------------------------------------------------------------------- over STARTTLS
 
 
-def test_auth_over_starttls_with_smtplib(
-    lab_tls: LabTLS, authenticator: LabAuthenticator
-) -> None:
+def test_auth_over_starttls_with_smtplib(lab_tls: LabTLS, authenticator: LabAuthenticator) -> None:
     handler = Handler()
     with lab_server(
         handler=handler, authenticator=authenticator, tls_context=lab_tls.server_context()
@@ -323,9 +309,7 @@ def test_auth_over_starttls_with_smtplib(
     assert after.san == lab_tls.hosts
 
 
-def test_auth_over_starttls_with_aiosmtplib(
-    lab_tls: LabTLS, authenticator: LabAuthenticator
-) -> None:
+def test_auth_over_starttls_with_aiosmtplib(lab_tls: LabTLS, authenticator: LabAuthenticator) -> None:
     async def login() -> int:
         client = aiosmtplib.SMTP(
             hostname="127.0.0.1",
@@ -338,9 +322,7 @@ def test_auth_over_starttls_with_aiosmtplib(
             response = await client.login(USER, PASSWORD)
             return response.code
 
-    with lab_server(
-        authenticator=authenticator, tls_context=lab_tls.server_context()
-    ) as controller:
+    with lab_server(authenticator=authenticator, tls_context=lab_tls.server_context()) as controller:
         assert run(login()) == 235
     assert authenticator.attempts[-1].mechanism == "CRAM-MD5"  # aiosmtplib's first choice
 
@@ -440,8 +422,7 @@ def test_cram_md5_response_matches_rfc_2195_example() -> None:
 
 def test_login_prompts_cover_common_and_aiosmtpd_prompts() -> None:
     prompts = login_prompts()
-    for text in ("Username:", "Password:", SMTP.AuthLoginUsernameChallenge,
-                 SMTP.AuthLoginPasswordChallenge):
+    for text in ("Username:", "Password:", SMTP.AuthLoginUsernameChallenge, SMTP.AuthLoginPasswordChallenge):
         assert base64.b64encode(text.encode()).decode() in prompts
     assert "user name" in prompts["VXNlcm5hbWU6"]
     assert "password" in prompts["UGFzc3dvcmQ6"]

@@ -40,11 +40,15 @@ def test_serve_in_process_prints_each_message_then_exits():
     out = Announcements()
     result: list[int] = []
     with contextlib.redirect_stdout(out):
-        runner = threading.Thread(target=lambda: result.append(main(["serve", "--max-messages", "1"])), daemon=True)
+        runner = threading.Thread(
+            target=lambda: result.append(main(["serve", "--max-messages", "1"])), daemon=True
+        )
         runner.start()
         assert out.listening.wait(10)
         with smtplib.SMTP(*address_from(out.getvalue()), timeout=5) as client:
-            client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: from cli test\r\n\r\nhi\r\n")
+            client.sendmail(
+                "alice@example.test", ["bob@example.test"], b"Subject: from cli test\r\n\r\nhi\r\n"
+            )
         runner.join(10)
     assert result == [0]
     text = out.getvalue()
@@ -93,10 +97,27 @@ def test_send_prints_the_dialogue_and_masks_secrets(capsys):
 
     with smtplab.start_server(tls="starttls", auth={"alice": "wonderland"}, name="cli-send") as server:
         ca = server.lab_tls.write_files().ca_cert
-        status = main([
-            "send", "--host", "localhost", "--port", str(server.port), "--tls", "starttls", "--cafile", str(ca),
-            "--user", "alice", "--password", "wonderland", "--to", "bob@example.test", "--subject", "via cli",
-        ])
+        status = main(
+            [
+                "send",
+                "--host",
+                "localhost",
+                "--port",
+                str(server.port),
+                "--tls",
+                "starttls",
+                "--cafile",
+                str(ca),
+                "--user",
+                "alice",
+                "--password",
+                "wonderland",
+                "--to",
+                "bob@example.test",
+                "--subject",
+                "via cli",
+            ]
+        )
         assert status == 0
         assert server.mailbox.wait_for(1)[0].subject == "via cli"
     out = capsys.readouterr().out
@@ -151,7 +172,9 @@ def test_serve_on_a_private_unix_socket(tmp_path):
 
         async def deliver():
             async with aiosmtplib.SMTP(socket_path=str(path), timeout=5) as client:
-                await client.sendmail("a@example.test", ["b@example.test"], "Subject: via socket\r\n\r\nhi\r\n")
+                await client.sendmail(
+                    "a@example.test", ["b@example.test"], "Subject: via socket\r\n\r\nhi\r\n"
+                )
 
         asyncio.run(deliver())
         runner.join(10)

@@ -50,7 +50,11 @@ def test_every_command_is_recorded_in_order(lab_server):
     client, replies = run(session())
     assert [r.code for r in replies] == [220, 250, 250, 250, 250, 250, 214, 250, 250, 250, 250, 250, 250, 221]
     lines = wire(client.transcript)
-    assert lines[:3] == ["<- 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6)", "-> EHLO client.smtplab.test", "<- 250-smtplab.test"]
+    assert lines[:3] == [
+        "<- 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6)",
+        "-> EHLO client.smtplab.test",
+        "<- 250-smtplab.test",
+    ]
     sent = [line for line in lines if line.startswith("->")]
     assert sent == [
         "-> EHLO client.smtplab.test",
@@ -69,9 +73,19 @@ def test_every_command_is_recorded_in_order(lab_server):
         "-> QUIT",
     ]
     assert "<- 250 2.1.5 Alice Liddell <alice@example.test>" in lines
-    assert ["<- 250-2.1.5 <alice@example.test>", "<- 250 2.1.5 <bob@example.test>"] == [l for l in lines if "2.1.5 <" in l]
-    assert any(line.sender == "event" and line.text.startswith("message data: 3 lines,") for line in client.transcript)
-    assert all(line.meaning and str(line.code) in line.meaning for line in client.transcript.replies if not line.text[3:4] == "-")
+    assert [text for text in lines if "2.1.5 <" in text] == [
+        "<- 250-2.1.5 <alice@example.test>",
+        "<- 250 2.1.5 <bob@example.test>",
+    ]
+    assert any(
+        line.sender == "event" and line.text.startswith("message data: 3 lines,")
+        for line in client.transcript
+    )
+    assert all(
+        line.meaning and str(line.code) in line.meaning
+        for line in client.transcript.replies
+        if line.text[3:4] != "-"
+    )
     assert client.state.state is State.CLOSED
     (captured,) = lab_server.mailbox.wait_for(1)
     assert captured.subject == "all commands"
@@ -140,7 +154,9 @@ def test_send_reports_refused_recipients():
             return "250 OK"
 
     with smtplab.start_server(handler=NoBob(), name="nobob") as server, SyncClient(server) as client:
-        result = client.send("a@example.test", ["bob@example.test", "carol@example.test"], "Subject: s\r\n\r\nhi")
+        result = client.send(
+            "a@example.test", ["bob@example.test", "carol@example.test"], "Subject: s\r\n\r\nhi"
+        )
         assert result.ok and result.accepted == ["carol@example.test"]
         assert result.refused["bob@example.test"].code == 550
         only_bob = client.send("a@example.test", ["bob@example.test"], "Subject: s\r\n\r\nhi")
@@ -166,7 +182,10 @@ def test_send_message_takes_the_envelope_from_headers_and_drops_bcc(lab_server):
     assert captured.message["Bcc"] is None and message["Bcc"] == "dave@example.test"
 
 
-@pytest.mark.parametrize(("bad", "name"), [("bob@example.test\r\nRSET", "carriage return"), ("bob\n@x", "line feed"), ("bob\x00@x", "NUL")])
+@pytest.mark.parametrize(
+    ("bad", "name"),
+    [("bob@example.test\r\nRSET", "carriage return"), ("bob\n@x", "line feed"), ("bob\x00@x", "NUL")],
+)
 def test_control_characters_are_refused_before_sending(lab_server, bad, name):
     with SyncClient(lab_server) as client:
         client.ehlo()
@@ -186,10 +205,13 @@ def test_a_timeout_names_the_command_and_the_wait():
             await release.wait()  # never set: the server never answers RCPT
             return "250 OK"
 
-    with smtplab.start_server(handler=Stuck(), name="stuck") as server, SyncClient(server, timeout=5) as client:
+    with (
+        smtplab.start_server(handler=Stuck(), name="stuck") as server,
+        SyncClient(server, timeout=5) as client,
+    ):
         client.ehlo()
         client.mail("a@example.test")
-        with pytest.raises(smtplab.ClientTimeoutError, match="RCPT waited 0.2 s") as caught:
+        with pytest.raises(smtplab.ClientTimeoutError, match=r"RCPT waited 0.2 s") as caught:
             client.rcpt("b@example.test", timeout=0.2)
         assert isinstance(caught.value, TimeoutError)
         assert not client.connected
@@ -198,7 +220,9 @@ def test_a_timeout_names_the_command_and_the_wait():
 def test_connection_refused_says_where_and_whether_a_lab_server_runs():
     server = smtplab.start_server(name="gone")
     server.stop()
-    with pytest.raises(smtplab.LabConnectionRefusedError, match=f"127.0.0.1:{server.port}.*'gone'.*stopped") as caught:
+    with pytest.raises(
+        smtplab.LabConnectionRefusedError, match=f"127.0.0.1:{server.port}.*'gone'.*stopped"
+    ) as caught:
         SyncClient(server).connect()
     assert isinstance(caught.value, ConnectionRefusedError)
     with pytest.raises(smtplab.LabConnectionRefusedError, match="No lab server is running"):
@@ -236,7 +260,13 @@ def test_auth_secrets_are_masked_everywhere_unless_revealed(lab_server):
     assert reply.code in (503, 538)  # refused in plain text (no AUTH configured here)
     assert secret not in reply.command
     for transcript in (client.transcript, lab_server.transcripts[-1]):
-        shown = [transcript.text(), transcript.html(), transcript.mermaid(), repr(transcript), str(transcript.to_dicts())]
+        shown = [
+            transcript.text(),
+            transcript.html(),
+            transcript.mermaid(),
+            repr(transcript),
+            str(transcript.to_dicts()),
+        ]
         assert all(secret not in view for view in shown)
         assert secret in transcript.text(reveal_secrets=True)
     assert secret not in client.pair().html() and secret in client.pair().text(reveal_secrets=True)

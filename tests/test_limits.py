@@ -75,8 +75,8 @@ def serve() -> Iterator[Any]:
     """serve(limits, handler=None, **aiosmtpd_options) -> a running LimitedController."""
     started: list[LimitedController] = []
 
-    def start(limits: Limits = Limits(), handler: Any = None, **options: Any) -> LimitedController:
-        controller = LimitedController(handler or Keep(), limits, **options)
+    def start(limits: Limits | None = None, handler: Any = None, **options: Any) -> LimitedController:
+        controller = LimitedController(handler or Keep(), limits or Limits(), **options)
         controller.start()
         started.append(controller)
         return controller
@@ -139,7 +139,10 @@ def test_bad_values_are_named(field, value, message):
 def test_address_problems_are_described():
     assert address_problem("FROM:<alice@example.test>") is None
     assert address_problem("TO:<bob@exämple.test>") is None  # UTF-8 is fine (SMTPUTF8)
-    assert address_problem("FROM:<a\x00b>") == "NUL byte (0x00) at position 7; control characters are not allowed"
+    assert (
+        address_problem("FROM:<a\x00b>")
+        == "NUL byte (0x00) at position 7; control characters are not allowed"
+    )
     assert "line feed (LF) (0x0A) at position 5" in address_problem("TO:<a\nb>")
     assert "DEL (0x7F)" in address_problem("TO:<a\x7fb>")
     assert address_problem("TO:<a\udcffb>") == "byte 0xFF at position 5 is not valid UTF-8"
@@ -179,7 +182,9 @@ def test_message_size_is_advertised_and_enforced(serve):
         wire.command("RCPT TO:<b@example.test>")
         assert wire.command("DATA")[0].startswith("354")
         wire.send(b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 10 + b".\r\n")
-        assert wire.reply() == ["552 5.3.4 Message too big: the limit is 1000 bytes (SIZE in the EHLO reply); nothing was stored"]
+        assert wire.reply() == [
+            "552 5.3.4 Message too big: the limit is 1000 bytes (SIZE in the EHLO reply); nothing was stored"
+        ]
         assert handler.messages == []
         # The session goes on: a message within the limit is accepted.
         wire.command("MAIL FROM:<a@example.test>")
@@ -232,7 +237,10 @@ def test_connection_cap_refuses_then_serves_a_freed_slot(serve):
     first, second = Wire(server.address), Wire(server.address)
     assert first.line().startswith("220") and second.line().startswith("220")
     with Wire(server.address) as third:
-        assert third.line() == f"421 4.7.0 {HOST} Too many connections (2 open, the server's limit): try again later"
+        assert (
+            third.line()
+            == f"421 4.7.0 {HOST} Too many connections (2 open, the server's limit): try again later"
+        )
         assert third.rest() == b""
     assert server.gate.refused == 1
     first.command("QUIT")
@@ -284,7 +292,9 @@ def test_session_lifetime_ends_even_a_busy_session(serve):
         replies = []
         while (reply := wire.command("NOOP")) == ["250 OK"]:  # keep-alives do not help
             replies.append(reply)
-        assert reply == [f"421 4.4.2 {HOST} Session too long: connections last at most 0.3 s, closing connection"]
+        assert reply == [
+            f"421 4.4.2 {HOST} Session too long: connections last at most 0.3 s, closing connection"
+        ]
         assert 0.3 <= time.perf_counter() - started < 2 and len(replies) > 1
 
 
@@ -311,11 +321,20 @@ def test_help_lists_smtp_commands_only(serve):
     ("command", "reply"),
     [
         (b"MAIL FROM:<a\x00b@example.test>", "501 5.1.7 Bad sender address: NUL byte (0x00) at position 7"),
-        (b"MAIL FROM:<a\x01b@example.test>", "501 5.1.7 Bad sender address: control character (0x01) at position 7"),
-        (b"MAIL FROM:<a\xffb@example.test>", "501 5.1.7 Bad sender address: byte 0xFF at position 7 is not valid UTF-8"),
+        (
+            b"MAIL FROM:<a\x01b@example.test>",
+            "501 5.1.7 Bad sender address: control character (0x01) at position 7",
+        ),
+        (
+            b"MAIL FROM:<a\xffb@example.test>",
+            "501 5.1.7 Bad sender address: byte 0xFF at position 7 is not valid UTF-8",
+        ),
         (b"RCPT TO:<b\x00@example.test>", "501 5.1.3 Bad recipient address: NUL byte (0x00) at position 5"),
         (b"RCPT TO:<b\tc@example.test>", "501 5.1.3 Bad recipient address: tab (0x09) at position 5"),
-        (b"RCPT TO:<b\rc@example.test>", "501 5.1.3 Bad recipient address: carriage return (CR) (0x0D) at position 5"),
+        (
+            b"RCPT TO:<b\rc@example.test>",
+            "501 5.1.3 Bad recipient address: carriage return (CR) (0x0D) at position 5",
+        ),
     ],
 )
 def test_control_characters_and_bad_utf8_in_addresses(serve, command, reply):

@@ -11,7 +11,11 @@ from smtplab.mailbox import CapturedMessage, Mailbox, MailboxWarning
 
 
 def make(n: int, size: int = 10) -> CapturedMessage:
-    return CapturedMessage(mail_from=f"a{n}@example.test", rcpt_tos=("b@example.test",), raw=b"Subject: %d\r\n\r\n" % n + b"x" * size)
+    return CapturedMessage(
+        mail_from=f"a{n}@example.test",
+        rcpt_tos=("b@example.test",),
+        raw=b"Subject: %d\r\n\r\n" % n + b"x" * size,
+    )
 
 
 def test_behaves_like_a_read_only_list():
@@ -100,9 +104,10 @@ def test_bounds_drop_the_oldest_and_warn_once():
 
 def test_byte_bound():
     box = Mailbox(max_bytes=100)
-    with pytest.warns(MailboxWarning):
-        for n in range(5):
-            box.append(make(n, size=40))
+    messages = [make(n, size=40) for n in range(5)]
+    with pytest.warns(MailboxWarning):  # noqa: PT031 - the third append drops the first
+        for message in messages:
+            box.append(message)
     assert box.nbytes <= 100 and len(box) == 1 and box.dropped == 4
 
 

@@ -25,10 +25,14 @@ def _requirements(specs: list[str]) -> dict[str, str]:
 def test_environment_yml_mirrors_pyproject_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     conda = yaml.safe_load((ROOT / "environment.yml").read_text())
-    conda_deps = [d for d in conda["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))]
+    conda_deps = [
+        d for d in conda["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
+    ]
     assert _requirements(conda_deps) == _requirements(project["dependencies"])
     assert "conda-forge" in conda["channels"]
-    assert f">={project['requires-python'].lstrip('>=')}" in next(d for d in conda["dependencies"] if str(d).startswith("python"))
+    assert f">={project['requires-python'].lstrip('>=')}" in next(
+        d for d in conda["dependencies"] if str(d).startswith("python")
+    )
 
 
 def test_security_floors():
@@ -44,4 +48,7 @@ def test_import_starts_nothing():
         "assert 'nest_asyncio' not in sys.modules and 'ipywidgets' not in sys.modules; "
         "print('ok')"
     )
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "ok\n"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        == "ok\n"
+    )

@@ -31,8 +31,21 @@ def test_docstring_examples_hold():
 
 
 def test_every_command_is_described_with_its_rfc_section():
-    expected = {"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "VRFY", "EXPN", "NOOP", "HELP",
-                "QUIT", "STARTTLS", "AUTH"}
+    expected = {
+        "HELO",
+        "EHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "RSET",
+        "VRFY",
+        "EXPN",
+        "NOOP",
+        "HELP",
+        "QUIT",
+        "STARTTLS",
+        "AUTH",
+    }
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():
         assert command.name == name
@@ -44,8 +57,32 @@ def test_every_command_is_described_with_its_rfc_section():
 
 
 def test_reply_codes_cover_rfc5321_and_the_extensions():
-    rfc5321 = {211, 214, 220, 221, 250, 251, 252, 354, 421, 450, 451, 452, 455, 500, 501, 502,
-               503, 504, 550, 551, 552, 553, 554, 555}
+    rfc5321 = {
+        211,
+        214,
+        220,
+        221,
+        250,
+        251,
+        252,
+        354,
+        421,
+        450,
+        451,
+        452,
+        455,
+        500,
+        501,
+        502,
+        503,
+        504,
+        550,
+        551,
+        552,
+        553,
+        554,
+        555,
+    }
     extensions = {334, 235, 535, 538, 454, 530, 534, 521, 556}
     assert rfc5321 | extensions <= set(REPLY_CODES)
     for code, reply in REPLY_CODES.items():
@@ -55,8 +92,25 @@ def test_reply_codes_cover_rfc5321_and_the_extensions():
     assert set(REPLY_CATEGORIES) == {0, 1, 2, 3, 4, 5}
 
 
-@pytest.mark.parametrize("key", ["X.7.8", "X.7.11", "X.7.0", "X.5.1", "X.5.2", "X.5.4", "X.0.0",
-                                 "X.1.0", "X.1.5", "X.3.4", "X.5.3", "X.1.1", "X.1.3", "X.6.0"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "X.7.8",
+        "X.7.11",
+        "X.7.0",
+        "X.5.1",
+        "X.5.2",
+        "X.5.4",
+        "X.0.0",
+        "X.1.0",
+        "X.1.5",
+        "X.3.4",
+        "X.5.3",
+        "X.1.1",
+        "X.1.3",
+        "X.6.0",
+    ],
+)
 def test_enhanced_codes_sent_by_lab_servers_are_known(key):
     assert ENHANCED_CODES[key]
 
@@ -71,14 +125,21 @@ def test_enhanced_codes_sent_by_lab_servers_are_known(key):
         ("250-smtplab.local\r\n", ParsedReply(250, None, "smtplab.local", last=False)),
         ("250 HELP", ParsedReply(250, None, "HELP", last=True)),
         ("250", ParsedReply(250, None, "", last=True)),
-        ("354 End data with <CR><LF>.<CR><LF>",
-         ParsedReply(354, None, "End data with <CR><LF>.<CR><LF>", last=True)),
-        ("235 2.7.0 Authentication successful",
-         ParsedReply(235, "2.7.0", "Authentication successful", last=True)),
+        (
+            "354 End data with <CR><LF>.<CR><LF>",
+            ParsedReply(354, None, "End data with <CR><LF>.<CR><LF>", last=True),
+        ),
+        (
+            "235 2.7.0 Authentication successful",
+            ParsedReply(235, "2.7.0", "Authentication successful", last=True),
+        ),
         ("250-2.1.0 Sender OK", ParsedReply(250, "2.1.0", "Sender OK", last=False)),
-        ("538 5.7.11 Encryption required for requested authentication mechanism\r\n",
-         ParsedReply(538, "5.7.11",
-                     "Encryption required for requested authentication mechanism", last=True)),
+        (
+            "538 5.7.11 Encryption required for requested authentication mechanism\r\n",
+            ParsedReply(
+                538, "5.7.11", "Encryption required for requested authentication mechanism", last=True
+            ),
+        ),
         ("250 2.0.0", ParsedReply(250, "2.0.0", "", last=True)),
         ("250-8BITMIME", ParsedReply(250, None, "8BITMIME", last=False)),
     ],
@@ -89,8 +150,20 @@ def test_parse_reply_line(line, expected):
 
 @pytest.mark.parametrize(
     "line",
-    ["", "hello", "EHLO lab", "25", "2500 too long", "250x", "600 no such class",
-     "199 preliminary", "260 second digit out of range", " 250 leading space", None, b"250 OK"],
+    [
+        "",
+        "hello",
+        "EHLO lab",
+        "25",
+        "2500 too long",
+        "250x",
+        "600 no such class",
+        "199 preliminary",
+        "260 second digit out of range",
+        " 250 leading space",
+        None,
+        b"250 OK",
+    ],
 )
 def test_parse_reply_line_rejects_what_is_not_a_reply(line):
     assert parse_reply_line(line) is None
@@ -101,43 +174,45 @@ def test_parse_reply_line_rejects_what_is_not_a_reply(line):
 
 def test_explain_a_bare_code():
     assert explain(250) == "250 — Requested mail action okay, completed (RFC 5321 §4.2.2)"
-    assert explain("503 Error: need MAIL command") == (
-        "503 — Bad sequence of commands (RFC 5321 §4.2.2)")
+    assert explain("503 Error: need MAIL command") == ("503 — Bad sequence of commands (RFC 5321 §4.2.2)")
     assert "RFC 4954" in explain(535)
     assert "RFC 7504" in explain(521)
 
 
 def test_explain_prefers_a_specific_enhanced_code():
     assert explain("538 5.7.11 Encryption required") == (
-        "538 5.7.11 — Encryption required for requested authentication mechanism (RFC 4954 §6)")
+        "538 5.7.11 — Encryption required for requested authentication mechanism (RFC 4954 §6)"
+    )
     assert explain("535 5.7.8 Authentication credentials invalid").endswith(
-        "Authentication credentials invalid (RFC 4954 §6)")
+        "Authentication credentials invalid (RFC 4954 §6)"
+    )
     assert "Message too big" in explain("552 5.3.4 Message too big for system")
     assert "Too many recipients (RFC 3463 §3.6)" in explain("452 4.5.3 Too many recipients")
     assert "Bad destination mailbox address" in explain("550 5.1.1 <bob@example.org>: unknown")
     assert explain("5.7.11") == (
-        "5.7.11 — Encryption required for requested authentication mechanism (RFC 4954 §6)")
+        "5.7.11 — Encryption required for requested authentication mechanism (RFC 4954 §6)"
+    )
 
 
 def test_explain_generic_enhanced_code_falls_back_to_the_reply_code():
-    assert explain("250 2.0.0 OK") == (
-        "250 2.0.0 — Requested mail action okay, completed (RFC 5321 §4.2.2)")
+    assert explain("250 2.0.0 OK") == ("250 2.0.0 — Requested mail action okay, completed (RFC 5321 §4.2.2)")
     assert "Service not available" in explain("421 4.7.0 AUTH sent too many times")
     assert "Authentication required" in explain("530 5.7.0 Authentication required")
 
 
 def test_explain_unknown_codes_from_their_digits():
     assert explain(259) == (
-        "259 — Positive completion: the command succeeded, about the mail system "
-        "(RFC 5321 §4.2.1)")
+        "259 — Positive completion: the command succeeded, about the mail system (RFC 5321 §4.2.1)"
+    )
     assert explain("432 4.7.12 change your password").startswith("432 4.7.12 — A password")
     assert "Transient negative" in explain("401 odd")
     assert "Other or undefined security status" in explain("554 5.7.99 local policy")
     assert explain("5.9.9") == "5.9.9 — Permanent failure (RFC 3463 §2)"
 
 
-@pytest.mark.parametrize("odd", ["", "hello", "EHLO lab", 99, 1000, 600, -250, True, None, 2.5,
-                                 b"250 OK", "9.9.9"])
+@pytest.mark.parametrize(
+    "odd", ["", "hello", "EHLO lab", 99, 1000, 600, -250, True, None, 2.5, b"250 OK", "9.9.9"]
+)
 def test_explain_never_raises_and_is_empty_for_non_replies(odd):
     assert explain(odd) == ""
 
@@ -174,8 +249,19 @@ def test_a_normal_session():
 def test_allowed_follows_the_state():
     s = SessionState()
     run(s, ("EHLO lab", 250))
-    assert s.allowed() == ["EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RSET", "VRFY", "EXPN",
-                           "NOOP", "HELP", "QUIT"]
+    assert s.allowed() == [
+        "EHLO",
+        "HELO",
+        "STARTTLS",
+        "AUTH",
+        "MAIL",
+        "RSET",
+        "VRFY",
+        "EXPN",
+        "NOOP",
+        "HELP",
+        "QUIT",
+    ]
     run(s, ("MAIL", 250))
     assert "RCPT" in s.allowed() and "DATA" not in s.allowed() and "MAIL" not in s.allowed()
     run(s, ("RCPT", 250))
@@ -301,8 +387,7 @@ def test_rset_ends_the_transaction_but_keeps_the_greeting():
 
 def test_ehlo_again_resets_the_transaction():
     s = SessionState()
-    assert run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("HELO lab", 250)) is (
-        State.GREETED)
+    assert run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("HELO lab", 250)) is (State.GREETED)
     assert not s.esmtp
 
 

@@ -62,7 +62,9 @@ def closed(transcript: Any) -> threading.Event:
 
 def send(server: smtplab.LabServer, subject: str = "hi", **kwargs: Any) -> None:
     with smtplib.SMTP(*server.address, timeout=5) as client:
-        client.sendmail("alice@example.test", ["bob@example.test"], f"Subject: {subject}\r\n\r\nhello\r\n", **kwargs)
+        client.sendmail(
+            "alice@example.test", ["bob@example.test"], f"Subject: {subject}\r\n\r\nhello\r\n", **kwargs
+        )
 
 
 # -- defaults and options -----------------------------------------------------------------------
@@ -80,11 +82,13 @@ def test_limits_take_a_dict_and_aiosmtpd_knobs_fold_in():
     folded = smtplab.LabServer(data_size_limit=100, timeout=30).limits
     assert (folded.max_message_size, folded.idle_timeout) == (100, 30)
     assert smtplab.LabServer(data_size_limit=0).limits.max_message_size is None  # aiosmtpd: 0 = no limit
-    with pytest.raises(TypeError, match=r"limits= or aiosmtpd's data_size_limit= \(Limits.max_message_size\)"):
+    with pytest.raises(
+        TypeError, match=r"limits= or aiosmtpd's data_size_limit= \(Limits.max_message_size\)"
+    ):
         smtplab.LabServer(limits=Limits(), data_size_limit=100)
     with pytest.raises(TypeError, match="max_recipient"):
         smtplab.LabServer(limits={"max_recipient": 5})
-    with pytest.raises(TypeError, match="smtplab.Limits or a dict"):
+    with pytest.raises(TypeError, match=r"smtplab.Limits or a dict"):
         smtplab.LabServer(limits=5)
 
 
@@ -104,7 +108,9 @@ def test_message_size(lab_server):
         async with smtplab.Client(lab_server) as client:
             await client.ehlo()
             assert client.extensions["size"] == "2000"
-            return await client.send("a@example.test", "b@example.test", "Subject: big\n\n" + ("y" * 70 + "\n") * 50)
+            return await client.send(
+                "a@example.test", "b@example.test", "Subject: big\n\n" + ("y" * 70 + "\n") * 50
+            )
 
     result = asyncio.run(with_the_client())
     assert result.reply.code == 552 and result.reply.enhanced == "5.3.4" and not result.ok
@@ -120,7 +126,11 @@ def test_recipients_per_message(lab_server):
         wire.command("MAIL FROM:<a@example.test>")
         replies = [wire.command(f"RCPT TO:<{r}>")[0] for r in recipients]
         assert replies[:3] == ["250 OK"] * 3
-        assert replies[3:] == ["452 4.5.3 Too many recipients: 3 per message at most; send the rest in another transaction"] * 2
+        assert (
+            replies[3:]
+            == ["452 4.5.3 Too many recipients: 3 per message at most; send the rest in another transaction"]
+            * 2
+        )
     with smtplab.SyncClient(lab_server) as client:
         result = client.send("a@example.test", recipients, "Subject: many\r\n\r\nhi")
     assert result.ok and result.accepted == recipients[:3]
@@ -154,12 +164,23 @@ def test_idle_and_session_time(lab_server):
         hello(busy)
         while (reply := busy.command("NOOP")) == ["250 OK"]:
             pass
-        assert reply == [f"421 4.4.2 {HOST} Session too long: connections last at most 0.6 s, closing connection"]
+        assert reply == [
+            f"421 4.4.2 {HOST} Session too long: connections last at most 0.6 s, closing connection"
+        ]
     server_side = lab_server.transcripts[-1].text()
     assert "<- 421 4.4.2" in server_side, "the server's transcript shows why it closed"
 
 
-@pytest.mark.parametrize("request_line", ["GET / HTTP/1.1", "POST /login HTTP/1.1", "CONNECT example.test:443 HTTP/1.1", "HEAD / HTTP/1.0", "PUT /x HTTP/1.1"])
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "GET / HTTP/1.1",
+        "POST /login HTTP/1.1",
+        "CONNECT example.test:443 HTTP/1.1",
+        "HEAD / HTTP/1.0",
+        "PUT /x HTTP/1.1",
+    ],
+)
 def test_a_browser_aimed_at_the_port_is_hung_up_on(lab_server, request_line):
     with Wire(lab_server.address) as wire:
         assert wire.line().startswith("220")
@@ -211,7 +232,9 @@ def test_concurrent_lab_clients_lose_nothing(lab_server):
     async def sender(k: int) -> None:
         async with smtplab.Client(lab_server, record=False) as client:
             for n in range(each):
-                result = await client.send("a@example.test", "b@example.test", f"Subject: c{k}-{n}\r\n\r\nhi\r\n")
+                result = await client.send(
+                    "a@example.test", "b@example.test", f"Subject: c{k}-{n}\r\n\r\nhi\r\n"
+                )
                 assert result.ok, result
 
     async def everyone() -> None:
@@ -221,8 +244,12 @@ def test_concurrent_lab_clients_lose_nothing(lab_server):
     asyncio.run(everyone())
     messages = lab_server.mailbox.wait_for(senders * each, timeout=30)
     elapsed = time.perf_counter() - started
-    assert sorted(m.subject for m in messages) == sorted(f"c{k}-{n}" for k in range(senders) for n in range(each))
-    print(f"\n16 x 200 messages (smtplab.Client, asyncio): {elapsed:.2f} s, {senders * each / elapsed:.0f} msg/s")
+    assert sorted(m.subject for m in messages) == sorted(
+        f"c{k}-{n}" for k in range(senders) for n in range(each)
+    )
+    print(
+        f"\n16 x 200 messages (smtplab.Client, asyncio): {elapsed:.2f} s, {senders * each / elapsed:.0f} msg/s"
+    )
 
 
 @pytest.mark.server_options(limits=Limits(max_connections=100))
@@ -255,7 +282,10 @@ def test_the_connection_cap_refuses_with_421_and_a_freed_slot_serves_again(lab_s
         for wire in holders:
             assert wire.line().startswith("220")
         with Wire(lab_server.address) as refused:
-            assert refused.line() == f"421 4.7.0 {HOST} Too many connections (20 open, the server's limit): try again later"
+            assert (
+                refused.line()
+                == f"421 4.7.0 {HOST} Too many connections (20 open, the server's limit): try again later"
+            )
             assert refused.rest() == b""
         with pytest.raises(smtplib.SMTPConnectError) as caught:
             smtplib.SMTP(*lab_server.address, timeout=5)
@@ -263,7 +293,10 @@ def test_the_connection_cap_refuses_with_421_and_a_freed_slot_serves_again(lab_s
         lab_client = smtplab.Client(lab_server)
         with pytest.raises(aiosmtplib.SMTPConnectResponseError) as refused_by_lab_client:
             asyncio.run(lab_client.connect())
-        assert refused_by_lab_client.value.code == 421 and "Too many connections" in refused_by_lab_client.value.message
+        assert (
+            refused_by_lab_client.value.code == 421
+            and "Too many connections" in refused_by_lab_client.value.message
+        )
         assert lab_client.greeting.code == 421  # the refusal is in the client's transcript too
         assert any(line.code == 421 for line in lab_client.transcript.replies)
         assert holders[0].command("QUIT") == ["221 Bye"]
@@ -327,7 +360,9 @@ def test_wrong_passwords_on_the_wire(lab_server):
         for _ in range(3):
             tls.sendall(wrong)
             assert read_reply(reader) == ["535 5.7.8 Authentication credentials invalid"]
-        assert read_reply(reader) == [f"421 4.7.0 {HOST} Too many failed AUTH attempts (3), closing connection"]
+        assert read_reply(reader) == [
+            f"421 4.7.0 {HOST} Too many failed AUTH attempts (3), closing connection"
+        ]
         assert reader.read() == b""
 
 
@@ -354,10 +389,19 @@ def test_cve_2024_34083_no_plaintext_command_survives_starttls(lab_server):
 @pytest.mark.parametrize(
     ("command", "reply"),
     [
-        (b"MAIL FROM:<alice\x00@example.test>", "501 5.1.7 Bad sender address: NUL byte (0x00) at position 11"),
+        (
+            b"MAIL FROM:<alice\x00@example.test>",
+            "501 5.1.7 Bad sender address: NUL byte (0x00) at position 11",
+        ),
         (b"MAIL FROM:<al\x1bice@example.test>", "501 5.1.7 Bad sender address: control character (0x1B)"),
-        (b"MAIL FROM:<\xc3\x28@example.test>", "501 5.1.7 Bad sender address: byte 0xC3 at position 6 is not valid UTF-8"),
-        (b"RCPT TO:<bob\x00evil@example.test>", "501 5.1.3 Bad recipient address: NUL byte (0x00) at position 7"),
+        (
+            b"MAIL FROM:<\xc3\x28@example.test>",
+            "501 5.1.7 Bad sender address: byte 0xC3 at position 6 is not valid UTF-8",
+        ),
+        (
+            b"RCPT TO:<bob\x00evil@example.test>",
+            "501 5.1.3 Bad recipient address: NUL byte (0x00) at position 7",
+        ),
         (b"RCPT TO:<bob\x7f@example.test>", "501 5.1.3 Bad recipient address: DEL (0x7F)"),
     ],
 )
@@ -400,7 +444,9 @@ def test_cve_2024_27305_smuggling_gives_one_message(lab_server, end):
     # SMTP smuggling: a server that ends DATA at anything but CRLF.CRLF would run the
     # injected MAIL/RCPT/DATA as a second message (aiosmtpd 1.4.4).
     smuggled = (
-        b"Subject: outer\r\n\r\nhello" + end + b"MAIL FROM:<admin@example.test>\r\nRCPT TO:<victim@example.test>\r\n"
+        b"Subject: outer\r\n\r\nhello"
+        + end
+        + b"MAIL FROM:<admin@example.test>\r\nRCPT TO:<victim@example.test>\r\n"
         b"DATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
     )
     with Wire(lab_server.address) as wire:
@@ -440,7 +486,7 @@ def test_invalid_utf8_is_stored_and_shown_safely(lab_server):
 def test_a_bounded_mailbox_with_a_maildir_keeps_everything_on_disk(tmp_path):
     maildir = tmp_path / "Maildir"
     with smtplab.start_server(name="bounded", maildir=maildir, limits=Limits(max_messages=5)) as server:
-        with pytest.warns(MailboxWarning, match="dropped the 1 oldest"):
+        with pytest.warns(MailboxWarning, match="dropped the 1 oldest"):  # noqa: PT031 - the sixth send drops one
             for n in range(12):
                 send(server, f"m{n}")
             server.mailbox.wait_for(12)
@@ -457,12 +503,18 @@ STAGES = {
     "after EHLO": [b"EHLO client.test\r\n"],
     "in the middle of MAIL": [b"EHLO client.test\r\n", b"MAIL FROM:<alice@exa"],
     "in the middle of DATA": [
-        b"EHLO client.test\r\n", b"MAIL FROM:<a@example.test>\r\n", b"RCPT TO:<b@example.test>\r\n",
-        b"DATA\r\n", b"Subject: partial\r\n\r\nhalf a mes",
+        b"EHLO client.test\r\n",
+        b"MAIL FROM:<a@example.test>\r\n",
+        b"RCPT TO:<b@example.test>\r\n",
+        b"DATA\r\n",
+        b"Subject: partial\r\n\r\nhalf a mes",
     ],
     "after DATA, before QUIT": [
-        b"EHLO client.test\r\n", b"MAIL FROM:<a@example.test>\r\n", b"RCPT TO:<b@example.test>\r\n",
-        b"DATA\r\n", b"Subject: complete\r\n\r\nall of it\r\n.\r\n",
+        b"EHLO client.test\r\n",
+        b"MAIL FROM:<a@example.test>\r\n",
+        b"RCPT TO:<b@example.test>\r\n",
+        b"DATA\r\n",
+        b"Subject: complete\r\n\r\nall of it\r\n.\r\n",
     ],
 }
 
@@ -505,7 +557,9 @@ def test_an_interrupted_send_leaves_nothing_behind(caplog):
 
         async def interrupted() -> None:
             client = smtplab.Client(server)
-            task = asyncio.create_task(client.send("a@example.test", "b@example.test", "Subject: stuck\r\n\r\nx"))
+            task = asyncio.create_task(
+                client.send("a@example.test", "b@example.test", "Subject: stuck\r\n\r\nx")
+            )
             assert await asyncio.get_running_loop().run_in_executor(None, handler.entered.wait, 5)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -549,7 +603,10 @@ def test_a_kernel_interrupt_during_a_sync_send(caplog):
 
 @pytest.mark.server_options(handler=Stuck(), limits=Limits(idle_timeout=0.3))
 def test_the_idle_timeout_ends_a_session_stuck_in_a_hook(lab_server):
-    with pytest.raises(smtplib.SMTPDataError) as caught, smtplib.SMTP(*lab_server.address, timeout=5) as client:
+    with (
+        pytest.raises(smtplib.SMTPDataError) as caught,
+        smtplib.SMTP(*lab_server.address, timeout=5) as client,
+    ):
         client.sendmail("a@example.test", ["b@example.test"], "Subject: stuck\r\n\r\nx")
     assert caught.value.smtp_code == 421 and b"4.4.2" in caught.value.smtp_error
     assert lab_server.mailbox.received == 0
@@ -657,7 +714,9 @@ def test_a_unix_socket_server_is_private_and_works_as_usual():
     assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to act as another user"
+)
 def test_another_user_reaches_a_port_but_not_a_unix_socket():
     attempt = (
         "import socket, sys\n"
@@ -676,14 +735,24 @@ def test_another_user_reaches_a_port_but_not_a_unix_socket():
     def as_nobody(target: str) -> str:
         for python in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
             try:
-                done = subprocess.run([python, "-c", attempt, target], user=65534, group=65534,
-                                      capture_output=True, text=True, timeout=10, cwd="/")
+                done = subprocess.run(
+                    [python, "-c", attempt, target],
+                    user=65534,
+                    group=65534,
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    cwd="/",
+                )
             except (PermissionError, FileNotFoundError):
                 continue  # this interpreter is not reachable for that user
             return done.stdout.strip() or done.stderr
         pytest.skip("no Python interpreter the user 'nobody' may run")
 
-    with smtplab.start_server(name="open") as open_server, smtplab.start_server(name="private", unix_socket=True) as private:
+    with (
+        smtplab.start_server(name="open") as open_server,
+        smtplab.start_server(name="private", unix_socket=True) as private,
+    ):
         assert as_nobody(str(open_server.port)) == "220"  # 127.0.0.1 is everybody's
         assert as_nobody(private.socket_path) == "PermissionError"
 
@@ -692,7 +761,7 @@ def test_a_unix_socket_in_a_shared_directory_is_refused(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
-    with pytest.raises(smtplab.ServerStartError, match="open to other users .*drwxr-xr-x"):
+    with pytest.raises(smtplab.ServerStartError, match=r"open to other users .*drwxr-xr-x"):
         smtplab.start_server(unix_socket=shared / "lab.sock")
     assert smtplab.running_servers() == []
 

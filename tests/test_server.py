@@ -20,7 +20,11 @@ def send(server: smtplab.LabServer, message: EmailMessage | bytes, **kwargs) -> 
     with smtplib.SMTP(*server.address, timeout=5) as client:
         if isinstance(message, EmailMessage):
             return client.send_message(message, **kwargs)
-        return client.sendmail(kwargs.get("from_addr", "alice@example.test"), kwargs.get("to_addrs", ["bob@example.test"]), message)
+        return client.sendmail(
+            kwargs.get("from_addr", "alice@example.test"),
+            kwargs.get("to_addrs", ["bob@example.test"]),
+            message,
+        )
 
 
 def simple_message(subject: str = "hello") -> EmailMessage:
@@ -41,7 +45,10 @@ def test_port_zero_picks_a_free_port_and_reports_it(lab_server):
 
 
 def test_repr_says_where_and_how_many(lab_server):
-    assert repr(lab_server) == f"<LabServer 'test-{test_repr_says_where_and_how_many.__name__}' running on 127.0.0.1:{lab_server.port}, 0 message(s)>"
+    assert (
+        repr(lab_server)
+        == f"<LabServer 'test-{test_repr_says_where_and_how_many.__name__}' running on 127.0.0.1:{lab_server.port}, 0 message(s)>"
+    )
     lab_server.stop()
     assert "stopped" in repr(lab_server)
 
@@ -149,7 +156,7 @@ def test_opting_in_to_remote_warns(monkeypatch):
 
 
 def test_unknown_option_is_named_with_a_suggestion():
-    with pytest.raises(TypeError, match="'data_size_limt'.*Did you mean 'data_size_limit'"):
+    with pytest.raises(TypeError, match=r"'data_size_limt'.*Did you mean 'data_size_limit'"):
         smtplab.start_server(data_size_limt=10)
 
 
@@ -216,7 +223,9 @@ class RejectBob:
 @pytest.mark.server_options(handler=RejectBob())
 def test_custom_handler_rejects_a_recipient(lab_server):
     with smtplib.SMTP(*lab_server.address, timeout=5) as client:
-        refused = client.sendmail("alice@example.test", ["bob@example.test", "carol@example.test"], b"Subject: x\r\n\r\nhi\r\n")
+        refused = client.sendmail(
+            "alice@example.test", ["bob@example.test", "carol@example.test"], b"Subject: x\r\n\r\nhi\r\n"
+        )
         assert refused == {"bob@example.test": (550, b"5.1.1 <bob@example.test>: no such user here")}
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: y\r\n\r\nhi\r\n")
@@ -301,7 +310,11 @@ def test_server_transcripts_record_each_session(lab_server):
     lab_server.mailbox.wait_for(1)
     (transcript,) = lab_server.transcripts
     text = transcript.text()
-    assert text.index("-> ehlo") < text.index("-> mail FROM:<alice@example.test>") < text.index("** message data")
+    assert (
+        text.index("-> ehlo")
+        < text.index("-> mail FROM:<alice@example.test>")
+        < text.index("** message data")
+    )
     assert lab_server.mailbox[0].transcript is transcript
 
 
@@ -334,6 +347,7 @@ def test_stop_closes_every_tls_connection_whatever_its_state(moment):
     import ssl
 
     with smtplab.start_server(tls="implicit", name="tls-stop") as server:
+
         def greeted() -> tuple[ssl.SSLSocket, Any]:
             conn = server.client_context().wrap_socket(
                 socket.create_connection(server.address, timeout=5), server_hostname="127.0.0.1"

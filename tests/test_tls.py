@@ -106,9 +106,7 @@ async def connect_error(
     port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises((ssl.SSLError, OSError)) as info:
-            await asyncio.open_connection(
-                "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
-            )
+            await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname)
         return info.value, port
     finally:
         server.close()
@@ -184,9 +182,7 @@ def test_default_lab_tls_is_lazy_and_shared(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_import_creates_nothing() -> None:
     code = "import smtplab.tls as t; print(t._default is None)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True"]
 
 
@@ -194,12 +190,8 @@ def test_import_creates_nothing() -> None:
 
 
 @pytest.mark.parametrize("server_hostname", ["localhost", "127.0.0.1"])
-def test_client_context_handshakes_with_server_context(
-    lab: LabTLS, server_hostname: str
-) -> None:
-    echo, ssl_object = run(
-        tls_roundtrip(lab.server_context(), lab.client_context(), server_hostname)
-    )
+def test_client_context_handshakes_with_server_context(lab: LabTLS, server_hostname: str) -> None:
+    echo, ssl_object = run(tls_roundtrip(lab.server_context(), lab.client_context(), server_hostname))
     assert echo == b"hello\n"
     assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
 
@@ -255,13 +247,8 @@ def test_written_pems_work_with_the_ssl_module(lab: LabTLS, tmp_path: Path) -> N
 
 
 def test_default_directory_is_removed_at_exit() -> None:
-    code = (
-        "from smtplab.tls import LabTLS; "
-        "print(LabTLS.create().write_files().directory)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    code = "from smtplab.tls import LabTLS; print(LabTLS.create().write_files().directory)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     directory = Path(out.stdout.strip())
     assert directory.name.startswith("smtplab-tls-")
     assert not directory.exists()
@@ -301,9 +288,7 @@ def test_summarize_server_side_uses_its_own_certificate(lab: LabTLS) -> None:
         )
         await _echo_once(reader, writer)
 
-    _, client_side = run(
-        tls_roundtrip(lab.server_context(), lab.client_context(), on_server=record)
-    )
+    _, client_side = run(tls_roundtrip(lab.server_context(), lab.client_context(), on_server=record))
     client = summarize(client_side)
     for key in ("ssl_object", "transport", "extra"):
         server = seen[key]
@@ -460,13 +445,10 @@ def test_explain_starttls_not_offered() -> None:
     assert "does not offer STARTTLS" in message
 
 
-def test_explain_hostname_defaults_to_default_lab_hosts(
-    lab: LabTLS, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explain_hostname_defaults_to_default_lab_hosts(lab: LabTLS, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tls_module, "_default", lab)
     error = ssl.SSLCertVerificationError(
-        1, "certificate verify failed: IP address mismatch, certificate is not valid for "
-        "'10.0.0.7'."
+        1, "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.7'."
     )
     error.verify_code = 64
     error.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.7'."
@@ -474,9 +456,7 @@ def test_explain_hostname_defaults_to_default_lab_hosts(
     assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7'" in message
 
 
-@pytest.mark.parametrize(
-    "error", [ValueError("odd"), Exception(), KeyboardInterrupt(), ssl.SSLError()]
-)
+@pytest.mark.parametrize("error", [ValueError("odd"), Exception(), KeyboardInterrupt(), ssl.SSLError()])
 def test_explain_never_raises(error: BaseException) -> None:
     message = explain_ssl_error(error, host="localhost", port=25, expected_mode="sideways")
     assert isinstance(message, str) and "localhost:25" in message

@@ -39,7 +39,9 @@ def test_smtplab_client_matrix(tls, mechanism):
         assert captured.auth_user == ("alice" if mechanism else None)
         if tls:
             assert captured.tls.version.startswith("TLS") and "Lab CA" in captured.tls.issuer
-            assert any(line.tls for line in client.transcript) and any(line.tls for line in captured.transcript)
+            assert any(line.tls for line in client.transcript) and any(
+                line.tls for line in captured.transcript
+            )
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
@@ -57,7 +59,9 @@ def test_stdlib_smtplib_matrix(tls, mechanism):
             if mechanism:
                 client.user, client.password = "alice", "wonderland"
                 client.ehlo_or_helo_if_needed()
-                code, _ = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower().replace('-', '_')}"))
+                code, _ = client.auth(
+                    mechanism, getattr(client, f"auth_{mechanism.lower().replace('-', '_')}")
+                )
                 assert code == 235
             client.sendmail("alice@example.test", ["bob@example.test"], b"Subject: stdlib\r\n\r\nhi\r\n")
         captured = server.mailbox.wait_for(1)[0]
@@ -103,7 +107,7 @@ def test_require_tls_refuses_mail_before_starttls():
 def test_wrong_ca_fails_with_an_explanation():
     other = LabTLS.create()
     with lab("starttls") as server:
-        with pytest.raises(smtplab.TLSCertificateError, match="(?i)trust") as caught:
+        with pytest.raises(smtplab.TLSCertificateError, match=r"(?i)trust") as caught:
             smtplab.SyncClient(server, tls="starttls", tls_context=other.client_context()).connect()
         assert isinstance(caught.value, ssl.SSLCertVerificationError)
         with pytest.raises(smtplab.TLSCertificateError):  # nor do the system CAs know the lab CA
@@ -113,26 +117,30 @@ def test_wrong_ca_fails_with_an_explanation():
 def test_wrong_hostname_fails_with_an_explanation():
     elsewhere = LabTLS.create(hosts=("mail.example.test",))
     with lab("implicit", lab_tls=elsewhere) as server:
-        with pytest.raises(smtplab.TLSCertificateError, match="mail.example.test"):
+        with pytest.raises(smtplab.TLSCertificateError, match=r"mail.example.test"):
             smtplab.SyncClient(server, tls="implicit").connect()
 
 
 def test_a_trusted_ca_file_works_for_any_client(tmp_path):
     with lab("implicit") as server:
         files = server.lab_tls.write_files(tmp_path)
-        with smtplab.SyncClient(host="localhost", port=server.port, tls="implicit", cafile=str(files.ca_cert)) as client:
+        with smtplab.SyncClient(
+            host="localhost", port=server.port, tls="implicit", cafile=str(files.ca_cert)
+        ) as client:
             assert client.noop().code == 250
 
 
 def test_validate_certs_false_accepts_anything():
     with lab("implicit", lab_tls=LabTLS.create(hosts=("mail.example.test",))) as server:
-        with smtplab.SyncClient(host="127.0.0.1", port=server.port, tls="implicit", validate_certs=False) as client:
+        with smtplab.SyncClient(
+            host="127.0.0.1", port=server.port, tls="implicit", validate_certs=False
+        ) as client:
             assert client.noop().code == 250
 
 
 def test_implicit_client_on_a_plain_port_names_the_mismatch():
     with smtplab.start_server(name="plain") as server:
-        with pytest.raises(smtplab.TLSMismatchError, match="starttls|plain"):
+        with pytest.raises(smtplab.TLSMismatchError, match=r"starttls|plain"):
             smtplab.SyncClient(server, tls="implicit").connect()
 
 
@@ -165,7 +173,7 @@ def test_auth_exchange_is_masked_and_revealable():
 
 
 def test_bad_tls_options_are_named():
-    with pytest.raises(ValueError, match="require_tls=True.*tls='starttls'"):
+    with pytest.raises(ValueError, match=r"require_tls=True.*tls='starttls'"):
         smtplab.start_server(tls="implicit", require_tls=True)
     with pytest.raises(ValueError, match="tls must be"):
         smtplab.start_server(tls="ssl")

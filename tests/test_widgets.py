@@ -19,7 +19,9 @@ from smtplab.widgets import Composer, MailboxView, ServerPanel, TranscriptView
 SCRIPT = "<script>alert('owned')</script>"
 
 
-def wait_until(widget: ipywidgets.Widget, name: str, predicate: Callable[[Any], bool], timeout: float = 5) -> Any:
+def wait_until(
+    widget: ipywidgets.Widget, name: str, predicate: Callable[[Any], bool], timeout: float = 5
+) -> Any:
     """Wait until ``widget.<name>`` satisfies ``predicate`` — woken by the trait's own change event."""
     done = threading.Event()
 
@@ -148,7 +150,13 @@ def test_mailbox_view_lists_and_shows_a_message_escaped(lab_server):
         assert "report.pdf" in view.attachments.value and "application/pdf" in view.attachments.value
         assert "13 bytes" in view.attachments.value
         tree = view.mime.value
-        for kind in ("multipart/mixed", "multipart/alternative", "text/plain", "text/html", "application/pdf"):
+        for kind in (
+            "multipart/mixed",
+            "multipart/alternative",
+            "text/plain",
+            "text/html",
+            "application/pdf",
+        ):
             assert kind in tree
         assert tree.index("multipart/alternative") < tree.index("text/html") < tree.index("application/pdf")
     finally:
@@ -221,7 +229,9 @@ def test_composer_sends_and_the_message_appears_in_the_mailbox_view(lab_server):
         assert result is not None and result.ok and composer.last_error is None
         assert result.accepted == ["dave@example.test", "erin@example.test"]
         assert composer.last_future.result() is result
-        assert composer.result.value.startswith('<span style="font-size:13px">✅ accepted for 2 recipients: 250')
+        assert composer.result.value.startswith(
+            '<span style="font-size:13px">✅ accepted for 2 recipients: 250'
+        )
         assert not composer.send_button.disabled
 
         transcript = composer.transcript_view.table.value

@@ -5,10 +5,10 @@ the library and observes it — it holds no SMTP knowledge of its own::
 
     from smtplab.widgets import Composer, MailboxView, ServerPanel, TranscriptView
 
-    ServerPanel(server)               # Start / Stop, host:port, a live message count
-    MailboxView(server.mailbox)       # captured messages, live; headers, bodies, MIME tree
-    Composer(server)                  # write and send a message, watch the dialogue
-    TranscriptView(client.transcript) # a dialogue as it happens; secrets masked until revealed
+    ServerPanel(server)  # Start / Stop, host:port, a live message count
+    MailboxView(server.mailbox)  # captured messages, live; headers, bodies, MIME tree
+    Composer(server)  # write and send a message, watch the dialogue
+    TranscriptView(client.transcript)  # a dialogue as it happens; secrets masked until revealed
 
 Updates from the server's threads are handed to the kernel's event loop, so widgets can be
 left on screen while mail arrives. An exception in a widget's callback is shown in the

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import ipywidgets
 
-__all__ = ["LiveBox", "MIN_REFRESH_INTERVAL", "escape", "reports_errors", "running_loop"]
+__all__ = ["MIN_REFRESH_INTERVAL", "LiveBox", "escape", "reports_errors", "running_loop"]
 
 #: Seconds between two redraws of one widget inside a kernel (bursts are drawn together).
 MIN_REFRESH_INTERVAL = 0.05

@@ -61,7 +61,9 @@ class Composer(LiveBox):
             raise TypeError(f"Composer sends to a LabServer, not {type(server).__name__}")
         self.server = server
         self.sender = ipywidgets.Text(value=sender, description="From", placeholder="alice@example.test")
-        self.to = ipywidgets.Text(value=to, description="To", placeholder="bob@example.test, carol@example.test")
+        self.to = ipywidgets.Text(
+            value=to, description="To", placeholder="bob@example.test, carol@example.test"
+        )
         self.subject = ipywidgets.Text(value=subject, description="Subject", placeholder="Subject")
         self.body = ipywidgets.Textarea(value=body, description="Body", placeholder="Write something")
         self.body.layout.height = "7em"
@@ -81,7 +83,10 @@ class Composer(LiveBox):
             field.add_class(f"smtplab-composer-{field.description.lower()}")
         super().__init__(
             [
-                self.sender, self.to, self.subject, self.body,
+                self.sender,
+                self.to,
+                self.subject,
+                self.body,
                 ipywidgets.HBox([self.send_button, self.result], layout={"align_items": "center"}),
                 self.transcript_view,
             ]

@@ -76,8 +76,6 @@ def envelope_html(message: CapturedMessage) -> str:
     return _table(["envelope", ""], [[escape(name), escape(value)] for name, value in rows], empty="")
 
 
-
-
 def headers_html(message: EmailMessage | Message) -> str:
     """Every header in order, names and values escaped (a header may hold any text)."""
     rows = []
@@ -220,7 +218,9 @@ class MailboxView(LiveBox):
         self.max_rows = max_rows
         self.summary = ipywidgets.HTML()
         self.refresh_button = ipywidgets.Button(
-            description="Refresh", icon="refresh", tooltip="Read the mailbox again (after mailbox.clear())",
+            description="Refresh",
+            icon="refresh",
+            tooltip="Read the mailbox again (after mailbox.clear())",
             layout=ipywidgets.Layout(width="auto"),
         )
         self.table = ipywidgets.HTML(layout=ipywidgets.Layout(width="100%"))
@@ -304,7 +304,10 @@ class MailboxView(LiveBox):
     def _row(self, message: CapturedMessage) -> str:
         rcpts = ", ".join(message.rcpt_tos)
         cells = [
-            _time(message), message.mail_from or "<>", rcpts, message.subject or "(no subject)",
+            _time(message),
+            message.mail_from or "<>",
+            rcpts,
+            message.subject or "(no subject)",
             f"{message.size:,} B",
         ]
         return "".join(f'<td style="{_TD}">{escape(cell)}</td>' for cell in cells)
@@ -336,7 +339,8 @@ class MailboxView(LiveBox):
         head = "".join(f'<th style="{_TH}">{name}</th>' for name in names)
         selected = self.selector.value
         rows = [
-            f'<tr style="{_SELECTED if m.id == selected else ""}">{self._rows[m.id]}</tr>' for m in self._shown
+            f'<tr style="{_SELECTED if m.id == selected else ""}">{self._rows[m.id]}</tr>'
+            for m in self._shown
         ]
         body = "".join(rows) or f'<tr><td style="{_TD};opacity:0.7" colspan="5">(no messages yet)</td></tr>'
         self.table.value = (

@@ -38,11 +38,17 @@ class ServerPanel(LiveBox):
         self._observed: Any = None  # the mailbox observed
         self.title = ipywidgets.HTML()
         self.start_button = ipywidgets.Button(
-            description="Start", icon="play", button_style="success", tooltip="Start the lab server",
+            description="Start",
+            icon="play",
+            button_style="success",
+            tooltip="Start the lab server",
             layout=ipywidgets.Layout(width="auto"),
         )
         self.stop_button = ipywidgets.Button(
-            description="Stop", icon="stop", button_style="danger", tooltip="Stop the lab server",
+            description="Stop",
+            icon="stop",
+            button_style="danger",
+            tooltip="Stop the lab server",
             layout=ipywidgets.Layout(width="auto"),
         )
         self.state = ipywidgets.Label()

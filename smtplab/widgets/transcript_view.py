@@ -114,7 +114,9 @@ class TranscriptView(LiveBox):
         self.height = height
         self.caption = ipywidgets.HTML()
         self.reveal = ipywidgets.Checkbox(
-            value=reveal_secrets, description="reveal secrets", indent=False,
+            value=reveal_secrets,
+            description="reveal secrets",
+            indent=False,
             layout=ipywidgets.Layout(width="auto"),
         )
         self.table = ipywidgets.HTML(layout=ipywidgets.Layout(width="100%"))
@@ -200,9 +202,7 @@ class TranscriptView(LiveBox):
             parts.append(f"{hidden} secret{'s' if hidden != 1 else ''} hidden")
         parts.append(escape(_LEGEND))
         self.caption.value = f'<span style="font-size:12px;opacity:0.85">{" · ".join(parts)}</span>'
-        rows = "".join(self._rows) or (
-            f'<tr><td style="{_TD};opacity:0.7">(no lines yet)</td></tr>'
-        )
+        rows = "".join(self._rows) or (f'<tr><td style="{_TD};opacity:0.7">(no lines yet)</td></tr>')
         # column-reverse keeps the scroll position at the newest line as rows arrive.
         self.table.value = (
             f'<div style="max-height:{escape(self.height)};overflow:auto;display:flex;'

@@ -132,7 +132,9 @@ def jupyterlab(tmp_path: Path) -> Iterator[Lab]:
     _write_json(tmp_path / "config" / "labconfig" / "page_config.json", PAGE_CONFIG)
     port, token = free_port(), secrets.token_hex(16)
     command = [
-        sys.executable, "-m", "jupyterlab",
+        sys.executable,
+        "-m",
+        "jupyterlab",
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
@@ -146,8 +148,13 @@ def jupyterlab(tmp_path: Path) -> Iterator[Lab]:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     process = subprocess.Popen(
-        command, cwd=root, env=env, text=True,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command,
+        cwd=root,
+        env=env,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lab = Lab(process, port, token)
     announced = threading.Event()
