@@ -127,23 +127,11 @@ class CaptureHandler:
             tls=tls,
             auth_user=session.auth_data if session.authenticated else None,
             transcript=getattr(server, "transcript", None),
-            flags=_flags(raw),
         )
         if self.maildir is not None:
             self.maildir.add(_delivery_headers(message) + raw)
         self.mailbox.append(message)
         return message
-
-
-def _flags(raw: bytes) -> tuple[str, ...]:
-    """Anomalies worth showing a learner: line endings other than CRLF (RFC 5321 §2.3.8)."""
-    flags = []
-    without_crlf = raw.replace(b"\r\n", b"")
-    if b"\n" in without_crlf:
-        flags.append("bare-lf")
-    if b"\r" in without_crlf:
-        flags.append("bare-cr")
-    return tuple(flags)
 
 
 def _delivery_headers(message: CapturedMessage) -> bytes:

@@ -23,6 +23,8 @@ from email.message import EmailMessage
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 
+from smtplab import mime
+
 if TYPE_CHECKING:
     from smtplab.transcript import Transcript
 
@@ -53,7 +55,6 @@ class CapturedMessage:
         tls: A summary of the TLS session the message travelled in, or ``None`` for plain text.
         auth_user: The user who authenticated with ``AUTH``, or ``None``.
         transcript: The server's record of the SMTP session that delivered the message.
-        flags: Anomalies noticed on the way in (e.g. ``"bare-lf"``), for teaching, not rejection.
         id: A short identifier, the one quoted in the server's ``250 … queued as`` reply.
     """
 
@@ -68,7 +69,6 @@ class CapturedMessage:
     tls: Any = None
     auth_user: str | None = None
     transcript: Transcript | None = None
-    flags: tuple[str, ...] = ()
     id: str = field(default_factory=lambda: f"L{next(_ids):06d}")
 
     @cached_property
@@ -92,9 +92,47 @@ class CapturedMessage:
 
     @property
     def text(self) -> str:
-        """The text body (plain preferred over HTML), with Python's ``\n`` line endings."""
-        part = self.message.get_body(preferencelist=("plain", "html"))
-        return "" if part is None else part.get_content().replace("\r\n", "\n")
+        """The text body (plain preferred over HTML), with Python's ``\n`` line endings.
+
+        8-bit text that declares no charset is read as UTF-8, and :attr:`flags` says so.
+        """
+        part = mime.body(self.message, "plain") or mime.body(self.message, "html")
+        return "" if part is None else mime.decode_text(part)[0].replace("\r\n", "\n")
+
+    @property
+    def html(self) -> str:
+        """The ``text/html`` body with Python's ``\n`` line endings, or ``""`` when there is none."""
+        part = mime.body(self.message, "html")
+        return "" if part is None else mime.decode_text(part)[0].replace("\r\n", "\n")
+
+    @property
+    def attachments(self) -> list[mime.Attachment]:
+        """The attached files (name, content type, decoded bytes, size), inline images included."""
+        return mime.attachments(self.message)
+
+    def mime_tree(self) -> str:
+        """The message's MIME structure as a tree, one line per part (see :func:`smtplab.mime.mime_tree`)."""
+        return mime.mime_tree(self.message)
+
+    @cached_property
+    def flags(self) -> tuple[str, ...]:
+        """Anomalies worth showing a learner, for teaching rather than refusal.
+
+        ``"bare-lf"`` / ``"bare-cr"``: a line ending other than CRLF (RFC 5321 §2.3.8);
+        ``"8bit-without-charset"``: 8-bit text with no declared charset, read as UTF-8.
+        Worked out on first read, so capturing stays cheap.
+        """
+        found = []
+        without_crlf = self.raw.replace(b"\r\n", b"")
+        if b"\n" in without_crlf:
+            found.append("bare-lf")
+        if b"\r" in without_crlf:
+            found.append("bare-cr")
+        if not self.raw.isascii():
+            parts = (part for part in self.message.walk() if part.get_content_maintype() == "text")
+            if any(mime.decode_text(part)[1] for part in parts):
+                found.append(mime.GUESSED_UTF8)
+        return tuple(found)
 
     def __repr__(self) -> str:
         rcpts = ", ".join(self.rcpt_tos)

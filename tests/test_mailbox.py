@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import threading
 
@@ -122,3 +123,33 @@ def test_a_full_mailbox_never_refuses_a_stored_message_even_when_warnings_are_er
     box.append(make(1))
     box.append(make(2))  # would raise here if the notice escaped
     assert [m.subject for m in box] == ["2"] and box.dropped == 1
+
+
+def test_html_attachments_and_tree_of_a_captured_message():
+    from email.message import EmailMessage
+
+    built = EmailMessage()
+    built["Subject"] = "with parts"
+    built.set_content("plain text")
+    built.add_alternative("<p>html text</p>", subtype="html")
+    built.add_attachment(b"a,b\n1,2\n", maintype="text", subtype="csv", filename="data.csv")
+    message = CapturedMessage(
+        mail_from="a@example.test", rcpt_tos=("b@example.test",), raw=built.as_bytes(policy=email.policy.SMTP)
+    )
+    assert message.text == "plain text\n" and message.html == "<p>html text</p>\n"
+    (attachment,) = message.attachments
+    assert (attachment.filename, attachment.content_type, attachment.size) == ("data.csv", "text/csv", 8)
+    assert attachment.data == b"a,b\n1,2\n"
+    assert message.mime_tree().splitlines()[0] == "multipart/mixed" and "data.csv" in message.mime_tree()
+    assert message.flags == ()
+
+
+def test_a_plain_string_body_keeps_its_umlaut(lab_server):
+    import smtplab
+
+    with smtplab.SyncClient(lab_server) as client:
+        assert client.send("a@example.test", "b@example.test", "Subject: Gruss\r\n\r\nHallo Jörg").ok
+    (message,) = lab_server.mailbox.wait_for(1)
+    assert message.text == "Hallo Jörg\n"
+    assert message.flags == ("8bit-without-charset",), "the guess is said, not hidden"
+    assert message.html == "" and message.attachments == []
