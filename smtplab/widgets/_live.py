@@ -50,14 +50,16 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def reports_errors(method: F) -> F:
-    """Route an exception raised by a widget callback into the widget's ``Output``.
+    """Wrap a widget callback: clear the last error shown, and show any new one in the widget.
 
-    ipywidgets would otherwise log it where a learner never looks, and observers running on
-    other threads would swallow it.
+    ipywidgets would otherwise log an exception where a learner never looks, and observers
+    running on other threads would swallow it. Each click or edit is a new action, so an error
+    left by the previous one goes away first.
     """
 
     @functools.wraps(method)
     def guarded(self: LiveBox, *args: Any, **kwargs: Any) -> Any:
+        self.hide_error()
         try:
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001 - shown to the learner, not lost
@@ -73,9 +75,15 @@ class LiveBox(ipywidgets.VBox):
     Subclasses implement :meth:`_refresh` (read the model, update child widgets) and call
     :meth:`request_refresh` from observers, whatever thread they run on.
 
+    An exception raised in a callback is shown as one line (:attr:`error_line`) with its
+    traceback behind a toggle (:attr:`traceback_button`, :attr:`output`); the next action
+    clears them.
+
     Attributes:
-        output: Where exceptions raised in the widget's callbacks are shown.
-        errors: The same exceptions, newest last.
+        error_line: The last error, in one line ("Error: ConnectionRefusedError: …").
+        traceback_button: Shows or hides the traceback of that error.
+        output: The traceback (hidden until asked for).
+        errors: Every exception reported so far, newest last.
     """
 
     def __init__(self, children: list[ipywidgets.Widget], **kwargs: Any) -> None:
@@ -85,9 +93,21 @@ class LiveBox(ipywidgets.VBox):
         self._last_refresh = 0.0
         self._closed = False
         self.errors: list[BaseException] = []
+        self.error_line = ipywidgets.HTML()
+        self.traceback_button = ipywidgets.ToggleButton(
+            description="Show traceback",
+            icon="list",
+            tooltip="Where in the code the error happened",
+            layout=ipywidgets.Layout(width="auto"),
+        )
         self.output = ipywidgets.Output(layout=ipywidgets.Layout(max_height="16em", overflow="auto"))
-        super().__init__(children=[*children, self.output], **kwargs)
+        self._error_row = ipywidgets.HBox(
+            [self.error_line, self.traceback_button], layout={"align_items": "center", "grid_gap": "8px"}
+        )
+        self.traceback_button.observe(self._on_traceback_button_value, names="value")
+        super().__init__(children=[*children, self._error_row, self.output], **kwargs)
         self.add_class("smtplab-widget")
+        self.hide_error()
 
     # -- running code on the kernel's thread ----------------------------------------------
 
@@ -158,19 +178,40 @@ class LiveBox(ipywidgets.VBox):
     # -- errors -----------------------------------------------------------------------------
 
     def report_error(self, error: BaseException) -> None:
-        """Show ``error`` and its traceback in :attr:`output` and keep it in :attr:`errors`."""
+        """Show ``error`` in one line, its traceback behind the toggle; keep it in :attr:`errors`."""
         if not self._on_kernel_thread():
             self.call_in_kernel(self.report_error, error)
             return
         self.errors.append(error)
         del self.errors[:-ERRORS_KEPT]
+        self.error_line.value = (
+            f'<span style="font-size:13px"><b>Error</b>: {escape(type(error).__name__)}: '
+            f"{escape(error)}</span>"
+        )
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.output.outputs = ()
         self.output.append_stderr(text)
+        self._error_row.layout.display = None
+        self.traceback_button.value = False
+        self._on_traceback_button_value({"new": False})
+
+    def hide_error(self) -> None:
+        """Take the last error off the screen (it stays in :attr:`errors`)."""
+        self.error_line.value = ""
+        self.output.outputs = ()
+        self.traceback_button.value = False
+        self._error_row.layout.display = "none"
+        self.output.layout.display = "none"
 
     def clear_errors(self) -> None:
-        """Forget the errors shown so far."""
+        """Forget every error reported so far, and take the last one off the screen."""
         self.errors.clear()
-        self.output.outputs = ()
+        self.hide_error()
+
+    def _on_traceback_button_value(self, change: dict[str, Any]) -> None:
+        shown = bool(change["new"])
+        self.output.layout.display = None if shown else "none"
+        self.traceback_button.description = "Hide traceback" if shown else "Show traceback"
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class Composer(LiveBox):
         self.last_future = future
         self.sent.clear()
         self.last_result = self.last_error = None
+        self.hide_error()
         try:
             sender, recipients, message = self.compose()
         except Exception as error:  # noqa: BLE001 - shown in the widget and set on the future
@@ -185,7 +186,7 @@ class Composer(LiveBox):
         self.send_button.disabled = not _recipients(self.to.value)
         if error is not None:
             self.last_error = error
-            self.result.value = f"❌ <b>{escape(type(error).__name__)}</b>: {escape(error)}"
+            self.result.value = '<span style="font-size:13px"><b>Not sent</b>: the error is below.</span>'
             self.report_error(error)
         else:
             assert result is not None
@@ -220,9 +221,9 @@ def _verdict(result: SendResult) -> str:
     meaning = f' <span style="opacity:0.75">— {escape(meaning)}</span>' if meaning else ""
     if result.ok:
         count = len(result.accepted)
-        text = f"✅ accepted for {count} recipient{'s' if count != 1 else ''}: {said}"
+        text = f"<b>Accepted</b> for {count} recipient{'s' if count != 1 else ''}: {said}"
     else:
-        text = f"❌ not accepted: {said}"
+        text = f"<b>Not accepted</b>: {said}"
     refused = "".join(
         f"<br>refused {escape(address)}: {escape(str(reply).splitlines()[-1])}"
         for address, reply in result.refused.items()

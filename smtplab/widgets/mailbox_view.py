@@ -7,6 +7,7 @@ from typing import Any
 
 import ipywidgets
 
+from smtplab import mime
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.transcript import format_address
 from smtplab.widgets._live import LiveBox, escape, reports_errors
@@ -21,7 +22,6 @@ _TD = "text-align:left;vertical-align:top;padding:1px 8px;border:none;line-heigh
 _TH = f"{_TD};font-weight:bold;opacity:0.8;border-bottom:1px solid rgba(128,128,128,0.5)"
 _TABLE = "border-collapse:collapse;border:none;margin:0;width:auto;font-size:12px"
 _MONO = "font-family:var(--jp-code-font-family, monospace)"
-_SELECTED = "background-color:rgba(66, 133, 244, 0.18)"
 # An HTML body is shown in an iframe with an empty sandbox (no scripts, no forms, no plugins,
 # a unique origin) and this policy, so it cannot fetch anything either — no tracking pixels.
 _NO_FETCH = (
@@ -89,34 +89,25 @@ def headers_html(message: EmailMessage | Message) -> str:
 
 
 def _content(part: Message) -> str:
-    try:
-        content = part.get_content()  # type: ignore[attr-defined]
-    except Exception as error:  # noqa: BLE001 - unknown charset, broken encoding…
-        payload = part.get_payload(decode=True) or b""
-        return f"(could not decode this part: {error})\n" + bytes(payload).decode("utf-8", "replace")
-    return content if isinstance(content, str) else repr(content)
+    text, guessed = mime.decode_text(part)
+    note = "(no charset declared: read as UTF-8)\n" if guessed else ""
+    return note + text
 
 
-def _body(message: EmailMessage | Message, subtype: str) -> Message | None:
-    if isinstance(message, EmailMessage):
-        return message.get_body(preferencelist=(subtype,))
-    return next((p for p in message.walk() if p.get_content_type() == f"text/{subtype}"), None)
-
-
-def text_html(message: EmailMessage | Message) -> str:
+def text_html(message: Message) -> str:
     """The ``text/plain`` body, escaped, in a ``<pre>``."""
-    part = _body(message, "plain")
+    part = mime.body(message, "plain")
     if part is None:
         return '<div style="opacity:0.7;font-size:12px">(no text/plain body)</div>'
     return _pre(_content(part).replace("\r\n", "\n"))
 
 
-def html_preview(message: EmailMessage | Message) -> str:
+def html_preview(message: Message) -> str:
     """The ``text/html`` body inside a sandboxed ``<iframe>``: no scripts, no fetches."""
-    part = _body(message, "html")
+    part = mime.body(message, "html")
     if part is None:
         return '<div style="opacity:0.7;font-size:12px">(no text/html body)</div>'
-    document = _NO_FETCH + _content(part)
+    document = _NO_FETCH + mime.decode_text(part)[0]
     return (
         '<div style="font-size:12px;opacity:0.8;margin-bottom:4px">The HTML body, shown in a '
         "sandbox: scripts do not run and nothing is fetched from the network.</div>"
@@ -126,84 +117,43 @@ def html_preview(message: EmailMessage | Message) -> str:
     )
 
 
-def _size(part: Message) -> int:
-    payload = part.get_payload(decode=True)
-    return len(payload) if isinstance(payload, bytes) else 0
-
-
-def _describe(part: Message) -> str:
-    facts = []
-    if part.get_filename():
-        facts.append(f"name={part.get_filename()!r}")
-    if part.get_content_charset():
-        facts.append(f"charset={part.get_content_charset()}")
-    if part["Content-Transfer-Encoding"]:
-        facts.append(f"encoding={str(part['Content-Transfer-Encoding']).strip()}")
-    if part.get_content_disposition():
-        facts.append(str(part.get_content_disposition()))
-    if not part.is_multipart():
-        facts.append(f"{_size(part):,} bytes")
-    return part.get_content_type() + (f"  ({', '.join(facts)})" if facts else "")
-
-
-def mime_tree_lines(message: Message) -> list[str]:
-    """The MIME structure of a message, one line per part, indented by depth."""
-
-    def walk(part: Message, prefix: str, last: bool, root: bool) -> list[str]:
-        branch = "" if root else ("└─ " if last else "├─ ")
-        lines = [prefix + branch + _describe(part)]
-        children = part.get_payload() if part.is_multipart() else []
-        if not isinstance(children, list):
-            children = []
-        inner = prefix + ("" if root else ("   " if last else "│  "))
-        for n, child in enumerate(children):
-            if isinstance(child, Message):
-                lines += walk(child, inner, n == len(children) - 1, False)
-        return lines
-
-    return walk(message, "", True, True)
-
-
 def mime_tree_html(message: Message) -> str:
-    """The MIME tree (``mime_tree_lines``) in a ``<pre>``."""
-    return _pre("\n".join(mime_tree_lines(message)))
-
-
-def attachments(message: Message) -> list[tuple[str, str, int]]:
-    """``(file name, content type, decoded size in bytes)`` of each attached file."""
-    found = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        name = part.get_filename()
-        if name or part.get_content_disposition() == "attachment":
-            found.append((name or "(no name)", part.get_content_type(), _size(part)))
-    return found
+    """The MIME tree (:func:`smtplab.mime.mime_tree`) in a ``<pre>``."""
+    return _pre(mime.mime_tree(message))
 
 
 def attachments_html(message: Message) -> str:
-    """The attachments as a table: name, type, size."""
-    rows = [[escape(name), escape(kind), f"{size:,} bytes"] for name, kind, size in attachments(message)]
-    return _table(["name", "type", "size"], rows, empty="(no attachments)")
+    """The attachments as a table: name, type, disposition, size."""
+    rows = [
+        [
+            escape(item.filename or "(no name)"),
+            escape(item.content_type),
+            escape(item.disposition or ""),
+            f"{item.size:,} bytes",
+        ]
+        for item in mime.attachments(message)
+    ]
+    return _table(["name", "type", "disposition", "size"], rows, empty="(no attachments)")
 
 
 # -- the widget ----------------------------------------------------------------------------
 
 
 class MailboxView(LiveBox):
-    """A live table of the messages in a :class:`~smtplab.mailbox.Mailbox`, and a message viewer.
+    """A live list of the messages in a :class:`~smtplab.mailbox.Mailbox`, and a message viewer.
 
-    New messages appear as the server captures them. Picking one in :attr:`selector` shows its
-    envelope, headers, text body, HTML body (in a sandboxed frame), MIME tree and attachments.
-    Everything a message says is escaped: a header may hold ``<script>``, and it is shown, not run.
+    New messages appear in the list as the server captures them; the newest is shown unless you
+    picked another. The details show the picked message's envelope, headers, text body, HTML
+    body (in a sandboxed frame), MIME tree and attachments. Everything a message says is shown,
+    never run: a header may hold ``<script>``.
 
     Args:
         mailbox: The mailbox to show, e.g. ``server.mailbox``.
         max_rows: List at most this many messages (the newest).
 
     Attributes:
-        selector: Pick a message (its value is the message id).
-        table: The list of messages (time, from, to, subject, size).
+        selector: The list of messages (time, from, to, subject, size); its value is the id of
+            the message shown.
         details: Tabs with the parts of the selected message (:attr:`envelope`, :attr:`headers`,
             :attr:`text`, :attr:`html`, :attr:`mime`, :attr:`attachments`).
     """
@@ -223,10 +173,8 @@ class MailboxView(LiveBox):
             tooltip="Read the mailbox again (after mailbox.clear())",
             layout=ipywidgets.Layout(width="auto"),
         )
-        self.table = ipywidgets.HTML(layout=ipywidgets.Layout(width="100%"))
-        self.selector = ipywidgets.Select(
-            options=[], rows=5, description="Message", layout=ipywidgets.Layout(width="100%")
-        )
+        self.selector = ipywidgets.Select(options=[], rows=6, layout=ipywidgets.Layout(width="100%"))
+        self.selector.add_class("smtplab-mailbox-list")
         self.envelope = ipywidgets.HTML()
         self.headers = ipywidgets.HTML()
         self.text = ipywidgets.HTML()
@@ -238,12 +186,9 @@ class MailboxView(LiveBox):
             titles=("Envelope", "Headers", "Text", "HTML", "MIME tree", "Attachments"),
         )
         self._shown: list[CapturedMessage] = []
-        self._rows: dict[str, str] = {}  # message id -> table row (without selection colour)
         self._follow_latest = True
         self._selecting = False
-        super().__init__(
-            [ipywidgets.HBox([self.summary, self.refresh_button]), self.table, self.selector, self.details]
-        )
+        super().__init__([ipywidgets.HBox([self.summary, self.refresh_button]), self.selector, self.details])
         self.add_class("smtplab-mailbox-view")
         self.selector.observe(self._on_selector_value, names="value")
         self.refresh_button.on_click(self._on_refresh_button_click)
@@ -254,6 +199,11 @@ class MailboxView(LiveBox):
     def selected(self) -> CapturedMessage | None:
         """The message shown in the details, or ``None``."""
         return next((m for m in self._shown if m.id == self.selector.value), None)
+
+    @property
+    def listed(self) -> list[str]:
+        """The lines of the list, as shown (newest last)."""
+        return [label for label, _ in self.selector.options]
 
     def select(self, message: CapturedMessage | str) -> None:
         """Show ``message`` (or the message with that id) in the details."""
@@ -283,34 +233,19 @@ class MailboxView(LiveBox):
         messages = self.mailbox[-self.max_rows :]
         changed = [m.id for m in messages] != [m.id for m in self._shown]
         self._shown = messages
-        ids = {m.id for m in messages}
-        for gone in [key for key in self._rows if key not in ids]:
-            del self._rows[gone]
-        for message in messages:
-            if message.id not in self._rows:
-                self._rows[message.id] = self._row(message)
         total = self.mailbox.received
-        parts = [f"<b>{len(self.mailbox)} message{'s' if len(self.mailbox) != 1 else ''}</b>"]
+        count = len(self.mailbox)
+        parts = [f"<b>{count} message{'s' if count != 1 else ''}</b>"]
         parts.append(f"{self.mailbox.nbytes:,} bytes")
-        if total != len(self.mailbox):
+        if total != count:
             parts.append(f"{total} received in all")
-        if len(messages) < len(self.mailbox):
+        if len(messages) < count:
             parts.append(f"listing the newest {len(messages)}")
+        if not messages:
+            parts.append("no messages yet: send one to this server")
         self.summary.value = f'<span style="font-size:12px">{" · ".join(parts)}</span>'
         if changed:
             self._update_selector()
-        self._draw_table()
-
-    def _row(self, message: CapturedMessage) -> str:
-        rcpts = ", ".join(message.rcpt_tos)
-        cells = [
-            _time(message),
-            message.mail_from or "<>",
-            rcpts,
-            message.subject or "(no subject)",
-            f"{message.size:,} B",
-        ]
-        return "".join(f'<td style="{_TD}">{escape(cell)}</td>' for cell in cells)
 
     def _label(self, message: CapturedMessage) -> str:
         rcpts = ", ".join(message.rcpt_tos)
@@ -334,35 +269,19 @@ class MailboxView(LiveBox):
         if wanted != previous or not ids:
             self._show_selected()
 
-    def _draw_table(self) -> None:
-        names = ("time", "from", "to", "subject", "size")
-        head = "".join(f'<th style="{_TH}">{name}</th>' for name in names)
-        selected = self.selector.value
-        rows = [
-            f'<tr style="{_SELECTED if m.id == selected else ""}">{self._rows[m.id]}</tr>'
-            for m in self._shown
-        ]
-        body = "".join(rows) or f'<tr><td style="{_TD};opacity:0.7" colspan="5">(no messages yet)</td></tr>'
-        self.table.value = (
-            '<div style="max-height:14em;overflow:auto;display:flex;flex-direction:column-reverse">'
-            f'<div><table style="{_TABLE}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            "</table></div></div>"
-        )
-
     def _show_selected(self) -> None:
         message = self.selected
         if message is None:
             for part in (self.envelope, self.headers, self.text, self.html, self.mime, self.attachments):
                 part.value = '<div style="opacity:0.7;font-size:12px">(no message selected)</div>'
-        else:
-            parsed = message.message
-            self.envelope.value = envelope_html(message)
-            self.headers.value = headers_html(parsed)
-            self.text.value = text_html(parsed)
-            self.html.value = html_preview(parsed)
-            self.mime.value = mime_tree_html(parsed)
-            self.attachments.value = attachments_html(parsed)
-        self._draw_table()
+            return
+        parsed = message.message
+        self.envelope.value = envelope_html(message)
+        self.headers.value = headers_html(parsed)
+        self.text.value = text_html(parsed)
+        self.html.value = html_preview(parsed)
+        self.mime.value = mime_tree_html(parsed)
+        self.attachments.value = attachments_html(parsed)
 
     def _unobserve_models(self) -> None:
         self.mailbox.unobserve(self._on_mailbox_message)

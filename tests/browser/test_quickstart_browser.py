@@ -216,7 +216,7 @@ def test_quickstart_in_jupyterlab(jupyterlab: Lab) -> None:
             composer.locator(".smtplab-composer-body textarea").fill("Typed in a browser, sent over SMTP.")
             composer.get_by_role("button", name="Send").click()
 
-            expect(composer).to_contain_text("✅ accepted for 1 recipient")
+            expect(composer).to_contain_text("Accepted for 1 recipient")
             expect(composer).to_contain_text("RCPT TO:<bob@example.test>")
             expect(mailbox).to_contain_text(SUBJECT)
             expect(mailbox.locator(".widget-tab")).to_contain_text("Typed in a browser")
