@@ -7,7 +7,9 @@ BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
 # JupyterLab refuses to run as root unless told; on a machine with no screen it just prints the URL.
-LAB_FLAGS := --ip=127.0.0.1 --notebook-dir=notebooks
+# No news feed or update check: no pop-up asking about them in front of a class, no request out.
+LAB_FLAGS := --ip=127.0.0.1 --notebook-dir=notebooks --LabApp.news_url=None \
+	--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate
 ifeq ($(shell id -u 2>/dev/null),0)
 LAB_FLAGS += --allow-root
 endif

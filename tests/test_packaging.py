@@ -52,3 +52,18 @@ def test_import_starts_nothing():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         == "ok\n"
     )
+
+
+def test_make_lab_opens_jupyterlab_without_news_or_update_pop_ups():
+    dry_run = subprocess.run(
+        ["make", "--no-print-directory", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    command = next(line for line in dry_run.splitlines() if "jupyter lab" in line)
+    flags = [word for word in command.split() if word.startswith("--LabApp.")]
+    from jupyterlab.handlers.announcements import NeverCheckForUpdate
+    from jupyterlab.labapp import LabApp
+
+    app = LabApp()
+    app.parse_command_line(flags)
+    assert app.news_url is None, "the news feed would ask learners to opt in with a pop-up"
+    assert app.check_for_updates_class is NeverCheckForUpdate
