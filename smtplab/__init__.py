@@ -9,7 +9,8 @@ Three lines show a real SMTP conversation::
 
 The lab server (:func:`start_server`) captures every message into ``server.mailbox`` and records
 each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or to any SMTP
-server — and record both sides of the dialogue. Nothing happens on import — no server, no thread, no patching of asyncio.
+server — and record both sides of the dialogue. :func:`start_proxy` puts a recording
+man-in-the-middle between them, for the STARTTLS-stripping lesson. Nothing happens on import — no server, no thread, no patching of asyncio.
 """
 
 from smtplab.client import Client, Reply, SendResult, SyncClient
@@ -25,6 +26,7 @@ from smtplab.errors import (
 from smtplab.handlers import CaptureHandler, HandlerError
 from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage, Mailbox
+from smtplab.proxy import LabProxy, ProxyConnection, running_proxies, start_proxy, stop_all_proxies
 from smtplab.server import LabServer, running_servers, start_server, stop_all
 from smtplab.transcript import Transcript, TranscriptPair
 
@@ -37,10 +39,12 @@ __all__ = [
     "ClientTimeoutError",
     "HandlerError",
     "LabConnectionRefusedError",
+    "LabProxy",
     "LabServer",
     "Limits",
     "Mailbox",
     "PortInUseError",
+    "ProxyConnection",
     "Reply",
     "SendResult",
     "ServerStartError",
@@ -50,7 +54,10 @@ __all__ = [
     "TLSMismatchError",
     "Transcript",
     "TranscriptPair",
+    "running_proxies",
     "running_servers",
+    "start_proxy",
     "start_server",
     "stop_all",
+    "stop_all_proxies",
 ]
