@@ -28,19 +28,15 @@ relays only to one; every proxy is stopped at interpreter exit, or by :func:`sto
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextlib
-import errno
-import ipaddress
-import socket
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtplab.errors import PortInUseError, ServerStartError
+from smtplab._lifecycle import Registry, is_loopback, listen
+from smtplab.errors import ServerStartError
 from smtplab.server import LabServer, ReplacedServerWarning
 from smtplab.transcript import Transcript, format_address
 
@@ -448,16 +444,6 @@ def _code(text: str) -> int | None:
     return int(text[:3]) if text[:3].isdigit() else None
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("", "0.0.0.0", "::"):
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
 _RULE = (
     "the lab proxy works on loopback only (127.0.0.1, ::1, localhost): a man-in-the-middle is "
     "for your own lab server, never for anyone else's traffic"
@@ -466,15 +452,12 @@ _RULE = (
 
 # -- the learner's side --------------------------------------------------------------------------
 
-_registry: dict[str, LabProxy] = {}
-_registry_lock = threading.Lock()
-_atexit_registered = False
+_proxies: Registry[LabProxy] = Registry("lab proxy", replaced=ReplacedServerWarning)
 
 
 def running_proxies() -> list[LabProxy]:
     """Every lab proxy running in this process (this kernel), oldest first."""
-    with _registry_lock:
-        return list(_registry.values())
+    return _proxies.running()
 
 
 def stop_all_proxies() -> int:
@@ -482,10 +465,7 @@ def stop_all_proxies() -> int:
 
     Also runs at interpreter exit (kernel shutdown or restart).
     """
-    proxies = running_proxies()
-    for proxy in proxies:
-        proxy.stop()
-    return len(proxies)
+    return _proxies.stop_all()
 
 
 class LabProxy:
@@ -518,7 +498,7 @@ class LabProxy:
                 "encrypted from the first byte — which is why it resists this attack. Strip a "
                 "server started with tls='starttls'."
             )
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"the proxy cannot listen on {host!r}: {_RULE}.")
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
@@ -610,8 +590,8 @@ class LabProxy:
         with self._lock:
             if self.running:
                 return self
-            _replace_namesake(self)
-            sock = _bind(self.host, self._port or self._requested_port)
+            _proxies.replace_namesake(self, stacklevel=4)
+            sock = listen(self.host, self._port or self._requested_port, what="the lab proxy")
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name=f"smtplab-proxy-{self.name}", daemon=True)
             thread.start()
@@ -625,7 +605,7 @@ class LabProxy:
                 raise ServerStartError(f"the lab proxy could not start: {error!r}") from error
             self._port = sock.getsockname()[1]
             self._loop, self._thread = loop, thread
-            _register(self)
+            _proxies.add(self)
         return self
 
     def stop(self) -> None:
@@ -635,9 +615,7 @@ class LabProxy:
             if loop is None or thread is None:
                 return
             self._loop = self._thread = None
-            with _registry_lock:
-                if _registry.get(self.name) is self:
-                    del _registry[self.name]
+            _proxies.discard(self)
             try:
                 asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(_STOP_TIMEOUT)
             finally:
@@ -742,32 +720,9 @@ def _upstream(upstream: Any) -> tuple[LabServer | None, tuple[str, int], bool]:
     ):
         raise TypeError(f"upstream must be a LabServer or a (host, port) tuple, not {upstream!r}")
     host, port = upstream
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ValueError(f"the proxy will not relay to {host!r}: {_RULE}.")
     return None, (host, port), False
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Listen on ``host:port`` at once, turning a taken port into a clear error."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise PortInUseError(
-                errno.EADDRINUSE,
-                f"port {port} on {host} is already in use. Use port=0 to let the operating system "
-                "pick a free port.",
-            ) from None
-        raise ServerStartError(f"the lab proxy cannot listen on {host}:{port}: {error}") from error
-    return sock
 
 
 def _end_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
@@ -775,25 +730,3 @@ def _end_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None
     thread.join(_STOP_TIMEOUT)
     if not thread.is_alive():
         loop.close()
-
-
-def _replace_namesake(proxy: LabProxy) -> None:
-    with _registry_lock:
-        old = _registry.get(proxy.name)
-    if old is not None and old is not proxy:
-        old.stop()
-        warnings.warn(
-            f"stopped the lab proxy {old.name!r} that was running on {format_address(old.address)} "
-            "to start this one. Give proxies different names (start_proxy(name=...)) to run several.",
-            ReplacedServerWarning,
-            stacklevel=4,
-        )
-
-
-def _register(proxy: LabProxy) -> None:
-    global _atexit_registered
-    with _registry_lock:
-        _registry[proxy.name] = proxy
-        if not _atexit_registered:
-            atexit.register(stop_all_proxies)
-            _atexit_registered = True

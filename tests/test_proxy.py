@@ -46,6 +46,7 @@ async def opportunistic_aiosmtplib(proxy: smtplab.LabProxy, server: smtplab.LabS
         hostname=proxy.host, port=proxy.port, tls_context=server.client_context(), timeout=5
     )
     await smtp.connect()
+    transport = smtp.transport  # the TLS one when it upgraded
     try:
         encrypted = smtp.get_transport_info("sslcontext") is not None
         await smtp.login("alice", "wonderland")
@@ -53,6 +54,8 @@ async def opportunistic_aiosmtplib(proxy: smtplab.LabProxy, server: smtplab.LabS
         await smtp.quit()
     finally:
         smtp.close()
+        if transport is not None:
+            transport.abort()  # a TLS close waits for close_notify, which asyncio.run() does not
     return encrypted
 
 
