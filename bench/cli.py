@@ -133,8 +133,9 @@ def legend() -> str:
     return (
         "Figures are medians of `runs` runs per side (smtplab/stock when they differ), min–max over\n"
         "those runs. ratio = smtplab / stock. better: 'lower' (times, memory: below 1× is better),\n"
-        "'higher' (throughput: above 1× is better), 'speed-up' (throughput_parallel: the smtplab\n"
-        "column is 8 connections, the stock column 1 connection, both smtplab; ratio = speed-up)."
+        "'higher' (throughput: above 1× is better), 'speed-up' (throughput_parallel and\n"
+        "send_many_parallel: the smtplab column is 8 connections, the stock column 1 connection, both\n"
+        "smtplab; ratio = speed-up)."
     )
 
 

@@ -334,6 +334,70 @@ def measure_parallel(plan: Plan) -> list[Figure]:
     ]
 
 
+# -- send_many -------------------------------------------------------------------------------------
+
+
+async def _send_many_rate(server: smtplab.LabServer, connections: int, total: int) -> float:
+    """Messages per second for one ``send_many`` call, connections and QUIT included."""
+    batch = [(SENDER, RECIPIENTS, message(THROUGHPUT_SIZE))] * total
+    start = time.perf_counter()
+    result = await smtplab.send_many(server, batch, connections=connections, progress=False)
+    elapsed = time.perf_counter() - start
+    if not result.ok:
+        raise RuntimeError(f"send_many did not deliver every message: {result!r}")
+    return total / elapsed
+
+
+async def _stock_pool_rate(port: int, connections: int, total: int) -> float:
+    """The same with plain aiosmtplib: ``connections`` clients, the messages split evenly, gathered."""
+    content = message(THROUGHPUT_SIZE)
+
+    async def one_client(count: int) -> None:
+        async with aiosmtplib.SMTP(hostname=HOST, port=port, start_tls=False, timeout=30) as smtp:
+            for _ in range(count):
+                await smtp.sendmail(SENDER, RECIPIENTS, content)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one_client(total // connections) for _ in range(connections)))
+    return total / (time.perf_counter() - start)
+
+
+def measure_send_many(plan: Plan) -> list[Figure]:
+    """send_many over 8 connections vs 1, and vs plain aiosmtplib over 8, against a 20 ms server."""
+    total = plan.parallel_messages
+    limit = 30 + total * PARALLEL_DELAY * 3
+    with lab_server(name="bench-send-many", reply_delay=PARALLEL_DELAY) as server:
+        sides = {
+            "eight": lambda: run_async(_send_many_rate(server, PARALLEL_CONNECTIONS, total), timeout=limit),
+            "one": lambda: run_async(_send_many_rate(server, 1, total), timeout=limit),
+            "stock": lambda: run_async(
+                _stock_pool_rate(server.port, PARALLEL_CONNECTIONS, total), timeout=limit
+            ),
+        }
+        runs = interleaved(plan.repeat, sides, budget=60)
+    how = f"{total} messages of 1 KB to start_server(reply_delay={PARALLEL_DELAY}), connecting and QUIT included"
+    return [
+        Figure(
+            "send_many_parallel",
+            "msg/s",
+            SPEED_UP,
+            runs["eight"],
+            runs["one"],
+            note=f"send_many(connections={PARALLEL_CONNECTIONS}) (smtplab column) vs send_many(connections=1) "
+            f"(stock column); {how}",
+        ),
+        Figure(
+            "send_many_vs_stock",
+            "msg/s",
+            HIGHER,
+            runs["eight"],
+            runs["stock"],
+            note=f"send_many(connections={PARALLEL_CONNECTIONS}) vs {PARALLEL_CONNECTIONS} plain aiosmtplib "
+            f"clients splitting the messages evenly under asyncio.gather; {how}",
+        ),
+    ]
+
+
 # -- TLS set-up ---------------------------------------------------------------------------------
 
 
@@ -446,6 +510,7 @@ MEASURES: list[tuple[tuple[str, ...], Callable[[Plan], list[Figure]]]] = [
     (("port_in_use",), measure_port_in_use),
     (("throughput_1conn", "throughput_1conn_no_transcript"), measure_throughput),
     (("throughput_parallel",), measure_parallel),
+    (("send_many_parallel", "send_many_vs_stock"), measure_send_many),
     (("tls_setup_starttls", "tls_setup_implicit"), measure_tls_setup),
     (("memory_per_message",), measure_memory),
 ]

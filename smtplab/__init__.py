@@ -9,7 +9,9 @@ Three lines show a real SMTP conversation::
 
 The lab server (:func:`start_server`) captures every message into ``server.mailbox`` and records
 each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or to any SMTP
-server — and record both sides of the dialogue. Nothing happens on import — no server, no thread, no patching of asyncio.
+server — and record both sides of the dialogue. :func:`start_proxy` puts a recording
+man-in-the-middle between them, for the STARTTLS-stripping lesson; :func:`send_many` sends a
+batch over several connections at once. Nothing happens on import — no server, no thread, no patching of asyncio.
 """
 
 from smtplab.client import Client, Reply, SendResult, SyncClient
@@ -25,22 +27,29 @@ from smtplab.errors import (
 from smtplab.handlers import CaptureHandler, HandlerError
 from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage, Mailbox
+from smtplab.parallel import Backoff, BatchResult, Delivery, send_many, send_many_sync
+from smtplab.proxy import LabProxy, ProxyConnection, running_proxies, start_proxy, stop_all_proxies
 from smtplab.server import LabServer, running_servers, start_server, stop_all
 from smtplab.transcript import Transcript, TranscriptPair
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
+    "BatchResult",
     "CaptureHandler",
     "CapturedMessage",
     "Client",
     "ClientTimeoutError",
+    "Delivery",
     "HandlerError",
     "LabConnectionRefusedError",
+    "LabProxy",
     "LabServer",
     "Limits",
     "Mailbox",
     "PortInUseError",
+    "ProxyConnection",
     "Reply",
     "SendResult",
     "ServerStartError",
@@ -50,7 +59,12 @@ __all__ = [
     "TLSMismatchError",
     "Transcript",
     "TranscriptPair",
+    "running_proxies",
     "running_servers",
+    "send_many",
+    "send_many_sync",
+    "start_proxy",
     "start_server",
     "stop_all",
+    "stop_all_proxies",
 ]

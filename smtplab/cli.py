@@ -125,6 +125,13 @@ def _serve(args: argparse.Namespace) -> int:
         if args.max_messages is not None and server.mailbox.received >= args.max_messages:
             done.set()
 
+    # `docker stop` (and kill, and systemd) send SIGTERM: treat it exactly as Ctrl-C, from before
+    # the address is announced, so whoever reads it can stop the server at once.
+    import signal
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     host, port = (None, None) if server.socket_path else server.address
     if args.ca_file:  # written before the address is announced, so scripts can use it at once
         shutil.copyfile(server.lab_tls.write_files().ca_cert, args.ca_file)
@@ -157,6 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         server.stop()
     if not args.quiet:
         print(f"stopped; {server.mailbox.received} message(s) captured", flush=True)

@@ -394,8 +394,9 @@ class Client:
         if not self.smtp.supports_extension("starttls"):
             raise TLSMismatchError(
                 f"{self.host}:{self.port} does not offer STARTTLS (its EHLO reply has no STARTTLS "
-                "line). Start the lab server with tls='starttls', or use tls='implicit' if it "
-                "speaks TLS from the first byte."
+                "line), or something between you and the server removed it (a STARTTLS-stripping "
+                "attack): never fall back to plain text. Start the lab server with tls='starttls', "
+                "or use tls='implicit' if it speaks TLS from the first byte."
             )
         timeout = self.timeout if timeout is None else timeout
         try:

@@ -32,8 +32,9 @@ def lab_server(request: pytest.FixtureRequest) -> Iterator[smtplab.LabServer]:
 def _no_server_left_behind(_no_leak_left_behind: None) -> Iterator[None]:
     """Every test stops what it starts."""
     yield
-    leftover = smtplab.running_servers()
+    leftover = smtplab.running_servers() + smtplab.running_proxies()
     smtplab.stop_all()
+    smtplab.stop_all_proxies()
     assert not leftover, f"servers left running: {leftover}"
 
 

@@ -51,6 +51,8 @@ def test_every_key_is_known_to_the_command_line() -> None:
         "throughput_1conn",
         "throughput_1conn_no_transcript",
         "throughput_parallel",
+        "send_many_parallel",
+        "send_many_vs_stock",
         "tls_setup_starttls",
         "tls_setup_implicit",
         "memory_per_message",

@@ -68,7 +68,8 @@ def test_serve_reports_a_taken_port(capsys):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child is POSIX-specific")
-def test_serve_as_a_subprocess_stops_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm-as-docker-stop"])
+def test_serve_as_a_subprocess_stops_cleanly_on_ctrl_c(tmp_path, stop):
     process = subprocess.Popen(
         [sys.executable, "-m", "smtplab", "serve", "--maildir", str(tmp_path / "md")],
         stdout=subprocess.PIPE,
@@ -83,12 +84,12 @@ def test_serve_as_a_subprocess_stops_cleanly_on_ctrl_c(tmp_path):
         for line in process.stdout:
             if "'sub'" in line:
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         out, err = process.communicate(timeout=10)
     finally:
         process.kill()
     assert process.returncode == 0, err
-    assert "stopped; 1 message(s) captured" in out
+    assert "stopped; 1 message(s) captured" in out and "Traceback" not in err
     assert len(list((tmp_path / "md" / "new").iterdir())) == 1
 
 
