@@ -28,8 +28,8 @@ import pytest
 
 import smtplab
 from smtplab.exercises import Exercise, catalogue, check
-from smtplab.exercises.notebooks import check_calls, read, solutions
 from smtplab.exercises.registry import NOTEBOOK_MODULES
+from smtplab.exercises.scan import check_calls, read, solutions
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 SOLUTION_LINE_SHOWN = 16  # a hint never holds a solution line this long or longer
