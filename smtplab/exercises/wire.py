@@ -223,7 +223,8 @@ class Dialogue:
         number: Which connection, from 1.
         lines: The client's lines up to TLS (after STARTTLS everything is encrypted).
         replies: The codes of the server's complete replies, greeting first.
-        encrypted: STARTTLS was accepted: what followed is not readable here.
+        encrypted: STARTTLS was accepted, or the server speaks implicit TLS: what was encrypted
+            is not readable here.
         spoke_before_greeting: The client sent something before the greeting reached it.
     """
 
@@ -243,7 +244,9 @@ def _reply_codes(data: bytes) -> list[int]:
     return codes
 
 
-def _dialogue(number: int, connection: TappedConnection) -> Dialogue:
+def _dialogue(number: int, connection: TappedConnection, *, implicit_tls: bool = False) -> Dialogue:
+    if implicit_tls:  # RFC 8314 §3: encrypted from the first byte, nothing to read here
+        return Dialogue(number, (), (), True, False)
     replies = _reply_codes(connection.sent_by("server"))
     answers = iter(replies[1:])  # the first reply is the greeting
     lines: list[WireLine] = []
@@ -278,7 +281,11 @@ def dialogues(trial: Trial) -> list[Dialogue]:
     """
     if not trial.tapped:
         raise ValueError("this predicate reads the wire: run the code with run_in_lab(..., give='address')")
-    return [_dialogue(number, connection) for number, connection in enumerate(trial.connections, 1)]
+    implicit = trial.server.tls == "implicit"
+    return [
+        _dialogue(number, connection, implicit_tls=implicit)
+        for number, connection in enumerate(trial.connections, 1)
+    ]
 
 
 def _client_lines(trial: Trial) -> Iterable[WireLine]:
@@ -362,4 +369,8 @@ def early_talkers(trial: Trial) -> list[Dialogue]:
     """
     if trial.tapped and trial.greeting_delay <= 0:
         raise ValueError("early_talkers() needs run_in_lab(..., give='address', greeting_delay=0.3) or so")
+    if trial.server.tls == "implicit":
+        raise ValueError(
+            "with implicit TLS the client speaks first (its TLS hello): there is no plain greeting to wait for"
+        )
     return [d for d in dialogues(trial) if d.spoke_before_greeting]

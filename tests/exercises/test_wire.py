@@ -174,3 +174,19 @@ def test_wire_predicates_need_the_tap_and_the_greeting_check_a_delay():
         wire.dialogues(trial)
     with pytest.raises(ValueError, match="greeting_delay"):
         wire.early_talkers(run(lambda address: None))
+
+
+def test_implicit_tls_is_opaque_on_the_wire():
+    options = {"tls": "implicit"}
+    context = run_in_lab(lambda server: server.client_context(), options=options).result
+
+    def over_tls(address):
+        with smtplib.SMTP_SSL(*address, context=context) as client:
+            client.noop()
+
+    trial = run(over_tls, options=options, greeting_delay=0.1)
+    (dialogue,) = wire.dialogues(trial)
+    assert dialogue.encrypted and dialogue.lines == () and wire.bad_line_endings(trial) == []
+    assert wire.commands(trial) == ["NOOP", "QUIT"]  # the server's transcript still knows
+    with pytest.raises(ValueError, match="implicit TLS"):
+        wire.early_talkers(trial)
