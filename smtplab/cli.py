@@ -1,5 +1,6 @@
 """Command line: ``smtplab serve`` runs a lab server in the foreground; ``smtplab send`` sends
-one message to any SMTP server and prints the whole dialogue.
+one message to any SMTP server and prints the whole dialogue; ``smtplab grade`` runs hand-in
+notebooks and tabulates their exercises' verdicts.
 
 Testable in-process: :func:`main` takes ``argv`` and returns the exit status.
 """
@@ -7,10 +8,12 @@ Testable in-process: :func:`main` takes ``argv`` and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import aiosmtplib
 
@@ -77,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--password", help="password for --user")
     send.add_argument("--reveal-secrets", action="store_true", help="show AUTH data in the transcript")
     send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each reply")
+    _add_grade_parser(commands)
     return parser
 
 
@@ -196,6 +200,55 @@ def _send(args: argparse.Namespace) -> int:
     return status
 
 
+def _add_grade_parser(commands: Any) -> None:
+    from smtplab.exercises.grade import DEFAULT_JOBS, DEFAULT_TIMEOUT
+
+    grade = commands.add_parser(
+        "grade",
+        help="run hand-in notebooks and tabulate their exercises' verdicts",
+        description="Run each notebook headless on a fresh kernel and print which exercises passed, "
+        "with the hint for each that did not. It runs the learners' code: use a machine or "
+        "account where that is safe. Exit status 0 only if every exercise of every notebook passed.",
+    )
+    grade.add_argument("notebooks", nargs="+", metavar="NOTEBOOK.ipynb", help="the hand-ins to grade")
+    grade.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time limit for each whole notebook (default {DEFAULT_TIMEOUT:g})",
+    )
+    grade.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"notebooks run at once (default {DEFAULT_JOBS})",
+    )
+    grade.add_argument("--json", metavar="FILE", help="also write the gradebook as JSON to FILE")
+
+
+def _grade(args: argparse.Namespace) -> int:
+    import json
+
+    from smtplab.exercises.grade import grade, gradebook, table
+
+    missing = [name for name in args.notebooks if not os.path.isfile(name)]
+    if missing:
+        print(f"smtplab: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.timeout <= 0 or args.jobs < 1:
+        print("smtplab: --timeout must be positive and --jobs at least 1", file=sys.stderr)
+        return 2
+    hand_ins = grade(args.notebooks, timeout=args.timeout, jobs=args.jobs)
+    print(table(hand_ins), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as file:
+            json.dump(gradebook(hand_ins), file, indent=2, ensure_ascii=False)
+            file.write("\n")
+    return 0 if all(hand_in.all_passed for hand_in in hand_ins) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smtplab`` command line; returns the process exit status."""
     args = _parser().parse_args(argv)
@@ -203,4 +256,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "send":
         return _send(args)
+    if args.command == "grade":
+        return _grade(args)
     return 2  # pragma: no cover - argparse rejects unknown commands first

@@ -17,6 +17,7 @@ __all__ = [
     "SmtpLabError",
     "TLSCertificateError",
     "TLSMismatchError",
+    "UnknownExerciseError",
 ]
 
 
@@ -49,3 +50,7 @@ class ClientTimeoutError(SmtpLabError, TimeoutError):
 
 class LabConnectionRefusedError(SmtpLabError, ConnectionRefusedError):
     """Nothing is listening at the host and port the client tried."""
+
+
+class UnknownExerciseError(SmtpLabError, LookupError):
+    """No exercise has the id given to ``smtplab.exercises.check()``; the message lists close ones."""

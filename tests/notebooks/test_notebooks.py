@@ -1,4 +1,4 @@
-"""Every notebook runs top to bottom on a fresh kernel, and is committed without outputs."""
+"""Every notebook runs top to bottom on a fresh kernel, its checks pass, and it is committed clean."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
+
+from smtplab.exercises.scan import check_calls, verdicts
+from tests.browser.steps import browser_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -69,6 +72,12 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
         else:
             assert not errors, cell.source
         assert "❌" not in stream_text(cell), f"a check failed in cell {cell.id}:\n{stream_text(cell)}"
+    found = verdicts(notebook)
+    failed = [str(verdict) for _, verdict in found if not verdict.passed]
+    assert not failed, "the notebook's own answers must pass their checks:\n" + "\n".join(failed)
+    assert [index for index, _ in found] == [call.cell for call in check_calls(notebook)], (
+        "every check cell shows exactly one verdict (end the cell with check(...))"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
@@ -86,6 +95,7 @@ def test_notebook_is_committed_clean(path: Path) -> None:
     assert sum("cleanup" in cell.metadata.get("tags", []) for cell in notebook.cells) == 1, (
         "one code cell tagged 'cleanup' stops what the notebook started"
     )
+    browser_steps(notebook.metadata)  # how the browser test uses its widgets
 
 
 def test_notebook_index_lists_every_notebook_in_order():

@@ -1,0 +1,63 @@
+"""What the browser test does with each notebook's widgets, read from the notebook's metadata.
+
+Every notebook says, in its metadata under ``smtplab.browser``, how a learner would use its
+widgets once the notebook has run: a list of steps, each a dict with one action::
+
+    {"fill": ".smtplab-composer-subject input", "text": "Hello"}   type into a field
+    {"select": ".smtplab-fault-kind select", "option": "421"}      pick an option of a <select>
+    {"click": ".smtplab-composer button", "text": "Send"}          click (the element holding text)
+    {"expect": ".smtplab-mailbox-view", "text": "Hello"}           wait until it shows this text
+
+Selectors are CSS. At least one click, and something to expect after it, is required: the test
+clicks a widget in every notebook and checks what it shows. A notebook without steps fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACTIONS = {"fill": {"text"}, "select": {"option"}, "click": {"text"}, "expect": {"text"}}
+REQUIRED = {"fill": {"text"}, "select": {"option"}, "click": set(), "expect": {"text"}}
+
+
+def browser_steps(metadata: Any) -> list[dict[str, str]]:
+    """The notebook's steps, checked; raises AssertionError saying what to fix."""
+    steps = metadata.get("smtplab", {}).get("browser")
+    assert steps, (
+        'add "smtplab": {"browser": [...]} to the notebook\'s metadata: the steps the browser test '
+        "takes with its widgets (see tests/browser/steps.py)"
+    )
+    assert isinstance(steps, list), "smtplab.browser is a list of steps"
+    for number, step in enumerate(steps, 1):
+        actions = [key for key in step if key in ACTIONS]
+        assert len(actions) == 1, f"step {number} needs exactly one of {sorted(ACTIONS)}: {step}"
+        action = actions[0]
+        extra = set(step) - {action} - ACTIONS[action]
+        missing = REQUIRED[action] - set(step)
+        assert not extra and not missing, (
+            f"step {number} ({action}): unknown {extra or ''} missing {missing or ''}"
+        )
+        assert all(isinstance(value, str) and value for value in step.values()), (
+            f"step {number}: strings only"
+        )
+    kinds = [next(key for key in step if key in ACTIONS) for step in steps]
+    assert "click" in kinds, "click at least one widget"
+    assert "expect" in kinds[kinds.index("click") :], "expect what a click shows, after it"
+    return steps
+
+
+def take(page: Any, step: dict[str, str]) -> None:
+    """Do one step with Playwright (``expect`` waits, with the page's default timeout)."""
+    from playwright.sync_api import expect
+
+    if "fill" in step:
+        page.locator(step["fill"]).fill(step["text"])
+    elif "select" in step:
+        page.locator(step["select"]).select_option(label=step["option"])
+    elif "click" in step:
+        target = page.locator(step["click"])
+        if "text" in step:
+            target = target.filter(has_text=step["text"])
+        target.click()
+    else:
+        expect(page.locator(step["expect"])).to_contain_text(step["text"])
