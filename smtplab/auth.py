@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, auth_mechanism
 
-from smtplab.errors import SmtpLabError
+from smtplab.errors import NoCommonMechanismError
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiosmtpd.smtp import Envelope, Session
@@ -46,7 +46,6 @@ __all__ = [
     "CramMD5Mechanism",
     "CramMD5Response",
     "LabAuthenticator",
-    "NoCommonMechanismError",
     "auth_cram_md5",
     "choose_mechanism",
     "cram_md5_challenge",
@@ -61,10 +60,6 @@ MECHANISMS: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5")
 """The SASL mechanisms smtplab speaks on both sides."""
 
 _HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32}")
-
-
-class NoCommonMechanismError(SmtpLabError, ValueError):
-    """Client and server have no AUTH mechanism in common (or the one asked for is missing)."""
 
 
 # --------------------------------------------------------------------------- server side

@@ -35,6 +35,7 @@ from smtplab import aio, protocol
 from smtplab.errors import (
     ClientTimeoutError,
     LabConnectionRefusedError,
+    NoCommonMechanismError,
     SmtpLabError,
     TLSCertificateError,
     TLSMismatchError,
@@ -446,7 +447,7 @@ class Client:
                 if (self.smtp.supports_extension("starttls") and not self.tls_active)
                 else ""
             )
-            raise auth.NoCommonMechanismError(
+            raise NoCommonMechanismError(
                 f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
                 "server refuse, pass mechanism='PLAIN'."
             )

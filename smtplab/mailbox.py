@@ -23,18 +23,16 @@ from email.message import EmailMessage
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 
+from smtplab.errors import MailboxTimeoutError, MailboxWarning
+
 if TYPE_CHECKING:
     from smtplab.transcript import Transcript
 
-__all__ = ["CapturedMessage", "Mailbox", "MailboxWarning"]
+__all__ = ["CapturedMessage", "Mailbox"]
 
 Observer = Callable[["CapturedMessage"], Any]
 
 _ids = itertools.count(1)
-
-
-class MailboxWarning(UserWarning):
-    """The mailbox dropped old messages to stay within its memory bounds."""
 
 
 @dataclass(eq=False, repr=False)
@@ -222,14 +220,15 @@ class Mailbox:
         reset the count), so ``wait_for(len(box) + 1)`` waits for the next one.
 
         Raises:
-            TimeoutError: ``timeout`` seconds passed first; the message says how many arrived.
+            MailboxTimeoutError: ``timeout`` seconds passed first (a ``TimeoutError`` too); the
+                message says how many arrived.
         """
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._received < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(
+                    raise MailboxTimeoutError(
                         f"waited {timeout:g} s for {count} message(s) but {self._received} "
                         "arrived. Did the send succeed? Look at the client's transcript for the "
                         "server's reply, and check that it used this server's port."

@@ -35,7 +35,15 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session, syntax
 
 from smtplab import protocol
-from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
+from smtplab.errors import (
+    HandlerWarning,
+    PortInUseError,
+    RemoteBindWarning,
+    ReplacedServerWarning,
+    ServerStartError,
+    SharedHostWarning,
+    SmtpLabError,
+)
 from smtplab.handlers import (
     CaptureHandler,
     Directory,
@@ -57,11 +65,7 @@ if TYPE_CHECKING:
 TLSMode = Literal["starttls", "implicit"] | None
 
 __all__ = [
-    "HandlerWarning",
     "LabServer",
-    "RemoteBindWarning",
-    "ReplacedServerWarning",
-    "SharedHostWarning",
     "running_servers",
     "start_server",
     "stop_all",
@@ -77,22 +81,6 @@ DEFAULT_HOSTNAME = "smtplab.test"
 TRANSCRIPTS_KEPT = 1000
 
 _SMTP_OPTIONS = frozenset(inspect.signature(SMTP.__init__).parameters) - {"self", "handler", "loop"}
-
-
-class HandlerWarning(UserWarning):
-    """A learner's handler has a mistake that will make the server refuse mail."""
-
-
-class RemoteBindWarning(UserWarning):
-    """The lab server listens on an address other machines can reach."""
-
-
-class ReplacedServerWarning(UserWarning):
-    """A server of the same name was running and has been stopped to make way."""
-
-
-class SharedHostWarning(UserWarning):
-    """Other users of this machine (a JupyterHub) can connect to a lab server on 127.0.0.1."""
 
 
 # -- the aiosmtpd side --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import smtplab
-from smtplab.server import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
+from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
 
 
