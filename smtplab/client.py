@@ -40,8 +40,9 @@ from smtplab.errors import (
     TLSCertificateError,
     TLSMismatchError,
 )
+from smtplab.render import format_address
 from smtplab.tls import exception_chain
-from smtplab.transcript import Transcript, TranscriptPair, format_address
+from smtplab.transcript import Transcript, TranscriptPair
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer

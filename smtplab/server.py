@@ -54,7 +54,8 @@ from smtplab.handlers import (
 )
 from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
 from smtplab.mailbox import Mailbox
-from smtplab.transcript import Transcript, format_address
+from smtplab.render import format_address
+from smtplab.transcript import Transcript
 
 if TYPE_CHECKING:
     import ssl

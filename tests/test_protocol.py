@@ -426,3 +426,49 @@ def test_unknown_commands_and_failures_leave_the_state_alone():
         assert s.check(command) is None
         assert s.advance(command, 250) is State.GREETED
     assert "State.GREETED" not in repr(s) and "GREETED" in repr(s)
+
+
+# --- one reply grammar, one argument rule, one line-ending rule ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [("250 OK", 250), ("250-SIZE 1000", 250), ("354", 354), ("559 x", 559), ("260 x", None), ("250x", None)],
+)
+def test_reply_code_follows_rfc5321_grammar(line, code):
+    # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39 -- a second digit above 5 is no reply.
+    assert protocol.reply_code(line) == code
+    parsed = parse_reply_line(line)
+    assert (parsed.code if parsed else None) == code
+
+
+def test_a_transcript_reads_reply_codes_with_the_same_grammar():
+    from smtplab.transcript import Transcript
+
+    t = Transcript()
+    assert [t.server(text).code for text in ("259 x", "260 x", "250-a", "250")] == [259, None, 250, 250]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<alice@example.test>", None),
+        ("<bob@exämple.test>", None),  # UTF-8 is fine (SMTPUTF8)
+        ("<a\x00b>", "NUL byte (0x00) at position 2; control characters are not allowed"),
+        ("<a\tb>", "tab (0x09) at position 2; control characters are not allowed"),
+        ("<a\nb>", "line feed (LF) (0x0A) at position 2; control characters are not allowed"),
+        ("<a\x7fb>", "DEL (0x7F) at position 2; control characters are not allowed"),
+        ("<a\x1bb>", "control character (0x1B) at position 2; control characters are not allowed"),
+        ("<a\udcffb>", "byte 0xFF at position 2 is not valid UTF-8"),
+    ],
+)
+def test_argument_problem_names_the_character_and_where(text, problem):
+    assert protocol.argument_problem(text) == problem
+
+
+def test_bare_line_endings_are_found():
+    assert protocol.bare_line_endings(b"a\r\nb\r\n") == ()
+    assert protocol.bare_line_endings(b"a\nb\r\n") == ("LF",)
+    assert protocol.bare_line_endings(b"a\rb\r\n") == ("CR",)
+    assert protocol.bare_line_endings(b"a\r\r\n") == ("CR",)
+    assert protocol.bare_line_endings(b"a\n\rb") == ("LF", "CR")

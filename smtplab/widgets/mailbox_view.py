@@ -8,7 +8,7 @@ from typing import Any
 import ipywidgets
 
 from smtplab.mailbox import CapturedMessage, Mailbox
-from smtplab.transcript import format_address
+from smtplab.render import format_address
 from smtplab.widgets._live import LiveBox, escape, reports_errors
 
 __all__ = ["MailboxView"]
