@@ -26,7 +26,7 @@ import ssl
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
 from aiosmtplib.protocol import SMTPProtocol
@@ -41,15 +41,13 @@ from smtplab.errors import (
     TLSMismatchError,
 )
 from smtplab.render import format_address
-from smtplab.tls import exception_chain
+from smtplab.tls import TLSMode, check_tls_mode
 from smtplab.transcript import Transcript, TranscriptPair
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
-
-TLSMode = Literal["starttls", "implicit"] | None
 
 #: The name the client gives in EHLO/HELO unless told otherwise (``.test``: RFC 2606 §2).
 DEFAULT_CLIENT_NAME = "client.smtplab.test"
@@ -215,8 +213,7 @@ class Client:
             raise TypeError("give either a lab server or host= and port=, not both")
         if server is None and (host is None or port is None):
             raise TypeError("Client needs a lab server, e.g. Client(server), or host= and port=")
-        if tls not in (None, "starttls", "implicit"):
-            raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+        check_tls_mode(tls)
         self.server = server
         self.host = server.host if server is not None else str(host)
         self.port = server.port if server is not None else int(port)  # type: ignore[arg-type]
@@ -372,12 +369,11 @@ class Client:
         return f"{summary.headline}; certificate for {names}, issued by {summary.issuer}"
 
     def _tls_failure(self, error: BaseException) -> SmtpLabError:
-        from smtplab.tls import explain_ssl_error
+        from smtplab.diagnose import exception_chain, explain_ssl_error
 
-        mode = self.tls or "none"
         names = self.server.lab_tls.hosts if self.server is not None else None
         message = explain_ssl_error(
-            error, host=self.host, port=self.port, expected_mode=mode, cert_names=names
+            error, host=self.host, port=self.port, expected_mode=self.tls, cert_names=names
         )
         if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
             return TLSCertificateError(message)
@@ -793,6 +789,8 @@ def _hang_up(smtp: aiosmtplib.SMTP) -> None:
 
 
 def _ssl_error_in(error: BaseException) -> bool:
+    from smtplab.diagnose import exception_chain
+
     return any(isinstance(e, ssl.SSLError) for e in exception_chain(error))
 
 

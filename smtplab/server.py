@@ -28,7 +28,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd import __version__ as aiosmtpd_version
 from aiosmtpd.controller import Controller
@@ -55,6 +55,7 @@ from smtplab.handlers import (
 from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
 from smtplab.mailbox import Mailbox
 from smtplab.render import format_address
+from smtplab.tls import TLSMode, check_tls_mode
 from smtplab.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
 
     from smtplab.auth import LabAuthenticator
     from smtplab.tls import LabTLS, TLSSummary
-
-TLSMode = Literal["starttls", "implicit"] | None
 
 __all__ = [
     "LabServer",
@@ -700,8 +699,7 @@ def _check_options(options: dict[str, Any]) -> None:
 
 
 def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) -> None:
-    if tls not in (None, "starttls", "implicit"):
-        raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+    check_tls_mode(tls)
     if require_tls and tls != "starttls":
         raise ValueError(
             "require_tls=True refuses mail until the client has sent STARTTLS, so it needs "

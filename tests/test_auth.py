@@ -6,9 +6,8 @@ import asyncio
 import base64
 import contextlib
 import smtplib
-import socket
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
@@ -30,23 +29,11 @@ from smtplab.auth import (
     plain_response,
 )
 from smtplab.tls import LabTLS, summarize
+from tests.conftest import free_port, run
 
 USER, PASSWORD = "alice", "wonderland"  # fake lab credentials
 CLIENT_TIMEOUT = 5.0  # a hanging AUTH reply fails the test instead of blocking it
 ASYNCIO_METHODS = {"PLAIN": "auth_plain", "LOGIN": "auth_login", "CRAM-MD5": "auth_crammd5"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, 2 * CLIENT_TIMEOUT)
-
-    return asyncio.run(bounded())
 
 
 class Handler(CramMD5Mechanism):
@@ -87,11 +74,6 @@ def plain_server(authenticator: LabAuthenticator) -> Iterator[Controller]:
     """AUTH over plain text: allowed here only so the mechanisms can be tested bare."""
     with lab_server(authenticator=authenticator, auth_require_tls=False) as controller:
         yield controller
-
-
-@pytest.fixture(scope="module")
-def lab_tls() -> LabTLS:
-    return LabTLS.create()
 
 
 def smtplib_auth(client: smtplib.SMTP, mechanism: str) -> tuple[int, bytes]:

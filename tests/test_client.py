@@ -11,16 +11,12 @@ from aiosmtpd.controller import Controller
 import smtplab
 from smtplab.client import Client, SyncClient
 from smtplab.protocol import State
-from tests.conftest import free_port
+from tests.conftest import free_port, run
 
 pytestmark = pytest.mark.server_options(
     mailboxes=["Alice Liddell <alice@example.test>", "bob@example.test", "bob@elsewhere.test"],
     lists={"team": ["alice@example.test", "bob@example.test"]},
 )
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
 
 
 def wire(transcript) -> list[str]:
