@@ -24,7 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from smtplab._aiosmtpd import mimic_signature
 from smtplab.mailbox import CapturedMessage, Mailbox
+from smtplab.protocol import bare_line_endings
 
 __all__ = ["CaptureHandler", "Directory", "HandlerError", "LabHandler", "check_handler"]
 
@@ -137,13 +139,7 @@ class CaptureHandler:
 
 def _flags(raw: bytes) -> tuple[str, ...]:
     """Anomalies worth showing a learner: line endings other than CRLF (RFC 5321 §2.3.8)."""
-    flags = []
-    without_crlf = raw.replace(b"\r\n", b"")
-    if b"\n" in without_crlf:
-        flags.append("bare-lf")
-    if b"\r" in without_crlf:
-        flags.append("bare-cr")
-    return tuple(flags)
+    return tuple(f"bare-{ending.lower()}" for ending in bare_line_endings(raw))
 
 
 def _delivery_headers(message: CapturedMessage) -> bytes:
@@ -252,8 +248,7 @@ class LabHandler:
         async def guarded(*args: Any) -> Any:
             return await self._call(name, hook, *args)
 
-        # aiosmtpd tells the old and new handle_EHLO apart by their number of parameters.
-        guarded.__signature__ = inspect.signature(hook)  # type: ignore[attr-defined]
+        mimic_signature(guarded, hook)  # aiosmtpd counts handle_EHLO's parameters
         return guarded
 
     async def _call(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
@@ -264,12 +259,7 @@ class LabHandler:
                     f"{name} must be 'async def' (it is a plain 'def'): aiosmtpd awaits every "
                     "hook. Its return value was ignored."
                 )
-            status = await result
-            if status is None:
-                raise TypeError(
-                    f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
-                )
-            return status
+            return check_reply(name, await result)
         except Exception as error:  # noqa: BLE001 - turned into a reply, kept in server.errors
             return self._report(name, error)
 
@@ -293,6 +283,20 @@ class LabHandler:
         except Exception as error:  # noqa: BLE001 - never raise into aiosmtpd
             return self._report("capture", error)
         return status or f"250 2.0.0 OK: queued as {message.id}"
+
+
+def check_reply(name: str, status: Any) -> Any:
+    """What a learner's hook returned, checked before aiosmtpd sends it: the one place to do so.
+
+    Raises:
+        TypeError: The hook returned ``None`` (a forgotten ``return``); the guard turns it into a
+            ``451`` naming the hook.
+    """
+    if status is None:
+        raise TypeError(
+            f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
+        )
+    return status
 
 
 def describe_failure(name: str, error: BaseException) -> HandlerError:

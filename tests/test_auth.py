@@ -89,7 +89,7 @@ def test_server_advertises_all_mechanisms(plain_server: Controller) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.ehlo()
-            return set(client.server_auth_methods)
+            return set(client.esmtp_extensions["auth"].lower().split())
 
     assert run(ehlo()) == {"plain", "login", "cram-md5"}
 
@@ -258,8 +258,9 @@ def test_mechanism_can_be_attached_to_any_handler(authenticator: LabAuthenticato
     with lab_server(
         handler=AttachedHandler(), authenticator=authenticator, auth_require_tls=False
     ) as controller:
-        assert "CRAM-MD5" in controller.smtpd._auth_methods  # type: ignore[union-attr]
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=CLIENT_TIMEOUT) as client:
+            client.ehlo()
+            assert "CRAM-MD5" in client.esmtp_features["auth"].split()
             assert client.login(USER, PASSWORD)[0] == 235
     assert authenticator.attempts[-1].mechanism == "CRAM-MD5"
 
