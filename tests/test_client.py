@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiosmtpd
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
@@ -47,7 +48,7 @@ def test_every_command_is_recorded_in_order(lab_server):
     assert [r.code for r in replies] == [220, 250, 250, 250, 250, 250, 214, 250, 250, 250, 250, 250, 250, 221]
     lines = wire(client.transcript)
     assert lines[:3] == [
-        "<- 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6)",
+        f"<- 220 smtplab.test ESMTP smtplab (aiosmtpd {aiosmtpd.__version__})",
         "-> EHLO client.smtplab.test",
         "<- 250-smtplab.test",
     ]
