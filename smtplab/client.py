@@ -51,7 +51,6 @@ __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 DEFAULT_CLIENT_NAME = "client.smtplab.test"
 
 
-
 @dataclass(frozen=True)
 class Reply:
     """A server reply: a three-digit code and its text (RFC 5321 §4.2).
@@ -729,13 +728,17 @@ class Client:
         if sender is None:
             header = message["Sender"] or message["From"]
             if header is None:
-                raise ValueError("the message has no From or Sender header; pass sender=...")
+                raise ValueError(
+                    "the message has no From or Sender header; pass sender='alice@example.test' (the envelope sender)"
+                )
             sender = email.utils.parseaddr(str(header))[1]
         if recipients is None:
             fields = [str(v) for key in ("To", "Cc", "Bcc") for v in message.get_all(key, [])]
             recipients = [address for _, address in email.utils.getaddresses(fields) if address]
             if not recipients:
-                raise ValueError("the message has no To, Cc or Bcc header; pass recipients=...")
+                raise ValueError(
+                    "the message has no To, Cc or Bcc header; pass recipients=['bob@example.test'] (the envelope recipients)"
+                )
         if message["Bcc"] is not None:
             message = _copy_without_bcc(message)
         return await self.send(sender, recipients, message, timeout=timeout)
@@ -799,6 +802,7 @@ class SyncClient:
         ...     client.send("alice@example.test", ["bob@example.test"], "Subject: hi\\r\\n\\r\\nHi")
     """
 
+    @functools.wraps(Client.__init__)  # so that SyncClient? shows Client's options
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.client = Client(*args, **kwargs)
 

@@ -149,7 +149,8 @@ def _explain(
         return (
             f"{where} answered your TLS handshake in plain text: it speaks SMTP in the clear "
             "first (a plain or STARTTLS port, RFC 3207), but you connected with implicit TLS. "
-            "Use tls='starttls' on this port, or connect to the server's implicit-TLS port."
+            "On this port use tls='starttls' if the server offers STARTTLS, or tls=None for "
+            "plain text; or connect to the server's implicit-TLS port."
         )
 
     # 3. The two ends share no protocol version or cipher.

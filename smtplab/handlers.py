@@ -189,7 +189,8 @@ class Directory:
         """The reply lines to ``EXPN name`` (RFC 5321 §3.5.2), one member per line."""
         if not self.lists:
             return [
-                "502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: start_server(lists={...})"
+                "502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: "
+                "start_server(lists={'team': ['alice@example.test', 'bob@example.test']})"
             ]
         members = self.lists.get(name.lower())
         if members is None:

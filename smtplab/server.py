@@ -105,6 +105,9 @@ def stop_all() -> int:
 class LabServer:
     """A lab SMTP server running in a background thread (create it with :func:`start_server`).
 
+    ``LabServer(...)`` takes the options of :func:`start_server` and checks them without
+    starting; :meth:`start` opens the socket.
+
     Attributes:
         mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
             restarts.
@@ -132,12 +135,13 @@ class LabServer:
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
         mailboxes: Iterable[str] = (),
-        lists: dict[str, Iterable[str]] | None = None,
+        lists: Mapping[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
         allow_remote: bool = False,
         ready_timeout: float = 5.0,
-        **options: Any,
+        **smtp_options: Any,
     ) -> None:
+        options = dict(smtp_options)
         _check_options(options)
         _check_tls_options(tls, require_tls, options)
         self.limits = _limits(limits, options)
@@ -146,7 +150,7 @@ class LabServer:
         if not _is_loopback(host):
             if not allow_remote:
                 raise ValueError(
-                    f"host={host!r} is not a loopback address, so other machines could reach the "
+                    f"the host {host!r} is not a loopback address, so other machines could reach the "
                     "lab server. Use the default host='127.0.0.1', or pass allow_remote=True if "
                     "you really mean to expose it (e.g. in a classroom container)."
                 )
@@ -384,50 +388,94 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     handler: object | None = None,
-    **options: Any,
+    name: str = "lab",
+    hostname: str = DEFAULT_HOSTNAME,
+    maildir: str | os.PathLike[str] | None = None,
+    mailbox: Mailbox | None = None,
+    tls: TLSMode = None,
+    require_tls: bool = False,
+    auth: Mapping[str, str] | LabAuthenticator | None = None,
+    lab_tls: LabTLS | None = None,
+    limits: Limits | Mapping[str, Any] | None = None,
+    unix_socket: str | os.PathLike[str] | bool = False,
+    mailboxes: Iterable[str] = (),
+    lists: Mapping[str, Iterable[str]] | None = None,
+    reply_delay: float = 0.0,
+    allow_remote: bool = False,
+    ready_timeout: float = 5.0,
+    **smtp_options: Any,
 ) -> LabServer:
     """Start a lab SMTP server in the background and return it, ready to answer.
 
+    Every option is checked before anything is opened; a mistyped one is named with the option
+    it probably meant.
+
     Args:
-        host: The address to listen on; loopback (``127.0.0.1``, ``::1``, ``localhost``) unless
-            ``allow_remote=True`` is passed as well.
-        port: The TCP port; ``0`` (the default) lets the operating system pick a free one, so
-            many learners on one host never collide. ``server.port`` tells which it picked.
-        handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` etc.); messages its
-            ``handle_DATA`` accepts are still captured.
-        tls: ``None`` (plain text), ``"starttls"`` (STARTTLS offered, RFC 3207) or
-            ``"implicit"`` (TLS from the first byte, like port 465, RFC 8314), with a
-            certificate from the lab's own CA (``server.lab_tls``; clients get a context that
-            trusts it from ``server.client_context()``).
-        require_tls: With ``tls="starttls"``, refuse mail (``530``) until STARTTLS.
-        auth: Users and passwords, e.g. ``{"alice": "wonderland"}``, for AUTH PLAIN, LOGIN
-            and CRAM-MD5. AUTH is refused in plain text (``538``) unless you also pass
-            ``auth_require_tls=False`` — a lesson's deliberate choice.
-        **options: ``name`` (default ``"lab"``: starting a server with the name of a running one
-            stops the old one first, so re-running a notebook cell never piles up servers),
-            ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
-            ``mailboxes`` and ``lists`` (what VRFY and EXPN answer), ``reply_delay`` (seconds
-            before the final reply to DATA, like a distant server), ``allow_remote``, ``mailbox``,
-            ``ready_timeout``, ``unix_socket`` (``True`` or a path: listen on a Unix-domain
-            socket only you can reach, instead of a port — for shared machines such as a
-            JupyterHub), ``limits`` (a :class:`~smtplab.limits.Limits`, or a dict of its
-            fields: message size, recipients, connections, failed AUTH, idle and session time,
-            mailbox bounds; the defaults suit a classroom), and any keyword of aiosmtpd's
-            ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``: they set the same limits).
+        host: The address to listen on: loopback (``127.0.0.1``, ``::1``, ``localhost``) unless
+            ``allow_remote=True``.
+        port: The TCP port; ``0`` lets the operating system pick a free one (``server.port`` says which).
+        handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` …); what its ``handle_DATA``
+            accepts is still captured.
+        name: The server's name; starting one with the name of a running server stops that one first.
+        hostname: The name the server gives in its greeting and EHLO reply.
+        maildir: A directory to also write every message to, in Maildir format (it survives restarts).
+        mailbox: The :class:`~smtplab.mailbox.Mailbox` to capture into (a new one, bounded by ``limits``, if
+            omitted).
+        tls: ``None`` (plain text), ``"starttls"`` (STARTTLS offered, RFC 3207) or ``"implicit"`` (TLS from
+            the first byte, like port 465).
+        require_tls: With ``tls="starttls"``, refuse mail (``530``) until the client has sent STARTTLS.
+        auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
+            (refused in plain text with ``538``).
+        lab_tls: The certificate authority and certificate to use (default: the process-wide
+            ``default_lab_tls()``).
+        limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
+            AUTH failures, timeouts.
+        unix_socket: ``True`` or a path: listen on a Unix-domain socket only you can reach, instead of a port
+            (shared hosts).
+        mailboxes: Addresses that exist, for VRFY to confirm, e.g. ``["alice@example.test"]``.
+        lists: Mailing lists for EXPN to expand, e.g. ``{"team": ["alice@example.test",
+            "bob@example.test"]}``.
+        reply_delay: Seconds to wait before the final reply to DATA, like a distant or busy server.
+        allow_remote: Allow a ``host`` other machines can reach (a classroom container); warns.
+        ready_timeout: Seconds to wait for the server's thread to start before giving up.
+        **smtp_options: Keywords of aiosmtpd's ``SMTP`` class, e.g. ``auth_require_tls=False`` (AUTH in plain
+            text, for a lesson), ``data_size_limit``, ``timeout``.
 
     Returns:
         The running :class:`LabServer`; use it as a context manager to stop it automatically.
 
     Raises:
-        PortInUseError: An explicit ``port`` is already taken.
+        PortInUseError: An explicit ``port`` is already taken (at once, not after a timeout).
+        ServerStartError: The server could not start for another reason; the message says why.
         TypeError: An option is unknown (the message suggests the closest known one).
+        ValueError: An option has a value it cannot take (the message says which it can).
     """
-    return LabServer(host=host, port=port, handler=handler, **options).start()
+    return LabServer(
+        host=host,
+        port=port,
+        handler=handler,
+        name=name,
+        hostname=hostname,
+        maildir=maildir,
+        mailbox=mailbox,
+        tls=tls,
+        require_tls=require_tls,
+        auth=auth,
+        lab_tls=lab_tls,
+        limits=limits,
+        unix_socket=unix_socket,
+        mailboxes=mailboxes,
+        lists=lists,
+        reply_delay=reply_delay,
+        allow_remote=allow_remote,
+        ready_timeout=ready_timeout,
+        **smtp_options,
+    ).start()
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
-_LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"self", "options"}
+_LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"self", "smtp_options"}
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -445,8 +493,9 @@ def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) 
     check_tls_mode(tls)
     if require_tls and tls != "starttls":
         raise ValueError(
-            "require_tls=True refuses mail until the client has sent STARTTLS, so it needs "
-            "tls='starttls' (with tls='implicit' every byte is encrypted already)"
+            "require_tls refuses mail until the client has sent STARTTLS, so it goes with "
+            "tls='starttls'. (With implicit TLS every byte is encrypted already: leave "
+            "require_tls out.)"
         )
     for key in ("tls_context", "ssl_context", "require_starttls", "authenticator"):
         if key in options and (tls is not None or key == "authenticator"):
@@ -598,7 +647,7 @@ def _replace_namesake(server: LabServer) -> None:
         warnings.warn(
             f"stopped the lab server {old.name!r} that was running on "
             f"{format_address(old.address)} to start this one. Give servers different "
-            "names (start_server(name=...)) to run several at once.",
+            "names to run several at once, e.g. start_server(name='lab2').",
             ReplacedServerWarning,
             stacklevel=4,
         )

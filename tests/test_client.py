@@ -297,3 +297,18 @@ def test_bad_construction_is_explained():
         Client()
     with pytest.raises(ValueError, match="tls must be"):
         Client(host="127.0.0.1", port=25, tls="yes")
+
+
+def test_client_and_sync_client_show_every_option_with_a_line_of_doc():
+    import inspect
+
+    parameters = inspect.signature(Client).parameters
+    assert all(p.default is not inspect.Parameter.empty for p in parameters.values())
+    for name in parameters:
+        assert f"\n        {name}: " in (Client.__doc__ or ""), f"{name} is not documented"
+    assert inspect.signature(SyncClient) == inspect.signature(Client)
+
+
+def test_a_tls_mode_near_miss_is_refused_before_connecting():
+    with pytest.raises(ValueError, match=r"Did you mean tls=None\?"):
+        Client(host="127.0.0.1", port=25, tls="none")
