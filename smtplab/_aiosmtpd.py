@@ -240,6 +240,7 @@ class LabSMTP(SMTP):
         self.command_size_limits = collections.defaultdict(lambda: limit)
         self._gate = gate
         self._callbacks = callbacks
+        self._ask = callbacks.before_reply if callbacks is not None else None  # the stage hook
         self._sessions = sessions
         self.transcript: Transcript | None = None
         self._has_slot = False
@@ -423,7 +424,7 @@ class LabSMTP(SMTP):
         text = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
         if not self._greeted:  # aiosmtpd's first push is the greeting
             self._greeted = True
-            if await self._stage_done("connect"):
+            if self._ask is not None and await self._stage_done("connect"):
                 return
         reword = STOCK_REPLIES.get(text)
         if reword is not None:
@@ -444,10 +445,9 @@ class LabSMTP(SMTP):
             ``None`` to reply as usual, a reply line to give instead, or ``""`` when the lab
             closed the connection (nothing more to say).
         """
-        ask = self._callbacks.before_reply if self._callbacks is not None else None
-        if ask is None:
+        if self._ask is None:
             return None
-        intervention = ask(stage, self)
+        intervention = self._ask(stage, self)
         if intervention is None:
             return None
         if intervention.note:
@@ -463,9 +463,10 @@ class LabSMTP(SMTP):
         return intervention.reply
 
     async def _stage_done(self, stage: str) -> bool:
-        """Let the lab intervene at ``stage``; True when it replied or hung up instead."""
-        if self._callbacks is None or self._callbacks.before_reply is None:
-            return False
+        """Let the lab intervene at ``stage``; True when it replied or hung up instead.
+
+        Callers test ``self._ask`` first, so that a session without the hook pays nothing.
+        """
         reply = await self.intervene(stage)
         if reply is None:
             return False
@@ -476,36 +477,36 @@ class LabSMTP(SMTP):
 
     # -- commands --------------------------------------------------------------------------
 
-    async def _check_address(self, arg: str | None, code: str, what: str) -> bool:
-        """Refuse control characters and invalid UTF-8 in an envelope address; True if refused."""
-        problem = protocol.argument_problem(arg or "")
+    async def _bad_address(self, arg: str | None, command: str, code: str, what: str) -> bool:
+        """Refuse control characters and invalid UTF-8 in an envelope address; True if refused.
+
+        A session not greeted yet (or not authenticated where it must be) hears that first.
+        """
+        problem = protocol.argument_problem(arg) if arg else None
         if problem is None:
-            return False
-        await self.push(f"501 {code} Bad {what} address: {problem}")
+            return False  # aiosmtpd's own checks come next, and answer
+        if not await self.check_helo_needed() and not await self.check_auth_needed(command):
+            await self.push(f"501 {code} Bad {what} address: {problem}")
         return True
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
-        if await self._stage_done("EHLO"):
+        if self._ask is not None and await self._stage_done("EHLO"):
             return
         await super().smtp_EHLO(hostname)
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+        if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
             return
-        if await self._check_address(arg, "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
-            return
-        if await self._stage_done("MAIL"):
+        if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
         await super().smtp_MAIL(arg)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
-            return
-        if await self._check_address(arg, "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
+        if await self._bad_address(arg, "RCPT", "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
             return
         limit = self.limits.max_recipients
         envelope = self.envelope
@@ -520,19 +521,19 @@ class LabSMTP(SMTP):
                 f"452 4.5.3 Too many recipients: {limit} per message at most; send the rest in another transaction"
             )
             return
-        if await self._stage_done("RCPT"):
+        if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
         await super().smtp_RCPT(arg)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        if await self._stage_done("DATA"):
+        if self._ask is not None and await self._stage_done("DATA"):
             return
         await super().smtp_DATA(arg)  # type: ignore[arg-type]
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
-        if await self._stage_done("AUTH"):
+        if self._ask is not None and await self._stage_done("AUTH"):
             return
         self._last_reply = ""
         await super().smtp_AUTH(arg)
@@ -601,7 +602,7 @@ class LabSMTP(SMTP):
                         f"550 5.6.0 Message refused: it contains a bare {endings[0]}; SMTP lines end "
                         "with CRLF (RFC 5321 section 2.3.8). Nothing was stored"
                     )
-            if self._callbacks is not None and self._callbacks.before_reply is not None:
+            if self._ask is not None:
                 reply = await self.intervene("end of data")
                 if reply is not None:
                     return reply

@@ -518,7 +518,10 @@ class Client:
                 self.transcript.message_data(body.count(b"\r\n"), len(body), tls=tls)
             self._last_command = "."
             return
-        for raw in data.split(b"\r\n")[:-1] if data.endswith(b"\r\n") else [data]:
+        lines = data.split(b"\r\n")  # one command line, as a rule: [line, b""]
+        if not lines[-1]:
+            lines.pop()
+        for raw in lines:
             line = raw.decode("utf-8", "surrogateescape")
             self._last_command = line
             if self.record:

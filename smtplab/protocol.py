@@ -507,8 +507,9 @@ def bare_line_endings(content: bytes) -> tuple[str, ...]:
     Every line of an SMTP message ends with CRLF (RFC 5321 §2.3.8); a bare LF or CR is what a
     program writing ``\n`` by hand sends, and servers disagree on what it means.
     """
-    rest = content.replace(b"\r\n", b"")
-    return tuple(name for name, byte in (("LF", b"\n"), ("CR", b"\r")) if byte in rest)
+    crlf = content.count(b"\r\n")
+    lf, cr = content.count(b"\n") != crlf, content.count(b"\r") != crlf
+    return ("LF", "CR") if lf and cr else ("LF",) if lf else ("CR",) if cr else ()
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ AUTH secrets are recognised here, and only here (:func:`secret_start`, used by t
 replies too), and every rendering masks them as ``********`` unless ``reveal_secrets=True`` is
 passed on purpose.
 
-Recording is cheap on purpose: a line is kept as a plain tuple when it is recorded, and becomes
-a :class:`Line` (with its secret found) only when someone reads the transcript or observes it.
+Recording is cheap on purpose: a recorded line is kept as its text, its time and one byte for
+sender and TLS, in three flat arrays that the garbage collector never has to walk; it becomes a
+:class:`Line` (with its secret found) only when someone reads the transcript or observes it.
 
 The module is pure: no I/O and no asyncio.
 """
@@ -31,6 +32,7 @@ import heapq
 import re
 import threading
 import time as _time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -42,6 +44,7 @@ from smtplab.render import MASK
 __all__ = ["MASK", "Line", "Transcript", "TranscriptPair", "masked", "secret_start"]
 
 SENDERS = ("client", "server", "event")
+_KIND = {"client": 0, "server": 1, "event": 2}  # a recorded line's byte: sender, +4 inside TLS
 
 Observer = Callable[["Line"], object]
 
@@ -69,6 +72,8 @@ def secret_start(text: str, *, after_334: bool) -> int | None:
     """
     if after_334:
         return None if text.strip() == "*" else 0
+    if text[:4].upper() != "AUTH" and not text[:1].isspace():
+        return None  # most lines: no AUTH, no need for the expression
     match = _AUTH_INITIAL_RE.match(text)
     return match.end() if match else None
 
@@ -181,9 +186,13 @@ class Transcript:
         self.callback_errors: list[Exception] = []
         self._lock = threading.Lock()
         self._lines: list[Line] = []
-        # Recorded but not yet read: (sender, text or raw bytes, time, tls). Made into Lines in
-        # order, when read, so the secret of each client line is found from the line before it.
-        self._pending: list[tuple[str, str | bytes, float, bool]] = []
+        # Recorded but not yet read, in three flat arrays (no object per line for the garbage
+        # collector to walk): the text (or raw bytes of a line as read), the time, and one byte
+        # for sender and TLS. Made into Lines in order, when read, so the secret of each client
+        # line is found from the line before it.
+        self._texts: list[str | bytes] = []
+        self._times = array("d")
+        self._kinds = bytearray()
         self._observers: tuple[Observer, ...] = ()
         self._after_334 = False
 
@@ -225,7 +234,9 @@ class Transcript:
         if text.endswith("\r\n"):
             text = text[:-2]
         with self._lock:
-            self._pending.append((sender, text, _time.time(), bool(tls)))
+            self._texts.append(text)
+            self._times.append(_time.time())
+            self._kinds.append(_KIND[sender] + (4 if tls else 0))
             new = self._materialize()
             observers = self._observers
         self._notify(new, observers)
@@ -240,9 +251,11 @@ class Transcript:
                 ``surrogateescape`` and stripped of CR/LF when first read).
             tls: Whether it travelled inside TLS.
         """
-        entry = (sender, text, _time.time(), tls)
+        kind = _KIND[sender] + (4 if tls else 0)
         with self._lock:
-            self._pending.append(entry)
+            self._texts.append(text)
+            self._times.append(_time.time())
+            self._kinds.append(kind)
             if not self._observers:
                 return
             new = self._materialize()
@@ -251,9 +264,9 @@ class Transcript:
 
     def _materialize(self) -> list[Line]:
         """Turn pending records into Lines, in order (holding the lock); returns the new ones."""
-        pending, self._pending = self._pending, []
         new = []
-        for sender, text, when, tls in pending:
+        for text, when, kind in zip(self._texts, self._times, self._kinds, strict=True):
+            sender, tls = SENDERS[kind & 3], kind > 3
             if not isinstance(text, str):
                 text = text.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
             secret_from = None
@@ -264,6 +277,7 @@ class Transcript:
                 self._after_334 = text.startswith("334") and reply_code(text) == 334
             new.append(Line(sender, text, when, tls, secret_from))
         self._lines.extend(new)
+        del self._texts[:], self._times[:], self._kinds[:]
         return new
 
     def _notify(self, new: list[Line], observers: tuple[Observer, ...]) -> None:
@@ -280,7 +294,7 @@ class Transcript:
         """Forget every line (observers stay registered)."""
         with self._lock:
             self._lines.clear()
-            self._pending.clear()
+            del self._texts[:], self._times[:], self._kinds[:]
             self._after_334 = False
 
     # ------------------------------------------------------------------ observers
@@ -310,7 +324,7 @@ class Transcript:
     def lines(self) -> list[Line]:
         """A snapshot copy of the lines recorded so far."""
         with self._lock:
-            if self._pending:
+            if self._texts:
                 self._materialize()
             return list(self._lines)
 
@@ -321,7 +335,7 @@ class Transcript:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._lines) + len(self._pending)
+            return len(self._lines) + len(self._texts)
 
     def __iter__(self) -> Iterator[Line]:
         return iter(self.lines)
@@ -334,7 +348,7 @@ class Transcript:
 
     def __getitem__(self, index: int | slice) -> Line | list[Line]:
         with self._lock:
-            if self._pending:
+            if self._texts:
                 self._materialize()
             return self._lines[index]
 

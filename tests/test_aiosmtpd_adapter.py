@@ -435,3 +435,11 @@ def test_the_lab_may_hold_back_a_reply_or_close_the_connection(serve):
     server.stop()
     text = lab.transcripts[0].text(annotate=False)
     assert "** the lab closes the connection at RCPT\n** connection closed" in text
+
+
+def test_a_bad_address_before_the_greeting_gets_one_reply_saying_greet_first(serve):
+    server = serve()
+    with Wire(server.address) as wire:
+        assert wire.line().startswith("220")
+        assert wire.command(b"MAIL FROM:<a\x00b@example.test>") == ["503 Error: send HELO first"]
+        assert wire.command("NOOP") == ["250 OK"]  # the next reply is NOOP's: nothing was doubled
