@@ -493,9 +493,8 @@ def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) 
     check_tls_mode(tls)
     if require_tls and tls != "starttls":
         raise ValueError(
-            "require_tls refuses mail until the client has sent STARTTLS, so it goes with "
-            "tls='starttls'. (With implicit TLS every byte is encrypted already: leave "
-            "require_tls out.)"
+            "require_tls=True refuses mail until the client has sent STARTTLS, so it goes with "
+            "tls='starttls' (implicit TLS encrypts every byte already: there, leave require_tls out)"
         )
     for key in ("tls_context", "ssl_context", "require_starttls", "authenticator"):
         if key in options and (tls is not None or key == "authenticator"):

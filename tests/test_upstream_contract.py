@@ -194,8 +194,12 @@ def test_controller_state_is_where_the_adapter_looks() -> None:
             dir(controller)
         )
         assert controller.SMTP_kwargs == {"enable_SMTPUTF8": True}
-        smtpd = controller._factory_invoker()  # builds a session with factory(), keeps it
-        assert isinstance(smtpd, SMTP) and controller.smtpd is smtpd
+
+        async def build() -> Any:  # on the Controller's loop, as a connection would
+            return controller._factory_invoker()  # builds a session with factory(), keeps it
+
+        smtpd = controller.loop.run_until_complete(build())
+        assert isinstance(smtpd, SMTP) and controller.smtpd is smtpd and smtpd.loop is controller.loop
     finally:
         controller.loop.close()
 
