@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import inspect
 import logging
 import socket
@@ -41,7 +42,6 @@ from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
 from smtplab import protocol
 from smtplab.errors import ServerStartError
 from smtplab.limits import ConnectionGate, Limits
-from smtplab.render import format_address
 
 if TYPE_CHECKING:
     from smtplab.tls import TLSSummary
@@ -126,6 +126,7 @@ STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
 HTTP_METHODS = ("GET", "POST", "CONNECT", "HEAD", "PUT")
 
 
+@functools.cache
 def smtp_options() -> frozenset[str]:
     """The keywords aiosmtpd's ``SMTP`` class takes (those a lab server passes through)."""
     return frozenset(inspect.signature(SMTP.__init__).parameters) - {"self", "handler", "loop"}
@@ -289,6 +290,8 @@ class LabSMTP(SMTP):
         peer = transport.get_extra_info("peername")
         self.transcript = self._callbacks.opened(peer, transport.get_extra_info("sockname"))
         how = f" over implicit TLS: {_headline(self.tls_summary())}" if self._tls_on else ""
+        from smtplab.render import format_address  # once per connection
+
         self._event(f"connection from {format_address(peer)}{how}")
 
     def _refuse(self, transport: asyncio.BaseTransport) -> None:

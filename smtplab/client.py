@@ -38,12 +38,11 @@ from smtplab.errors import (
     TLSCertificateError,
     TLSMismatchError,
 )
-from smtplab.render import format_address
-from smtplab.tls import TLSMode, check_tls_mode
 from smtplab.transcript import Transcript, TranscriptPair, masked
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer
+    from smtplab.tls import TLSMode
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
@@ -209,6 +208,8 @@ class Client:
             raise TypeError("give either a lab server or host= and port=, not both")
         if server is None and (host is None or port is None):
             raise TypeError("Client needs a lab server, e.g. Client(server), or host= and port=")
+        from smtplab.tls import check_tls_mode  # TLS is imported when first needed
+
         check_tls_mode(tls)
         self.server = server
         self.host = server.host if server is not None else str(host)
@@ -323,6 +324,8 @@ class Client:
         self._in_auth = self._expect_data = False
         _aiosmtplib.record(smtp, written=self._record_written, replied=self._record_response)
         self._session_address = self.local_address
+        from smtplab.render import format_address
+
         self._event(f"connected from {format_address(self._session_address)}")
         if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")

@@ -24,7 +24,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from smtplab._aiosmtpd import mimic_signature
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.protocol import bare_line_endings
 
@@ -248,6 +247,8 @@ class LabHandler:
     def _guard(self, name: str, hook: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def guarded(*args: Any) -> Any:
             return await self._call(name, hook, *args)
+
+        from smtplab._aiosmtpd import mimic_signature
 
         mimic_signature(guarded, hook)  # aiosmtpd counts handle_EHLO's parameters
         return guarded

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import queue
 import threading
 import time
 import warnings
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any, overload
 from smtplab.errors import MailboxTimeoutError, MailboxWarning
 
 if TYPE_CHECKING:
+    import queue
+
     from smtplab.transcript import Transcript
 
 __all__ = ["CapturedMessage", "Mailbox"]
@@ -264,6 +265,8 @@ class Mailbox:
 
     def _dispatch(self, message: CapturedMessage) -> None:
         if self._dispatcher is None:
+            import queue  # only observed mailboxes need the dispatcher
+
             self._events = queue.SimpleQueue()
             self._dispatcher = threading.Thread(
                 target=self._run_observers, args=(self._events,), name="smtplab-mailbox", daemon=True

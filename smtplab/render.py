@@ -20,6 +20,8 @@ import time as _time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from smtplab.transcript import MASK
+
 if TYPE_CHECKING:
     from smtplab.transcript import Line
 
@@ -37,8 +39,6 @@ __all__ = [
     "text",
 ]
 
-MASK = "********"
-"""What a secret looks like in every rendering unless ``reveal_secrets=True``."""
 
 #: Characters of one line shown in HTML and Mermaid (text keeps lines whole).
 DISPLAY_LIMIT = 200

@@ -29,7 +29,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController, smtp_options
 from smtplab.errors import (
     HandlerWarning,
     PortInUseError,
@@ -49,15 +48,14 @@ from smtplab.handlers import (
 )
 from smtplab.limits import SMTP_KNOBS, Limits
 from smtplab.mailbox import Mailbox
-from smtplab.render import format_address
-from smtplab.tls import TLSMode, check_tls_mode
 from smtplab.transcript import Transcript
 
 if TYPE_CHECKING:
     import ssl
 
+    from smtplab._aiosmtpd import LabController
     from smtplab.auth import LabAuthenticator
-    from smtplab.tls import LabTLS
+    from smtplab.tls import LabTLS, TLSMode
 
 __all__ = [
     "LabServer",
@@ -74,8 +72,6 @@ DEFAULT_HOSTNAME = "smtplab.test"
 
 #: Server sessions whose transcripts are kept (oldest forgotten first).
 TRANSCRIPTS_KEPT = 1000
-
-_SMTP_OPTIONS = smtp_options()
 
 
 # -- the learner's side ------------------------------------------------------------------------
@@ -256,6 +252,8 @@ class LabServer:
         return None
 
     def __repr__(self) -> str:
+        from smtplab.render import format_address
+
         state = f"running on {format_address(self.address)}" if self.running else "stopped"
         extras = "".join(
             f", {extra}" for extra in (self.tls and f"tls={self.tls}", self.auth and "auth") if extra
@@ -295,6 +293,8 @@ class LabServer:
                 handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
             bound = sock.getsockname()
             where = bound if isinstance(bound, str) else bound[1]
+            from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
+
             controller = LabController(
                 handler,
                 sock,
@@ -317,7 +317,7 @@ class LabServer:
                 self._port = sock.getsockname()[1]
             self._controller = controller
             _register(self)
-            log.info("lab server %r listening on %s", self.name, format_address(self.address))
+            log.info("lab server %r listening on %s", self.name, self.address)
         return self
 
     def _smtp_options(self) -> dict[str, Any]:
@@ -372,6 +372,8 @@ class LabServer:
     # -- called from the server's thread --------------------------------------------------
 
     def _session_opened(self, peer: Any, local: Any) -> Transcript:
+        from smtplab.render import format_address
+
         transcript = Transcript(title=f"server side of {format_address(peer)}", peer=peer, local=local)
         self._transcripts.append(transcript)
         return transcript
@@ -480,8 +482,10 @@ _LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"s
 
 def _check_options(options: dict[str, Any]) -> None:
     for key in options:
-        if key not in _SMTP_OPTIONS:
-            known = sorted(_SMTP_OPTIONS | _LAB_OPTIONS)
+        from smtplab._aiosmtpd import smtp_options  # aiosmtpd is imported when first needed
+
+        if key not in smtp_options():
+            known = sorted(smtp_options() | _LAB_OPTIONS)
             import difflib  # only a mistyped option needs it
 
             close = difflib.get_close_matches(key, known, n=1)
@@ -490,6 +494,8 @@ def _check_options(options: dict[str, Any]) -> None:
 
 
 def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) -> None:
+    from smtplab.tls import check_tls_mode
+
     check_tls_mode(tls)
     if require_tls and tls != "starttls":
         raise ValueError(
@@ -639,6 +645,8 @@ def _hint_shared_host(user: str) -> None:
 
 
 def _replace_namesake(server: LabServer) -> None:
+    from smtplab.render import format_address
+
     with _registry_lock:
         old = _registry.get(server.name)
     if old is not None and old is not server:

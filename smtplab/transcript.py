@@ -35,13 +35,17 @@ import time as _time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
-from smtplab import render
 from smtplab.protocol import explain, reply_code
-from smtplab.render import MASK
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 __all__ = ["MASK", "Line", "Transcript", "TranscriptPair", "masked", "secret_start"]
+
+MASK = "********"
+"""What a secret looks like in every rendering unless ``reveal_secrets=True``."""
 
 SENDERS = ("client", "server", "event")
 _KIND = {"client": 0, "server": 1, "event": 2}  # a recorded line's byte: sender, +4 inside TLS
@@ -52,6 +56,13 @@ _MAX_CALLBACK_ERRORS = 100
 
 # "AUTH <mechanism> <initial-response>" (RFC 4954 §4): the secret starts at the response.
 _AUTH_INITIAL_RE = re.compile(r"[ \t]*AUTH[ \t]+[^ \t]+[ \t]+(?=[^ \t])", re.IGNORECASE)
+
+
+def _render() -> ModuleType:
+    """:mod:`smtplab.render`, imported when first needed: recording never needs it."""
+    from smtplab import render
+
+    return render
 
 
 # -- the masking rule ----------------------------------------------------------------------------
@@ -131,7 +142,7 @@ class Line:
         """What a server reply line means (``smtplab.protocol.explain``), "" otherwise."""
         if self.code is None:
             return ""
-        return explain(render.json_safe(self.text))
+        return explain(_render().json_safe(self.text))
 
     @property
     def marker(self) -> str:
@@ -143,7 +154,7 @@ class Line:
         return "**"
 
     def __str__(self) -> str:
-        return f"{self.marker} {render.display(self.masked)}"
+        return f"{self.marker} {_render().display(self.masked)}"
 
     def __repr__(self) -> str:
         # Never shows a secret: repr() ends up in logs and tracebacks.
@@ -221,7 +232,7 @@ class Transcript:
             size: Bytes of content, as sent, line endings included.
             tls: Whether it travelled inside TLS.
         """
-        self.record("event", f"message data: {render.plural(lines, 'line')}, {size} bytes", tls)
+        self.record("event", f"message data: {_render().plural(lines, 'line')}, {size} bytes", tls)
         self.record("client", ".", tls)
 
     def _append(self, sender: str, text: str, tls: bool) -> Line:
@@ -367,24 +378,24 @@ class Transcript:
             long lines are kept whole, control characters shown as symbols.
         """
         rows = (("", line) for line in self.lines)
-        return render.text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
+        return _render().text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
 
     def html(self, *, reveal_secrets: bool = False) -> str:
         """The dialogue as an HTML table: colour by sender, a lock on TLS lines, meanings."""
         lines = self.lines
         start = lines[0].time if lines else 0.0
-        rows = [render.html_row(line, reveal_secrets=reveal_secrets, start=start) for line in lines]
+        rows = [_render().html_row(line, reveal_secrets=reveal_secrets, start=start) for line in lines]
         hidden = 0 if reveal_secrets else sum(line.secret_from is not None for line in lines)
         details = [_address_detail(self.local, self.peer), _counts(lines)]
-        return render.html_frame(render.caption(self.title, details, hidden), rows, columns=4)
+        return _render().html_frame(_render().caption(self.title, details, hidden), rows, columns=4)
 
     def _repr_html_(self) -> str:
         return self.html()
 
     def mermaid(self, *, reveal_secrets: bool = False) -> str:
         """The dialogue as a Mermaid ``sequenceDiagram`` (paste it into a Markdown cell)."""
-        rows = ((line, "", render.NOTE_BOTH) for line in self.lines)
-        return render.mermaid(rows, reveal_secrets=reveal_secrets)
+        rows = ((line, "", _render().NOTE_BOTH) for line in self.lines)
+        return _render().mermaid(rows, reveal_secrets=reveal_secrets)
 
     def to_dicts(self, *, reveal_secrets: bool = False) -> list[dict[str, Any]]:
         """The lines as JSON-safe dicts (secrets masked, lone surrogates replaced)."""
@@ -392,12 +403,12 @@ class Transcript:
             {
                 "sender": line.sender,
                 "marker": line.marker,
-                "text": render.json_safe(line.text if reveal_secrets else line.masked),
+                "text": _render().json_safe(line.text if reveal_secrets else line.masked),
                 "time": line.time,
                 "tls": line.tls,
                 "secret": line.secret_from is not None,
                 "code": line.code,
-                "meaning": render.json_safe(line.meaning),
+                "meaning": _render().json_safe(line.meaning),
             }
             for line in self.lines
         ]
@@ -411,22 +422,22 @@ class Transcript:
         return self.text()
 
     def __repr__(self) -> str:
-        title = f" {render.json_safe(self.title)!r}" if self.title else ""
+        title = f" {_render().json_safe(self.title)!r}" if self.title else ""
         return f"<Transcript{title} {_counts(self.lines)}>"
 
 
 def _counts(lines: list[Line]) -> str:
     replies = sum(line.code is not None for line in lines)
-    return f"{render.plural(len(lines), 'line')}, {replies} {'reply' if replies == 1 else 'replies'}"
+    return f"{_render().plural(len(lines), 'line')}, {replies} {'reply' if replies == 1 else 'replies'}"
 
 
 def _address_detail(local: tuple[Any, ...] | str | None, peer: tuple[Any, ...] | str | None) -> str:
     if local and peer:
-        return f"{render.format_address(local)} \u21c4 {render.format_address(peer)}"
+        return f"{_render().format_address(local)} \u21c4 {_render().format_address(peer)}"
     if peer:
-        return f"peer {render.format_address(peer)}"
+        return f"peer {_render().format_address(peer)}"
     if local:
-        return f"local {render.format_address(local)}"
+        return f"local {_render().format_address(local)}"
     return ""
 
 
@@ -494,22 +505,24 @@ class TranscriptPair:
             (labels[(mine is not None, theirs is not None)], _row_line((mine, theirs)))
             for mine, theirs in self._rows()
         )
-        return render.text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
+        return _render().text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
 
     def html(self, *, reveal_secrets: bool = False) -> str:
         """An HTML table with the client's record and the server's record in two columns."""
         rows = self._rows()
         start = min((_row_line(row).time for row in rows), default=0.0)
         html_rows = [
-            render.html_row(_row_line(row), reveal_secrets=reveal_secrets, start=start, sides=row)
+            _render().html_row(_row_line(row), reveal_secrets=reveal_secrets, start=start, sides=row)
             for row in rows
         ]
         hidden = 0
         if not reveal_secrets:
             hidden = sum(side is not None and side.secret_from is not None for row in rows for side in row)
         details = [f"client: {_counts(self.client.lines)}", f"server: {_counts(self.server.lines)}"]
-        header = render.pair_header(_side_title("client", self.client), _side_title("server", self.server))
-        return render.html_frame(render.caption("", details, hidden), html_rows, columns=5, header=header)
+        header = _render().pair_header(_side_title("client", self.client), _side_title("server", self.server))
+        return _render().html_frame(
+            _render().caption("", details, hidden), html_rows, columns=5, header=header
+        )
 
     def _repr_html_(self) -> str:
         return self.html()
@@ -517,9 +530,9 @@ class TranscriptPair:
     def mermaid(self, *, reveal_secrets: bool = False) -> str:
         """One sequence diagram in the client's wire order; one-sided lines are marked."""
         places = {
-            (True, True): render.NOTE_BOTH,
-            (True, False): render.NOTE_CLIENT,
-            (False, True): render.NOTE_SERVER,
+            (True, True): _render().NOTE_BOTH,
+            (True, False): _render().NOTE_CLIENT,
+            (False, True): _render().NOTE_SERVER,
         }
         rows = []
         for mine, theirs in self._rows():
@@ -530,7 +543,7 @@ class TranscriptPair:
             elif line.sender != "event" and mine is None:
                 suffix = " [only in the server record]"
             rows.append((line, suffix, places[(mine is not None, theirs is not None)]))
-        return render.mermaid(rows, reveal_secrets=reveal_secrets)
+        return _render().mermaid(rows, reveal_secrets=reveal_secrets)
 
     def __str__(self) -> str:
         return self.text()
