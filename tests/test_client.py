@@ -312,3 +312,15 @@ def test_client_and_sync_client_show_every_option_with_a_line_of_doc():
 def test_a_tls_mode_near_miss_is_refused_before_connecting():
     with pytest.raises(ValueError, match=r"Did you mean tls=None\?"):
         Client(host="127.0.0.1", port=25, tls="none")
+
+
+@pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"})
+@pytest.mark.client_options(timeout=5)
+def test_the_fixture_chain_ends_in_a_client_inside_tls_from_the_runs_ca(
+    client, lab_server, lab_tls, client_context
+):
+    assert lab_server.lab_tls is lab_tls and lab_server.client_context() is client_context
+    assert client.tls_active and client.timeout == 5
+    assert client.login("alice", "wonderland").code == 235
+    assert client.send("alice@example.test", "bob@example.test", "Subject: chain\r\n\r\nhi").ok
+    assert lab_server.mailbox.wait_for(1)[0].auth_user == "alice"
