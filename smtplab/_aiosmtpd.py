@@ -252,8 +252,7 @@ class LabSMTP(SMTP):
         self._lifetime_handle: asyncio.TimerHandle | None = None
         self._tls_on = False
         self._in_data = False
-        self._data_lines = 0
-        self._data_bytes = 0
+        self._recording_reader: asyncio.StreamReader | None = None
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -345,6 +344,7 @@ class LabSMTP(SMTP):
         if self._callbacks is not None:
             reader.__class__ = _RecordingReader
             reader._lab_session = self  # type: ignore[attr-defined]
+            self._recording_reader = reader
         super()._cb_client_connected(reader, writer)
 
     def tls_summary(self) -> TLSSummary | None:
@@ -400,24 +400,37 @@ class LabSMTP(SMTP):
 
     def heard(self, line: bytes) -> None:
         """Record one line the client sent (called by the reader, in order)."""
-        transcript = self.transcript
-        if transcript is None:
-            return
-        if not self._in_data:
-            transcript.record("client", line, self._tls_on)
-        elif line == b".\r\n":  # only <CRLF>.<CRLF> ends the data (RFC 5321 §4.1.1.4)
-            self._in_data = False
-            transcript.message_data(self._data_lines, self._data_bytes, tls=self._tls_on)
-        else:
-            self._data_lines += 1
-            self._data_bytes += len(line)
+        if self.transcript is not None:
+            self.transcript.record("client", line, self._tls_on)
 
     def _said(self, text: str) -> None:
         self._last_reply = text
-        if self.transcript is not None:
-            self.transcript.record("server", text, self._tls_on)
-            if text.startswith("354"):
-                self._in_data, self._data_lines, self._data_bytes = True, 0, 0
+        if self.transcript is None:
+            return
+        if self._in_data:  # no DATA hook ran: aiosmtpd refused the content, or had no one to ask
+            self._end_of_data(None, accepted=text.startswith("2"))
+        self.transcript.record("server", text, self._tls_on)
+        if text.startswith("354"):
+            # The message content is recorded as a summary at its end (RFC 5321 §4.1.1.4), not
+            # line by line: meanwhile the reader goes without recording, which costs nothing.
+            self._in_data = True
+            if self._recording_reader is not None:
+                self._recording_reader.__class__ = asyncio.StreamReader
+
+    def _end_of_data(self, content: bytes | None, *, accepted: bool = False) -> None:
+        """Record the message content by its size as sent, then the "." that ended it."""
+        self._in_data = False
+        if self._recording_reader is not None:
+            self._recording_reader.__class__ = _RecordingReader
+        assert self.transcript is not None
+        if content is None:
+            what = "received" if accepted else "refused by the server, not kept"
+            self.transcript.record("event", f"message data: {what}", self._tls_on)
+            self.transcript.record("client", ".", self._tls_on)
+            return
+        # On the wire every line that starts with "." had one more (RFC 5321 §4.5.2).
+        stuffed = content.count(b"\r\n.") + content.startswith(b".")
+        self.transcript.message_data(content.count(b"\r\n"), len(content) + stuffed, tls=self._tls_on)
 
     def _event(self, text: str) -> None:
         if self.transcript is not None:
@@ -598,6 +611,8 @@ class LabSMTP(SMTP):
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
         if command == "DATA":
+            if self._in_data and self.envelope is not None:
+                self._end_of_data(self.envelope.original_content or b"")
             if self.limits.strict_line_endings and self.envelope is not None:
                 endings = protocol.bare_line_endings(self.envelope.original_content or b"")
                 if endings:

@@ -443,3 +443,21 @@ def test_a_bad_address_before_the_greeting_gets_one_reply_saying_greet_first(ser
         assert wire.line().startswith("220")
         assert wire.command(b"MAIL FROM:<a\x00b@example.test>") == ["503 Error: send HELO first"]
         assert wire.command("NOOP") == ["250 OK"]  # the next reply is NOOP's: nothing was doubled
+
+
+def test_message_content_is_recorded_as_its_size_on_the_wire_whatever_the_outcome(serve):
+    lab = Lab()
+    server = serve(Limits(max_message_size=100), lab=lab)
+    with Wire(server.address) as wire:
+        hello(wire)
+        for content, reply in ((b"..dot\r\nline\r\n.", "250"), (b"x" * 200 + b"\r\n.", "552")):
+            wire.command("MAIL FROM:<a@example.test>")
+            wire.command("RCPT TO:<b@example.test>")
+            wire.command("DATA")
+            assert wire.command(content)[0].startswith(reply)
+        assert wire.command("NOOP") == ["250 OK"]  # commands are recorded again after the data
+    server.stop()
+    text = lab.transcripts[0].text(annotate=False)
+    assert "** message data: 2 lines, 13 bytes\n-> .\n<- 250 2.0.0 kept" in text  # "..dot" as sent
+    assert "** message data: refused by the server, not kept\n-> .\n<- 552 5.3.4 Message too big" in text
+    assert "-> NOOP\n<- 250 OK" in text and "x" * 200 not in text
