@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,6 +24,17 @@ async def echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
         writer.close()
 
 
+@contextlib.asynccontextmanager
+async def serving(server_ctx: ssl.SSLContext | None, on_server: Callback) -> AsyncIterator[int]:
+    """A loopback server for one test, on a port the OS picks; yields the port."""
+    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def tls_roundtrip(
     server_ctx: ssl.SSLContext | None,
     client_ctx: ssl.SSLContext,
@@ -30,9 +42,7 @@ async def tls_roundtrip(
     on_server: Callback = echo_once,
 ) -> tuple[bytes, Any]:
     """Serve on 127.0.0.1, connect with TLS, send a line; return (echo, client ssl_object)."""
-    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(server_ctx, on_server) as port:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
         )
@@ -47,9 +57,6 @@ async def tls_roundtrip(
                 await writer.wait_closed()
             except (OSError, ssl.SSLError):
                 pass
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def connect_error(
@@ -59,12 +66,7 @@ async def connect_error(
     on_server: Callback = echo_once,
 ) -> tuple[BaseException, int]:
     """Like tls_roundtrip but expect the TLS connection to fail; return (error, port)."""
-    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(server_ctx, on_server) as port:
         with pytest.raises((ssl.SSLError, OSError)) as info:
             await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname)
         return info.value, port
-    finally:
-        server.close()
-        await server.wait_closed()
