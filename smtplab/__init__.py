@@ -10,6 +10,10 @@ Three lines show a real SMTP conversation::
 The lab server (:func:`start_server`) captures every message into ``server.mailbox`` and records
 each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or to any SMTP
 server — and record both sides of the dialogue. Nothing happens on import — no server, no thread, no patching of asyncio.
+
+Every exception smtplab raises derives from :class:`SmtpLabError` (and from the standard
+category it belongs to, such as ``OSError`` or ``TimeoutError``), every warning from
+:class:`SmtpLabWarning`; all are importable from here.
 """
 
 from smtplab.client import Client, Reply, SendResult, SyncClient
