@@ -12,17 +12,31 @@ each session; :class:`Client` (async) and :class:`SyncClient` talk to it — or 
 server — and record both sides of the dialogue. :func:`start_proxy` puts a recording
 man-in-the-middle between them, for the STARTTLS-stripping lesson; :func:`send_many` sends a
 batch over several connections at once. Nothing happens on import — no server, no thread, no patching of asyncio.
+
+Every exception smtplab raises derives from :class:`SmtpLabError` (and from the standard
+category it belongs to, such as ``OSError`` or ``TimeoutError``), every warning from
+:class:`SmtpLabWarning`; all are importable from here.
 """
 
 from smtplab.client import Client, Reply, SendResult, SyncClient
 from smtplab.errors import (
     ClientTimeoutError,
+    HandlerWarning,
     LabConnectionRefusedError,
+    MailboxTimeoutError,
+    MailboxWarning,
+    NoCommonMechanismError,
+    NotYet,
     PortInUseError,
+    RemoteBindWarning,
+    ReplacedServerWarning,
     ServerStartError,
+    SharedHostWarning,
     SmtpLabError,
+    SmtpLabWarning,
     TLSCertificateError,
     TLSMismatchError,
+    UnknownExerciseError,
 )
 from smtplab.handlers import CaptureHandler, HandlerError
 from smtplab.limits import Limits
@@ -43,22 +57,32 @@ __all__ = [
     "ClientTimeoutError",
     "Delivery",
     "HandlerError",
+    "HandlerWarning",
     "LabConnectionRefusedError",
     "LabProxy",
     "LabServer",
     "Limits",
     "Mailbox",
+    "MailboxTimeoutError",
+    "MailboxWarning",
+    "NoCommonMechanismError",
+    "NotYet",
     "PortInUseError",
     "ProxyConnection",
+    "RemoteBindWarning",
+    "ReplacedServerWarning",
     "Reply",
     "SendResult",
     "ServerStartError",
+    "SharedHostWarning",
     "SmtpLabError",
+    "SmtpLabWarning",
     "SyncClient",
     "TLSCertificateError",
     "TLSMismatchError",
     "Transcript",
     "TranscriptPair",
+    "UnknownExerciseError",
     "running_proxies",
     "running_servers",
     "send_many",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from smtplab.errors import PortInUseError, ServerStartError
-from smtplab.transcript import format_address
+from smtplab.render import format_address
 
 __all__ = ["Registry", "is_loopback", "listen"]
 

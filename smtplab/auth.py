@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, auth_mechanism
 
-from smtplab.errors import SmtpLabError
+from smtplab._aiosmtpd import authenticate, authenticator_present
+from smtplab.errors import NoCommonMechanismError
 
 if TYPE_CHECKING:  # pragma: no cover
     from aiosmtpd.smtp import Envelope, Session
@@ -46,7 +47,6 @@ __all__ = [
     "CramMD5Mechanism",
     "CramMD5Response",
     "LabAuthenticator",
-    "NoCommonMechanismError",
     "auth_cram_md5",
     "choose_mechanism",
     "cram_md5_challenge",
@@ -61,10 +61,6 @@ MECHANISMS: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5")
 """The SASL mechanisms smtplab speaks on both sides."""
 
 _HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32}")
-
-
-class NoCommonMechanismError(SmtpLabError, ValueError):
-    """Client and server have no AUTH mechanism in common (or the one asked for is missing)."""
 
 
 # --------------------------------------------------------------------------- server side
@@ -195,7 +191,7 @@ class LabAuthenticator:
         mechanism: str,
         auth_data: Any,
     ) -> AuthResult:
-        """Decide an AUTH attempt; called by aiosmtpd's ``SMTP._authenticate``.
+        """Decide an AUTH attempt; aiosmtpd calls it once per attempt, whatever the mechanism.
 
         Args:
             server: The aiosmtpd ``SMTP`` protocol instance.
@@ -285,7 +281,7 @@ async def auth_cram_md5(server: SMTP, args: list[str]) -> AuthResult:
             handled=False,
             message="501 5.5.2 CRAM-MD5 takes no initial response; send AUTH CRAM-MD5 alone",
         )
-    if getattr(server, "_authenticator", None) is None:
+    if not authenticator_present(server):
         # The legacy auth_callback only understands LoginPassword.
         return AuthResult(
             success=False,
@@ -307,7 +303,11 @@ async def auth_cram_md5(server: SMTP, args: list[str]) -> AuthResult:
             handled=False,
             message="501 5.5.2 CRAM-MD5 answer must be base64 of 'user hexdigest'",
         )
-    return server._authenticate("CRAM-MD5", CramMD5Response(login, challenge.encode("utf-8"), digest.lower()))
+    result = authenticate(
+        server, "CRAM-MD5", CramMD5Response(login, challenge.encode("utf-8"), digest.lower())
+    )
+    assert result is not None  # checked above
+    return result
 
 
 class CramMD5Mechanism:

@@ -21,8 +21,12 @@ from smtplab.client import SyncClient
 from smtplab.errors import SmtpLabError
 from smtplab.mailbox import CapturedMessage
 from smtplab.server import start_server
+from smtplab.tls import TLS_MODES
 
 __all__ = ["main"]
+
+#: ``--tls`` takes the TLS modes other than plain text (which is leaving --tls out).
+_TLS_CHOICES = tuple(mode for mode in TLS_MODES if mode is not None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,9 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-remote", action="store_true", help="allow a non-loopback --host (reachable by others)"
     )
     serve.add_argument("--max-messages", type=int, metavar="N", help="exit after capturing N messages")
-    serve.add_argument(
-        "--tls", choices=("starttls", "implicit"), help="offer STARTTLS, or speak TLS from the first byte"
-    )
+    serve.add_argument("--tls", choices=_TLS_CHOICES, help="offer STARTTLS, or speak TLS from the first byte")
     serve.add_argument(
         "--auth",
         action="append",
@@ -74,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--to", action="append", metavar="ADDRESS", help="recipient (repeatable)")
     send.add_argument("--subject", default="Hello from smtplab", help="Subject header")
     send.add_argument("--body", default="This message came from smtplab send.", help="message text")
-    send.add_argument("--tls", choices=("starttls", "implicit"), help="use TLS (never chosen silently)")
+    send.add_argument("--tls", choices=_TLS_CHOICES, help="use TLS (never chosen silently)")
     send.add_argument("--cafile", metavar="PATH", help="trust the CA certificates in this PEM file")
     send.add_argument("--user", help="log in with AUTH as this user")
     send.add_argument("--password", help="password for --user")

@@ -21,41 +21,33 @@ import asyncio
 import email.policy
 import email.utils
 import functools
-import re
 import ssl
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
-from aiosmtplib.protocol import SMTPProtocol
 
-from smtplab import aio, protocol
+from smtplab import _aiosmtplib, aio, protocol
 from smtplab.errors import (
     ClientTimeoutError,
     LabConnectionRefusedError,
+    NoCommonMechanismError,
     SmtpLabError,
     TLSCertificateError,
     TLSMismatchError,
 )
-from smtplab.tls import exception_chain
-from smtplab.transcript import Transcript, TranscriptPair, format_address
+from smtplab.transcript import Transcript, TranscriptPair, masked
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer
+    from smtplab.tls import TLSMode
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
-TLSMode = Literal["starttls", "implicit"] | None
-
 #: The name the client gives in EHLO/HELO unless told otherwise (``.test``: RFC 2606 §2).
 DEFAULT_CLIENT_NAME = "client.smtplab.test"
-
-_CONTROL_NAMES = {"\r": "carriage return (CR, \\r)", "\n": "line feed (LF, \\n)", "\x00": "NUL byte (\\x00)"}
-_CONTROL = re.compile("[\r\n\x00]")
-_PERIOD_START = re.compile(rb"(?m)^\.")
-_BARE_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -145,17 +137,20 @@ class SendResult:
 
 
 def check_argument(value: str, what: str) -> str:
-    """Refuse CR, LF and NUL in a command argument, naming the character and its position.
+    """Refuse a control character or invalid UTF-8 in a command argument, before it is sent.
 
-    SMTP commands end at CRLF (RFC 5321 §2.3.8), so one of these inside an address would end
-    the command early and could smuggle in a second one.
+    The rule is :func:`smtplab.protocol.argument_problem`, the one the lab server applies too:
+    SMTP commands end at CRLF (RFC 5321 §2.3.8), so a CR or LF inside an address would end the
+    command early and could smuggle in a second one.
+
+    Raises:
+        ValueError: Naming the character and its position.
     """
-    match = _CONTROL.search(value)
-    if match:
-        name = _CONTROL_NAMES[match.group()]
+    problem = protocol.argument_problem(value)
+    if problem is not None:
         raise ValueError(
-            f"the {what} {value!r} contains a {name} at position {match.start()}; SMTP commands "
-            "end at CRLF, so it would cut the command short or inject another. Remove it."
+            f"the {what} {value!r} has a {problem}: SMTP commands end at CRLF, so it could cut "
+            "the command short or inject another. Remove it."
         )
     return value
 
@@ -213,8 +208,9 @@ class Client:
             raise TypeError("give either a lab server or host= and port=, not both")
         if server is None and (host is None or port is None):
             raise TypeError("Client needs a lab server, e.g. Client(server), or host= and port=")
-        if tls not in (None, "starttls", "implicit"):
-            raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+        from smtplab.tls import check_tls_mode  # TLS is imported when first needed
+
+        check_tls_mode(tls)
         self.server = server
         self.host = server.host if server is not None else str(host)
         self.port = server.port if server is not None else int(port)  # type: ignore[arg-type]
@@ -241,6 +237,7 @@ class Client:
         self._last_command = ""
         self._in_auth = False
         self._expect_data = False
+        self._data_sent = False
         self._tls_on = False  # kept as a flag: recording asks for every line
 
     # -- connection ---------------------------------------------------------------------------
@@ -265,7 +262,7 @@ class Client:
     @property
     def extensions(self) -> dict[str, str]:
         """The ESMTP extensions the server announced in its EHLO reply."""
-        return dict(self._smtp.esmtp_extensions) if self._smtp is not None else {}
+        return _aiosmtplib.extensions(self._smtp) if self._smtp is not None else {}
 
     @property
     def tls_active(self) -> bool:
@@ -298,7 +295,7 @@ class Client:
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
-            _hang_up(smtp)
+            _aiosmtplib.hang_up(smtp)
             if self.tls == "implicit":
                 raise self._tls_failure(error) from error
             raise ClientTimeoutError(
@@ -309,7 +306,7 @@ class Client:
         except aiosmtplib.SMTPConnectResponseError as error:
             # A refusing greeting (e.g. 421 when the server is full): record it, then let
             # aiosmtplib's own exception reach the learner, as it is part of the lesson.
-            _hang_up(smtp)
+            _aiosmtplib.hang_up(smtp)
             self.greeting = self._record_reply(aiosmtplib.SMTPResponse(error.code, error.message), "")
             self._event("connection closed by the server after its greeting")
             raise
@@ -325,9 +322,10 @@ class Client:
         self._tls_on = self.tls == "implicit"
         self.state = protocol.SessionState(tls=self._tls_on)
         self._in_auth = self._expect_data = False
-        assert smtp.protocol is not None
-        self._install_recorder(smtp.protocol)
+        _aiosmtplib.record(smtp, written=self._record_written, replied=self._record_response)
         self._session_address = self.local_address
+        from smtplab.render import format_address
+
         self._event(f"connected from {format_address(self._session_address)}")
         if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
@@ -370,12 +368,11 @@ class Client:
         return f"{summary.headline}; certificate for {names}, issued by {summary.issuer}"
 
     def _tls_failure(self, error: BaseException) -> SmtpLabError:
-        from smtplab.tls import explain_ssl_error
+        from smtplab.diagnose import exception_chain, explain_ssl_error
 
-        mode = self.tls or "none"
         names = self.server.lab_tls.hosts if self.server is not None else None
         message = explain_ssl_error(
-            error, host=self.host, port=self.port, expected_mode=mode, cert_names=names
+            error, host=self.host, port=self.port, expected_mode=self.tls, cert_names=names
         )
         if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
             return TLSCertificateError(message)
@@ -436,7 +433,7 @@ class Client:
 
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
-        offered = [m.upper() for m in self.smtp.server_auth_methods]
+        offered = _aiosmtplib.auth_mechanisms(self.smtp)
         if offered:
             chosen, reason = auth.choose_mechanism(offered, mechanism, tls=self.tls_active)
         elif mechanism is not None:
@@ -447,7 +444,7 @@ class Client:
                 if (self.smtp.supports_extension("starttls") and not self.tls_active)
                 else ""
             )
-            raise auth.NoCommonMechanismError(
+            raise NoCommonMechanismError(
                 f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
                 "server refuse, pass mechanism='PLAIN'."
             )
@@ -492,7 +489,7 @@ class Client:
         if self._smtp is not None:
             if self._smtp.is_connected:
                 self._event("connection closed by the client")
-            _hang_up(self._smtp)
+            _aiosmtplib.hang_up(self._smtp)
         self._smtp = None
         self._tls_on = False
 
@@ -514,45 +511,39 @@ class Client:
         if self.record:
             self.transcript.event(text, tls=self.tls_active)
 
-    def _install_recorder(self, smtp_protocol: SMTPProtocol) -> None:
-        """Wrap the protocol's write and read so every line on the wire is recorded."""
-        write, read_response = smtp_protocol.write, smtp_protocol.read_response
-
-        def recording_write(data: bytes) -> None:
-            write(data)
-            self._record_written(data)
-
-        async def recording_read(timeout: float | None = None) -> aiosmtplib.SMTPResponse:
-            response = await read_response(timeout=timeout)
-            self._record_reply(response, self._last_command)
-            return response
-
-        smtp_protocol.write = recording_write  # type: ignore[method-assign]
-        smtp_protocol.read_response = recording_read  # type: ignore[method-assign]
-
     def _record_written(self, data: bytes) -> None:
-        tls = self.tls_active
+        """Every write on the connection (from the recording protocol), in order."""
+        tls = self._tls_on
         if self._expect_data:  # the message content after 354: one summary, then the "."
             self._expect_data = False
+            self._data_sent = True
             body = data[:-3] if data.endswith(b"\r\n.\r\n") else data
-            if self.record:
-                lines = body.count(b"\r\n")  # data() always ends the content with CRLF
-                self.transcript.event(f"message data: {lines} lines, {len(body)} bytes", tls=tls)
-                self.transcript.client(".", tls=tls)
+            if self.record:  # the content always ends with CRLF (aiosmtplib adds one)
+                self.transcript.message_data(body.count(b"\r\n"), len(body), tls=tls)
             self._last_command = "."
             return
-        for raw in data.split(b"\r\n")[:-1] if data.endswith(b"\r\n") else [data]:
+        lines = data.split(b"\r\n")  # one command line, as a rule: [line, b""]
+        if not lines[-1]:
+            lines.pop()
+        for raw in lines:
             line = raw.decode("utf-8", "surrogateescape")
             self._last_command = line
             if self.record:
-                self.transcript.client(line, tls=tls)
+                self.transcript.record("client", line, tls)
+
+    def _record_response(self, response: aiosmtplib.SMTPResponse) -> None:
+        """Every reply read on the connection (from the recording protocol), in order."""
+        self._record_reply(response, self._last_command)
 
     def _record_reply(self, response: aiosmtplib.SMTPResponse, command: str) -> Reply:
-        reply = Reply(response.code, response.message, _masked_command(command, self._in_auth))
+        reply = Reply(response.code, response.message, masked(command, after_334=self._in_auth))
         if self.record:
-            tls = self.tls_active
-            for line in reply.lines:
-                self.transcript.server(line, tls=tls)
+            tls = self._tls_on
+            if "\n" in response.message:
+                for line in reply.lines:
+                    self.transcript.record("server", line, tls)
+            else:
+                self.transcript.record("server", f"{response.code} {response.message}".rstrip(), tls)
         if response.code == 354:
             self._expect_data = True
         word = "." if command == "." else (command.split(" ", 1)[0].upper() if command else "")
@@ -581,19 +572,23 @@ class Client:
             raise
         except aiosmtplib.SMTPTimeoutError as error:
             self._event("connection closed by the client after a timeout")
-            raise ClientTimeoutError(
-                f"{_masked_command(line, self._in_auth).split(' ')[0]} waited {timeout:g} s for the "
-                f"server's reply and got none, so the connection was closed. Is the server busy "
-                f"(a slow handler?), or does it expect TLS from the first byte (tls='implicit')?"
-            ) from error
+            raise self._timeout_error(masked(line, after_334=self._in_auth).split(" ")[0], timeout) from error
         return self._result(self._last_reply)
+
+    @staticmethod
+    def _timeout_error(command: str, timeout: float) -> ClientTimeoutError:
+        return ClientTimeoutError(
+            f"{command} waited {timeout:g} s for the server's reply and got none, so the connection "
+            "was closed. Is the server busy (a slow handler?), or does it expect TLS from the first "
+            "byte (tls='implicit')?"
+        )
 
     def _interrupted(self) -> None:
         # A kernel interrupt cancelled the wait for a reply. The reply may still come and be
         # taken for the answer to the next command, so this connection is done with.
         if self._smtp is not None and self._smtp.is_connected:
             self._event("connection closed by the client: interrupted while waiting for a reply")
-            _hang_up(self._smtp)
+            _aiosmtplib.hang_up(self._smtp)
 
     async def _hang_up_after_interrupt(self) -> None:
         self._interrupted()
@@ -606,14 +601,14 @@ class Client:
         """``EHLO`` (RFC 5321 §4.1.1.1): say hello and ask for the server's extensions."""
         reply = await self._command("EHLO", name or self.name, timeout=timeout)
         if reply.code == 250:
-            self.smtp.last_ehlo_response = aiosmtplib.SMTPResponse(reply.code, reply.message)
+            _aiosmtplib.note_hello(self.smtp, "EHLO", aiosmtplib.SMTPResponse(reply.code, reply.message))
         return reply
 
     async def helo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
         """``HELO``: the original greeting, without extensions."""
         reply = await self._command("HELO", name or self.name, timeout=timeout)
         if reply.code == 250:
-            self.smtp.last_helo_response = aiosmtplib.SMTPResponse(reply.code, reply.message)
+            _aiosmtplib.note_hello(self.smtp, "HELO", aiosmtplib.SMTPResponse(reply.code, reply.message))
         return reply
 
     async def mail(self, sender: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
@@ -634,26 +629,24 @@ class Client:
         Line endings become CRLF and lines starting with "." are doubled (RFC 5321 §4.5.2).
         If the server does not answer ``354``, that refusal is returned and nothing is sent.
         """
-        reply = await self._command("DATA", timeout=timeout)
-        if reply.code != 354:
-            return reply
-        body = _BARE_LINE_END.sub(b"\r\n", _content_bytes(content))
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        body = _PERIOD_START.sub(b"..", body) + b".\r\n"
-        assert self.smtp.protocol is not None
         timeout = self.timeout if timeout is None else timeout
+        self._data_sent = False
         try:
-            self.smtp.protocol.write(body)
-            await self.smtp.protocol.read_response(timeout=timeout)
+            await _aiosmtplib.send_data(self.smtp, _content_bytes(content), timeout=timeout)
         except asyncio.CancelledError:
             self._interrupted()
             raise
         except aiosmtplib.SMTPTimeoutError as error:
-            _hang_up(self.smtp)
+            self._event("connection closed by the client after a timeout")
+            _aiosmtplib.hang_up(self.smtp)
+            if not self._data_sent:
+                raise self._timeout_error("DATA", timeout) from error
             raise ClientTimeoutError(
                 f"the end of DATA waited {timeout:g} s for the server's final reply and got none."
             ) from error
+        except aiosmtplib.SMTPServerDisconnected:
+            _aiosmtplib.hang_up(self.smtp)
+            raise
         return self._result(self._last_reply)
 
     async def rset(self, *, timeout: float | None = None) -> Reply:
@@ -742,13 +735,17 @@ class Client:
         if sender is None:
             header = message["Sender"] or message["From"]
             if header is None:
-                raise ValueError("the message has no From or Sender header; pass sender=...")
+                raise ValueError(
+                    "the message has no From or Sender header; pass sender='alice@example.test' (the envelope sender)"
+                )
             sender = email.utils.parseaddr(str(header))[1]
         if recipients is None:
             fields = [str(v) for key in ("To", "Cc", "Bcc") for v in message.get_all(key, [])]
             recipients = [address for _, address in email.utils.getaddresses(fields) if address]
             if not recipients:
-                raise ValueError("the message has no To, Cc or Bcc header; pass recipients=...")
+                raise ValueError(
+                    "the message has no To, Cc or Bcc header; pass recipients=['bob@example.test'] (the envelope recipients)"
+                )
         if message["Bcc"] is not None:
             message = _copy_without_bcc(message)
         return await self.send(sender, recipients, message, timeout=timeout)
@@ -776,22 +773,9 @@ class Client:
         return f"<Client {self.host}:{self.port} {state}, state {self.state.state.name}, {len(self.transcript)} transcript lines>"
 
 
-def _hang_up(smtp: aiosmtplib.SMTP) -> None:
-    """Close an aiosmtplib connection so that its socket is released on the next loop turn.
-
-    ``SMTP.close()`` alone starts a polite TLS shutdown that waits for the server's
-    close_notify, and does nothing at all once the server's own close has begun; either way a
-    script's ``asyncio.run()`` can end first and leave the socket open. After our close_notify
-    is written, aborting the transport closes the socket now (RFC 8446 §6.1 lets a side close
-    without waiting for the peer's close_notify).
-    """
-    transport = smtp.transport
-    smtp.close()
-    if transport is not None:
-        transport.abort()
-
-
 def _ssl_error_in(error: BaseException) -> bool:
+    from smtplab.diagnose import exception_chain
+
     return any(isinstance(e, ssl.SSLError) for e in exception_chain(error))
 
 
@@ -801,15 +785,6 @@ def _copy_context(context: ssl.SSLContext) -> ssl.SSLContext:
     for der in context.get_ca_certs(binary_form=True):
         copy.load_verify_locations(cadata=der)
     return copy
-
-
-def _masked_command(command: str, secret: bool) -> str:
-    if secret and command != "*":
-        return "********"
-    if command.upper().startswith("AUTH "):
-        parts = command.split(" ")
-        return " ".join(parts[:2] + ["********"] * (len(parts) > 2))
-    return command
 
 
 def _copy_without_bcc(message: Message) -> Message:
@@ -834,6 +809,7 @@ class SyncClient:
         ...     client.send("alice@example.test", ["bob@example.test"], "Subject: hi\\r\\n\\r\\nHi")
     """
 
+    @functools.wraps(Client.__init__)  # so that SyncClient? shows Client's options
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.client = Client(*args, **kwargs)
 

@@ -1,24 +1,38 @@
-"""Exceptions raised by smtplab.
+"""Every exception and warning smtplab raises on its own account.
 
-Every exception derives from :class:`SmtpLabError` *and* from the standard library category it
-belongs to, so ``except OSError`` or ``except TimeoutError`` in a learner's code keeps working.
-Exceptions raised by aiosmtplib itself reach learners unchanged: they are part of the lesson.
+Exceptions derive from :class:`SmtpLabError` *and* from the standard library category they
+belong to, so ``except OSError`` or ``except TimeoutError`` in a learner's code keeps working.
+Warnings derive from :class:`SmtpLabWarning` (a ``UserWarning``), so one filter silences them
+all. Exceptions raised by aiosmtplib itself reach learners unchanged: they are part of the lesson.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterable
 
 __all__ = [
     "ClientTimeoutError",
+    "HandlerWarning",
     "LabConnectionRefusedError",
+    "MailboxTimeoutError",
+    "MailboxWarning",
+    "NoCommonMechanismError",
+    "NotYet",
     "PortInUseError",
+    "RemoteBindWarning",
+    "ReplacedServerWarning",
     "ServerStartError",
+    "SharedHostWarning",
     "SmtpLabError",
+    "SmtpLabWarning",
     "TLSCertificateError",
     "TLSMismatchError",
     "UnknownExerciseError",
 ]
+
+
+# -- exceptions ---------------------------------------------------------------------------------
 
 
 class SmtpLabError(Exception):
@@ -54,3 +68,56 @@ class LabConnectionRefusedError(SmtpLabError, ConnectionRefusedError):
 
 class UnknownExerciseError(SmtpLabError, LookupError):
     """No exercise has the id given to ``smtplab.exercises.check()``; the message lists close ones."""
+
+
+class NotYet(SmtpLabError, AssertionError):
+    """Raised by a check when the answer is not right yet, naming the mistake it found.
+
+    Args:
+        mistake: The key of the hint for this mistake, declared in the exercise's ``hints``
+            (or one of ``smtplab.exercises.registry.FRAMEWORK_HINTS``), e.g. ``"two-messages"``.
+        message: What the check found, specific to this answer ("the server received 2
+            messages"). Never the solution.
+        evidence: Lines that show what happened (e.g. what the lab server heard).
+    """
+
+    def __init__(self, mistake: str, message: str, *, evidence: Iterable[str] = ()) -> None:
+        super().__init__(f"{mistake}: {message}")
+        self.mistake = mistake
+        self.message = message
+        self.evidence = tuple(evidence)
+
+
+class NoCommonMechanismError(SmtpLabError, ValueError):
+    """Client and server have no AUTH mechanism in common (or the one asked for is missing)."""
+
+
+class MailboxTimeoutError(SmtpLabError, TimeoutError):
+    """``Mailbox.wait_for`` waited its whole timeout and fewer messages arrived than asked for."""
+
+
+# -- warnings -----------------------------------------------------------------------------------
+
+
+class SmtpLabWarning(UserWarning):
+    """Root of every warning smtplab gives: ``warnings.simplefilter("ignore", SmtpLabWarning)``."""
+
+
+class HandlerWarning(SmtpLabWarning):
+    """A learner's handler has a mistake that will make the server refuse mail."""
+
+
+class RemoteBindWarning(SmtpLabWarning):
+    """The lab server listens on an address other machines can reach."""
+
+
+class ReplacedServerWarning(SmtpLabWarning):
+    """A server of the same name was running and has been stopped to make way."""
+
+
+class SharedHostWarning(SmtpLabWarning):
+    """Other users of this machine (a JupyterHub) can connect to a lab server on 127.0.0.1."""
+
+
+class MailboxWarning(SmtpLabWarning):
+    """The mailbox dropped old messages to stay within its memory bounds."""

@@ -181,7 +181,8 @@ class Directory:
         """The reply lines to ``EXPN name`` (RFC 5321 §3.5.2), one member per line."""
         if not self.lists:
             return [
-                "502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: start_server(lists={...})"
+                "502 5.5.1 EXPN is disabled (most servers refuse it); this lab server has no lists: "
+                "start_server(lists={'team': ['alice@example.test', 'bob@example.test']})"
             ]
         members = self.lists.get(name.lower())
         if members is None:
@@ -240,8 +241,9 @@ class LabHandler:
         async def guarded(*args: Any) -> Any:
             return await self._call(name, hook, *args)
 
-        # aiosmtpd tells the old and new handle_EHLO apart by their number of parameters.
-        guarded.__signature__ = inspect.signature(hook)  # type: ignore[attr-defined]
+        from smtplab._aiosmtpd import mimic_signature
+
+        mimic_signature(guarded, hook)  # aiosmtpd counts handle_EHLO's parameters
         return guarded
 
     async def _call(self, name: str, hook: Callable[..., Any], *args: Any) -> Any:
@@ -252,12 +254,7 @@ class LabHandler:
                     f"{name} must be 'async def' (it is a plain 'def'): aiosmtpd awaits every "
                     "hook. Its return value was ignored."
                 )
-            status = await result
-            if status is None:
-                raise TypeError(
-                    f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
-                )
-            return status
+            return check_reply(name, await result)
         except Exception as error:  # noqa: BLE001 - turned into a reply, kept in server.errors
             return self._report(name, error)
 
@@ -281,6 +278,20 @@ class LabHandler:
         except Exception as error:  # noqa: BLE001 - never raise into aiosmtpd
             return self._report("capture", error)
         return status or f"250 2.0.0 OK: queued as {message.id}"
+
+
+def check_reply(name: str, status: Any) -> Any:
+    """What a learner's hook returned, checked before aiosmtpd sends it: the one place to do so.
+
+    Raises:
+        TypeError: The hook returned ``None`` (a forgotten ``return``); the guard turns it into a
+            ``451`` naming the hook.
+    """
+    if status is None:
+        raise TypeError(
+            f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
+        )
+    return status
 
 
 def describe_failure(name: str, error: BaseException) -> HandlerError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import queue
 import threading
 import time
 import warnings
@@ -24,19 +23,19 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, overload
 
 from smtplab import mime
+from smtplab.errors import MailboxTimeoutError, MailboxWarning
+from smtplab.protocol import bare_line_endings
 
 if TYPE_CHECKING:
+    import queue
+
     from smtplab.transcript import Transcript
 
-__all__ = ["CapturedMessage", "Mailbox", "MailboxWarning"]
+__all__ = ["CapturedMessage", "Mailbox"]
 
 Observer = Callable[["CapturedMessage"], Any]
 
 _ids = itertools.count(1)
-
-
-class MailboxWarning(UserWarning):
-    """The mailbox dropped old messages to stay within its memory bounds."""
 
 
 @dataclass(eq=False, repr=False)
@@ -122,12 +121,7 @@ class CapturedMessage:
         ``"8bit-without-charset"``: 8-bit text with no declared charset, read as UTF-8.
         Worked out on first read, so capturing stays cheap.
         """
-        found = []
-        without_crlf = self.raw.replace(b"\r\n", b"")
-        if b"\n" in without_crlf:
-            found.append("bare-lf")
-        if b"\r" in without_crlf:
-            found.append("bare-cr")
+        found = [f"bare-{ending.lower()}" for ending in bare_line_endings(self.raw)]
         if not self.raw.isascii():
             parts = (part for part in self.message.walk() if part.get_content_maintype() == "text")
             if any(mime.decode_text(part)[1] for part in parts):
@@ -260,14 +254,15 @@ class Mailbox:
         reset the count), so ``wait_for(len(box) + 1)`` waits for the next one.
 
         Raises:
-            TimeoutError: ``timeout`` seconds passed first; the message says how many arrived.
+            MailboxTimeoutError: ``timeout`` seconds passed first (a ``TimeoutError`` too); the
+                message says how many arrived.
         """
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._received < count:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(
+                    raise MailboxTimeoutError(
                         f"waited {timeout:g} s for {count} message(s) but {self._received} "
                         "arrived. Did the send succeed? Look at the client's transcript for the "
                         "server's reply, and check that it used this server's port."
@@ -303,6 +298,8 @@ class Mailbox:
 
     def _dispatch(self, message: CapturedMessage) -> None:
         if self._dispatcher is None:
+            import queue  # only observed mailboxes need the dispatcher
+
             self._events = queue.SimpleQueue()
             self._dispatcher = threading.Thread(
                 target=self._run_observers, args=(self._events,), name="smtplab-mailbox", daemon=True

@@ -351,10 +351,6 @@ class BatchResult:
         )
 
 
-class _Retire(Exception):
-    """A worker cannot get a connection and leaves its messages to the others."""
-
-
 class _Batch:
     """One run of :func:`send_many`: the queue, the workers, the bookkeeping."""
 
@@ -433,12 +429,12 @@ class _Batch:
                 if index is None:
                     return
                 if client is None or not client.connected:
-                    try:
-                        client = await self.connect(report)
-                    except _Retire as why:
-                        report.retired = str(why)
+                    connected = await self.connect(report)
+                    if isinstance(connected, str):  # the server keeps refusing: retire
+                        report.retired = connected
                         self.queue.put_nowait(index)  # for a worker the server did admit
                         return
+                    client = connected
                 report.attempts += 1
                 if not await self.attempt(client, report, self.deliveries[index]):
                     await client.close()
@@ -446,8 +442,8 @@ class _Batch:
             if client is not None:
                 await _goodbye(client)
 
-    async def connect(self, report: WorkerReport) -> Client:
-        """A new connection for ``report``'s worker, retrying refusals; raises _Retire."""
+    async def connect(self, report: WorkerReport) -> Client | str:
+        """A new connection for ``report``'s worker, retrying refusals; or why the worker retires."""
         refusals = 0
         while True:
             client = _client(self.target, self.client_options)
@@ -459,7 +455,7 @@ class _Batch:
                 # A refusing greeting (RFC 5321 §3.1): 421 means "busy, come back", 554 "go away".
                 why = f"the server answered {error.code} {error.message}".rstrip()
                 if error.code >= 500:
-                    raise _Retire(why) from None
+                    return why
             except _CONNECTION_ERRORS as error:
                 why = f"could not connect: {_describe(error)}"
             else:
@@ -474,7 +470,7 @@ class _Batch:
             report.refusals += 1
             refusals += 1
             if refusals > self.retries:
-                raise _Retire(f"{why} ({_plural(refusals, 'time')} in a row)")
+                return f"{why} ({_plural(refusals, 'time')} in a row)"
             await asyncio.sleep(self.backoff.delay(refusals))
 
     # -- one message ------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ all share one source of truth.
   STARTTLS (RFC 3207) and "no mail here" (RFC 7504). :data:`REPLY_CLASSES` and
   :data:`REPLY_CATEGORIES` give the meaning of the first and second digit for any other code.
 - :data:`ENHANCED_CODES` — enhanced status codes such as ``5.7.8`` (RFC 3463, RFC 4954).
-- :func:`parse_reply_line` and :func:`explain` — read one reply line and say what it means.
+- :func:`parse_reply_line`, :func:`reply_code` and :func:`explain` — read one reply line and say
+  what it means (the one reply grammar of smtplab: transcripts and the client use it too).
+- :func:`argument_problem` — the one hygiene rule for command arguments (control characters,
+  invalid UTF-8), and :func:`bare_line_endings` — line endings other than CRLF in a message.
 - :class:`SessionState` — the session state machine: which commands make sense now, and the
   reason behind the ``503 Bad sequence of commands`` a server gives when they do not.
 
@@ -39,8 +42,11 @@ __all__ = [
     "ReplyCode",
     "SessionState",
     "State",
+    "argument_problem",
+    "bare_line_endings",
     "explain",
     "parse_reply_line",
+    "reply_code",
 ]
 
 
@@ -393,6 +399,17 @@ def parse_reply_line(line: str) -> ParsedReply | None:
     )
 
 
+def reply_code(line: str) -> int | None:
+    """The reply code at the start of a server line, or ``None`` if it is not a reply line.
+
+    The same grammar as :func:`parse_reply_line` (RFC 5321 §4.2), without taking the rest apart:
+    ``reply_code("250-SIZE 1000")`` is ``250``; ``reply_code("260 x")`` is ``None``, as the
+    second digit of a reply code is 0 to 5.
+    """
+    match = _REPLY_RE.fullmatch(line.rstrip("\r\n")) if isinstance(line, str) else None
+    return int(match.group(1)) if match else None
+
+
 def _explain_enhanced(enhanced: str) -> tuple[str, str] | None:
     """Return (meaning, source) for an enhanced code; unknown details fall back to X.Y.0."""
     _, subject, detail = enhanced.split(".")
@@ -448,6 +465,51 @@ def explain(reply: int | str) -> str:
     if found is None or (generic and parsed.code in REPLY_CODES):
         return f"{head} — {_explain_code(parsed.code)}"
     return f"{head} — {found[0]} ({found[1]})"
+
+
+# --------------------------------------------------------------------------------------------
+# Command arguments and message lines
+# --------------------------------------------------------------------------------------------
+
+_CONTROL_NAMES = {0: "NUL byte", 9: "tab", 10: "line feed (LF)", 13: "carriage return (CR)", 127: "DEL"}
+# C0 controls, DEL, and the lone surrogates that "surrogateescape" makes of invalid UTF-8.
+_BAD_ARGUMENT_CHAR = re.compile("[\x00-\x1f\x7f\udc80-\udcff]")
+
+
+def argument_problem(text: str) -> str | None:
+    """Describe the first control character or invalid UTF-8 byte in a command argument, or None.
+
+    SMTP commands end at CRLF (RFC 5321 §2.3.8), so a CR or LF inside an address would cut the
+    command short or smuggle in another; no other control character belongs in one either. The
+    client refuses such an argument before sending it, and the lab server answers ``501`` with
+    the same words. Text decoded with ``surrogateescape`` (as aiosmtpd decodes arguments)
+    carries an invalid UTF-8 byte as a lone surrogate (U+DC80–U+DCFF), named here as the byte.
+
+    Example:
+        >>> argument_problem("<bob@example.test>") is None
+        True
+        >>> argument_problem("<bob\\r\\n@example.test>")
+        'carriage return (CR) (0x0D) at position 4; control characters are not allowed'
+    """
+    match = _BAD_ARGUMENT_CHAR.search(text)
+    if match is None:
+        return None
+    char = ord(match.group())
+    if char >= 0xDC80:
+        return f"byte 0x{char - 0xDC00:02X} at position {match.start()} is not valid UTF-8"
+    name = _CONTROL_NAMES.get(char, "control character")
+    return f"{name} (0x{char:02X}) at position {match.start()}; control characters are not allowed"
+
+
+def bare_line_endings(content: bytes) -> tuple[str, ...]:
+    """The line endings other than CRLF in ``content``: ``()``, ``("LF",)``, ``("CR",)`` or both.
+
+    Every line of an SMTP message ends with CRLF (RFC 5321 §2.3.8); a bare LF or CR is what a
+    program writing ``\n`` by hand sends, and servers disagree on what it means.
+    """
+    crlf = content.count(b"\r\n")
+    lf, cr = content.count(b"\n") != crlf, content.count(b"\r") != crlf
+    return ("LF", "CR") if lf and cr else ("LF",) if lf else ("CR",) if cr else ()
 
 
 # --------------------------------------------------------------------------------------------

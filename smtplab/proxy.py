@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtplab._lifecycle import Registry, is_loopback, listen
-from smtplab.errors import ServerStartError
-from smtplab.server import LabServer, ReplacedServerWarning
-from smtplab.transcript import Transcript, format_address
+from smtplab.errors import ReplacedServerWarning, ServerStartError
+from smtplab.render import format_address
+from smtplab.server import LabServer
+from smtplab.transcript import Transcript
 
 __all__ = ["Edit", "LabProxy", "ProxyConnection", "running_proxies", "start_proxy", "stop_all_proxies"]
 

@@ -9,14 +9,13 @@ port 8025 unless told otherwise, cannot take ``port=0`` (aiosmtpd issue #388), w
 whole ``ready_timeout`` when the port is taken, and opens a self-test connection at every start
 (with implicit TLS that costs a system CA load and a handshake). smtplab binds the listening
 socket itself first — so a taken port fails at once and port 0 just works — then hands that
-socket to the Controller's loop.
+socket to the lab's Controller (:mod:`smtplab._aiosmtpd`, the one module that knows aiosmtpd's
+insides), whose sessions report back through plain callbacks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
-import contextlib
 import errno
 import inspect
 import ipaddress
@@ -28,14 +27,17 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from aiosmtpd import __version__ as aiosmtpd_version
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Session, syntax
-
-from smtplab import protocol
-from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
+from smtplab.errors import (
+    HandlerWarning,
+    PortInUseError,
+    RemoteBindWarning,
+    ReplacedServerWarning,
+    ServerStartError,
+    SharedHostWarning,
+    SmtpLabError,
+)
 from smtplab.handlers import (
     CaptureHandler,
     Directory,
@@ -44,24 +46,19 @@ from smtplab.handlers import (
     check_handler,
     describe_failure,
 )
-from smtplab.limits import SMTP_KNOBS, ConnectionGate, LimitedSMTP, Limits
+from smtplab.limits import SMTP_KNOBS, Limits
 from smtplab.mailbox import Mailbox
-from smtplab.transcript import Transcript, format_address
+from smtplab.transcript import Transcript
 
 if TYPE_CHECKING:
     import ssl
 
+    from smtplab._aiosmtpd import LabController
     from smtplab.auth import LabAuthenticator
-    from smtplab.tls import LabTLS, TLSSummary
-
-TLSMode = Literal["starttls", "implicit"] | None
+    from smtplab.tls import LabTLS, TLSMode
 
 __all__ = [
-    "HandlerWarning",
     "LabServer",
-    "RemoteBindWarning",
-    "ReplacedServerWarning",
-    "SharedHostWarning",
     "running_servers",
     "start_server",
     "stop_all",
@@ -75,276 +72,6 @@ DEFAULT_HOSTNAME = "smtplab.test"
 
 #: Server sessions whose transcripts are kept (oldest forgotten first).
 TRANSCRIPTS_KEPT = 1000
-
-_SMTP_OPTIONS = frozenset(inspect.signature(SMTP.__init__).parameters) - {"self", "handler", "loop"}
-
-
-class HandlerWarning(UserWarning):
-    """A learner's handler has a mistake that will make the server refuse mail."""
-
-
-class RemoteBindWarning(UserWarning):
-    """The lab server listens on an address other machines can reach."""
-
-
-class ReplacedServerWarning(UserWarning):
-    """A server of the same name was running and has been stopped to make way."""
-
-
-class SharedHostWarning(UserWarning):
-    """Other users of this machine (a JupyterHub) can connect to a lab server on 127.0.0.1."""
-
-
-# -- the aiosmtpd side --------------------------------------------------------------------------
-
-
-class _RecordingReader(asyncio.StreamReader):
-    """A StreamReader that tells its SMTP session about every line it hands out.
-
-    aiosmtpd reads commands, AUTH answers and message lines through ``readuntil()``;
-    recording here sees exactly what the server saw, in order.
-    """
-
-    _lab_session: _LabSMTP
-
-    async def readuntil(self, separator: bytes = b"\n") -> bytes:
-        # readline() goes through readuntil() too, so this sees every line exactly once.
-        line = await super().readuntil(separator)
-        self._lab_session._heard(line)
-        return line
-
-
-class _LabSession(Session):
-    """aiosmtpd's Session without the deprecation log line that every successful AUTH writes."""
-
-    @property  # type: ignore[override]
-    def login_data(self) -> Any:
-        return self._login_data
-
-    @login_data.setter
-    def login_data(self, value: Any) -> None:
-        self._login_data = value
-
-
-class _LabSMTP(LimitedSMTP):
-    """aiosmtpd's SMTP session, within the lab's limits, recording its side into a Transcript."""
-
-    def __init__(self, handler: Any, *, lab: LabServer, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
-        self._lab = lab
-        self.transcript: Transcript | None = None
-        self._tls_on = False
-        self._in_data = False
-        self._data_lines = 0
-        self._data_bytes = 0
-
-    def _create_session(self) -> Session:
-        return _LabSession(self.loop)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        starttls = self.transport is not None and self._original_transport is not None
-        super().connection_made(transport)
-        if starttls:  # RFC 3207 §4.2: the session starts over inside TLS
-            self._tls_on = True
-            assert self.transcript is not None
-            self.transcript.event(f"TLS started (STARTTLS): {_headline(self.tls_summary())}", tls=True)
-            return
-        self._tls_on = transport.get_extra_info("sslcontext") is not None
-        if self._tls_on:
-            # Implicit TLS (RFC 8314 §3): the whole session is encrypted, so AUTH's TLS
-            # requirement is met. Stock aiosmtpd only counts STARTTLS and hides AUTH here
-            # (aiosmtpd issues #281/#274).
-            self._auth_require_tls = False
-        peer = transport.get_extra_info("peername")
-        self.transcript = Transcript(
-            title=f"server side of {format_address(peer)}",
-            peer=peer,
-            local=transport.get_extra_info("sockname"),
-        )
-        how = f" over implicit TLS: {_headline(self.tls_summary())}" if self._tls_on else ""
-        self.transcript.event(f"connection from {format_address(peer)}{how}", tls=self._tls_on)
-        self._lab._session_opened(self)
-
-    def connection_lost(self, error: Exception | None) -> None:
-        try:
-            super().connection_lost(error)
-        finally:
-            if self.transcript is not None:
-                self.transcript.event("connection closed", tls=self._tls_on)
-            self._lab._session_closed(self)
-
-    def tls_summary(self) -> TLSSummary | None:
-        """The TLS session of this connection (STARTTLS or implicit), or None in plain text."""
-        if self.session is not None and self.session.ssl:
-            info: Any = self.session.ssl
-        elif self._tls_on:
-            info = self.transport
-        else:
-            return None
-        from smtplab.tls import summarize
-
-        return summarize(info)
-
-    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reader.__class__ = _RecordingReader
-        reader._lab_session = self  # type: ignore[attr-defined]
-        super()._cb_client_connected(reader, writer)
-
-    def _replied(self, text: str) -> None:
-        # Every reply, including the 421 LimitedSMTP writes itself before closing.
-        if self.transcript is not None:
-            self.transcript.server(text, tls=self._tls_on)
-        if text.startswith("354"):
-            self._in_data, self._data_lines, self._data_bytes = True, 0, 0
-
-    async def _push_lines(self, lines: list[str]) -> None:
-        for line in lines:
-            await self.push(line)
-
-    @syntax("EXPN <list>")
-    async def smtp_EXPN(self, arg: str | None) -> None:
-        # Stock aiosmtpd always answers 502; the lab expands its own lists (RFC 5321 §3.5.2).
-        if await self.check_auth_needed("EXPN"):
-            return
-        if not arg:
-            await self.push("501 5.5.4 Syntax: EXPN <list>")
-            return
-        await self._push_lines(self.event_handler.directory.expand(arg))
-
-    @syntax("HELP [command]")
-    async def smtp_HELP(self, arg: str | None) -> None:
-        # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
-        if await self.check_auth_needed("HELP"):
-            return
-        available = sorted(n for n, m in self._smtp_methods.items() if self._syntax_available(m))
-        if arg:
-            name = arg.upper()
-            command = protocol.COMMANDS.get(name)
-            if name not in available or command is None:
-                await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
-                return
-            where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
-            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
-            return
-        lines = ["Commands of this lab server (HELP <command> for one):"]
-        lines += [f"{protocol.COMMANDS[n].syntax}" for n in available if n in protocol.COMMANDS]
-        lines.append("End of HELP")
-        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
-
-    def _heard(self, line: bytes) -> None:
-        if self.transcript is None:
-            return
-        if self._in_data:
-            if line.rstrip(b"\r\n") == b".":
-                self._in_data = False
-                self.transcript.event(
-                    f"message data: {self._data_lines} lines, {self._data_bytes} bytes",
-                    tls=self._tls_on,
-                )
-                self.transcript.client(".", tls=self._tls_on)
-            else:
-                self._data_lines += 1
-                self._data_bytes += len(line)
-            return
-        self.transcript.client(line.rstrip(b"\r\n").decode("utf-8", "surrogateescape"), tls=self._tls_on)
-
-
-class _LabController(Controller):
-    """A Controller serving a socket smtplab already bound, with no self-test connection."""
-
-    def __init__(self, lab: LabServer, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
-        name = sock.getsockname()  # a Unix-domain socket's name is its path
-        host, port = (name, 0) if isinstance(name, str) else name[:2]
-        super().__init__(handler, hostname=host, port=port, **kwargs)
-        self._lab = lab
-        self._sock = sock
-        self.gate = ConnectionGate(lab.limits.max_connections)  # one per listening socket
-
-    def factory(self) -> SMTP:
-        return _LabSMTP(self.handler, lab=self._lab, gate=self.gate, **self.SMTP_kwargs)
-
-    def _create_server(self) -> Any:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
-
-    def _run(self, ready_event: threading.Event) -> None:
-        try:
-            super()._run(ready_event)
-        finally:
-            ready_event.set()  # also on failure, so start() reports it at once
-
-    def start(self) -> None:
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"smtplab-server-{self.port}", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(self.ready_timeout):
-            raise ServerStartError(
-                f"the server thread did not start within {self.ready_timeout:g} s; the machine "
-                "may be very busy. Try again, or pass a larger ready_timeout."
-            )
-        if self._thread_exception is not None:
-            raise self._thread_exception
-        # The socket is listening already, so no test connection is needed. Building one
-        # session object on the loop surfaces bad options now rather than at the first client.
-        future = asyncio.run_coroutine_threadsafe(self._probe(), self.loop)
-        future.result(self.ready_timeout)
-        if self._thread_exception is not None:
-            raise self._thread_exception
-
-    async def _probe(self) -> None:
-        self._factory_invoker()
-
-    async def _shutdown(self) -> None:
-        """Close the listener and every session, and let their callbacks run, then stop."""
-        assert self.server is not None
-        # Stop accepting, then let connections accepted a moment ago set up their transport
-        # before Server.close(): asyncio 3.11 silently drops one that is set up after it,
-        # leaving its socket open.
-        with contextlib.suppress(NotImplementedError):  # loops without add/remove_reader
-            self.loop.remove_reader(self._sock.fileno())
-        await asyncio.sleep(0)
-        self.server.close()
-        current = asyncio.current_task()
-        for _ in range(3):  # closing a session can wake a task of its own: go round again
-            _abort_connections(self.loop)
-            tasks = [task for task in asyncio.all_tasks() if task is not current]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=2.0)
-            await asyncio.sleep(0)  # run the transports' connection_lost callbacks
-            if not tasks and not self._lab._sessions:
-                break
-        self.loop.stop()
-
-    def stop(self, no_assert: bool = False) -> None:
-        thread = self._thread
-        if thread is not None and thread.is_alive() and not self.loop.is_closed():
-            if self.server is not None:
-                self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._shutdown()))
-            else:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-            thread.join()
-        self._thread = None
-        if not self.loop.is_closed():  # a failed start never closes its loop
-            self.loop.close()
-        self._sock.close()
-        self._cleanup()
-
-
-def _abort_connections(loop: asyncio.AbstractEventLoop) -> None:
-    """Abort every connection ``loop`` still has open, at the socket level.
-
-    Closing a session's own transport is not enough: a TLS transport closed twice (aiosmtpd's
-    QUIT, then its stream writer) forgets its socket, so that ``abort()`` no longer reaches it;
-    a TLS close waits for the client's close_notify, which may never come before the loop ends;
-    and a connection still in its TLS handshake has no session yet. asyncio's selector loops
-    keep every socket transport they made, which is what is aborted here.
-    """
-    for transport in list(getattr(loop, "_transports", {}).values()):
-        if transport is not None:
-            transport.abort()  # does nothing to a connection already lost
 
 
 # -- the learner's side ------------------------------------------------------------------------
@@ -374,6 +101,9 @@ def stop_all() -> int:
 class LabServer:
     """A lab SMTP server running in a background thread (create it with :func:`start_server`).
 
+    ``LabServer(...)`` takes the options of :func:`start_server` and checks them without
+    starting; :meth:`start` opens the socket.
+
     Attributes:
         mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
             restarts.
@@ -401,12 +131,13 @@ class LabServer:
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
         mailboxes: Iterable[str] = (),
-        lists: dict[str, Iterable[str]] | None = None,
+        lists: Mapping[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
         allow_remote: bool = False,
         ready_timeout: float = 5.0,
-        **options: Any,
+        **smtp_options: Any,
     ) -> None:
+        options = dict(smtp_options)
         _check_options(options)
         _check_tls_options(tls, require_tls, options)
         self.limits = _limits(limits, options)
@@ -415,7 +146,7 @@ class LabServer:
         if not _is_loopback(host):
             if not allow_remote:
                 raise ValueError(
-                    f"host={host!r} is not a loopback address, so other machines could reach the "
+                    f"the host {host!r} is not a loopback address, so other machines could reach the "
                     "lab server. Use the default host='127.0.0.1', or pass allow_remote=True if "
                     "you really mean to expose it (e.g. in a classroom container)."
                 )
@@ -455,12 +186,11 @@ class LabServer:
         self.tls = tls
         self.require_tls = require_tls
         self._lab_tls = lab_tls
-        self.auth = _authenticator(auth)
+        self.auth = _checked_auth(auth)
         self.errors: list[HandlerError] = []
         self._options = options
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
-        self._sessions: set[_LabSMTP] = set()
-        self._controller: _LabController | None = None
+        self._controller: LabController | None = None
         self._lock = threading.RLock()
 
     # -- facts ----------------------------------------------------------------------------
@@ -522,6 +252,8 @@ class LabServer:
         return None
 
     def __repr__(self) -> str:
+        from smtplab.render import format_address
+
         state = f"running on {format_address(self.address)}" if self.running else "stopped"
         extras = "".join(
             f", {extra}" for extra in (self.tls and f"tls={self.tls}", self.auth and "auth") if extra
@@ -556,14 +288,21 @@ class LabServer:
             if self.auth is not None:
                 from smtplab.auth import auth_cram_md5
 
-                # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us.
-                handler.auth_CRAM__MD5 = auth_cram_md5  # type: ignore[attr-defined]
-            controller = _LabController(
-                self,
+                # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
+                # by its @auth_mechanism decorator.
+                handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
+            bound = sock.getsockname()
+            where = bound if isinstance(bound, str) else bound[1]
+            from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
+
+            controller = LabController(
                 handler,
                 sock,
+                limits=self.limits,
+                callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
+                name=f"smtplab-server-{where}",
                 server_hostname=self.hostname,
-                ident=f"ESMTP smtplab (aiosmtpd {aiosmtpd_version})",
+                ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
                 ready_timeout=self.ready_timeout,
                 **options,
             )
@@ -578,7 +317,7 @@ class LabServer:
                 self._port = sock.getsockname()[1]
             self._controller = controller
             _register(self)
-            log.info("lab server %r listening on %s", self.name, format_address(self.address))
+            log.info("lab server %r listening on %s", self.name, self.address)
         return self
 
     def _smtp_options(self) -> dict[str, Any]:
@@ -590,7 +329,6 @@ class LabServer:
             options["require_starttls"] = self.require_tls
         if self.auth is not None:
             options["authenticator"] = self.auth
-        options["limits"] = self.limits
         return options
 
     def stop(self) -> None:
@@ -633,13 +371,12 @@ class LabServer:
 
     # -- called from the server's thread --------------------------------------------------
 
-    def _session_opened(self, session: _LabSMTP) -> None:
-        self._sessions.add(session)
-        if session.transcript is not None:
-            self._transcripts.append(session.transcript)
+    def _session_opened(self, peer: Any, local: Any) -> Transcript:
+        from smtplab.render import format_address
 
-    def _session_closed(self, session: _LabSMTP) -> None:
-        self._sessions.discard(session)
+        transcript = Transcript(title=f"server side of {format_address(peer)}", peer=peer, local=local)
+        self._transcripts.append(transcript)
+        return transcript
 
     def _report(self, hook: str, error: BaseException) -> str:
         failure = describe_failure(hook, error)
@@ -653,56 +390,102 @@ def start_server(
     host: str = "127.0.0.1",
     port: int = 0,
     handler: object | None = None,
-    **options: Any,
+    name: str = "lab",
+    hostname: str = DEFAULT_HOSTNAME,
+    maildir: str | os.PathLike[str] | None = None,
+    mailbox: Mailbox | None = None,
+    tls: TLSMode = None,
+    require_tls: bool = False,
+    auth: Mapping[str, str] | LabAuthenticator | None = None,
+    lab_tls: LabTLS | None = None,
+    limits: Limits | Mapping[str, Any] | None = None,
+    unix_socket: str | os.PathLike[str] | bool = False,
+    mailboxes: Iterable[str] = (),
+    lists: Mapping[str, Iterable[str]] | None = None,
+    reply_delay: float = 0.0,
+    allow_remote: bool = False,
+    ready_timeout: float = 5.0,
+    **smtp_options: Any,
 ) -> LabServer:
     """Start a lab SMTP server in the background and return it, ready to answer.
 
+    Every option is checked before anything is opened; a mistyped one is named with the option
+    it probably meant.
+
     Args:
-        host: The address to listen on; loopback (``127.0.0.1``, ``::1``, ``localhost``) unless
-            ``allow_remote=True`` is passed as well.
-        port: The TCP port; ``0`` (the default) lets the operating system pick a free one, so
-            many learners on one host never collide. ``server.port`` tells which it picked.
-        handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` etc.); messages its
-            ``handle_DATA`` accepts are still captured.
-        tls: ``None`` (plain text), ``"starttls"`` (STARTTLS offered, RFC 3207) or
-            ``"implicit"`` (TLS from the first byte, like port 465, RFC 8314), with a
-            certificate from the lab's own CA (``server.lab_tls``; clients get a context that
-            trusts it from ``server.client_context()``).
-        require_tls: With ``tls="starttls"``, refuse mail (``530``) until STARTTLS.
-        auth: Users and passwords, e.g. ``{"alice": "wonderland"}``, for AUTH PLAIN, LOGIN
-            and CRAM-MD5. AUTH is refused in plain text (``538``) unless you also pass
-            ``auth_require_tls=False`` — a lesson's deliberate choice.
-        **options: ``name`` (default ``"lab"``: starting a server with the name of a running one
-            stops the old one first, so re-running a notebook cell never piles up servers),
-            ``maildir`` (also write every message there), ``hostname`` (the name in the banner),
-            ``mailboxes`` and ``lists`` (what VRFY and EXPN answer), ``reply_delay`` (seconds
-            before the final reply to DATA, like a distant server), ``allow_remote``, ``mailbox``,
-            ``ready_timeout``, ``unix_socket`` (``True`` or a path: listen on a Unix-domain
-            socket only you can reach, instead of a port — for shared machines such as a
-            JupyterHub), ``limits`` (a :class:`~smtplab.limits.Limits`, or a dict of its
-            fields: message size, recipients, connections, failed AUTH, idle and session time,
-            mailbox bounds; the defaults suit a classroom), and any keyword of aiosmtpd's
-            ``SMTP`` class (e.g. ``data_size_limit``, ``timeout``: they set the same limits).
+        host: The address to listen on: loopback (``127.0.0.1``, ``::1``, ``localhost``) unless
+            ``allow_remote=True``.
+        port: The TCP port; ``0`` lets the operating system pick a free one (``server.port`` says which).
+        handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` …); what its ``handle_DATA``
+            accepts is still captured.
+        name: The server's name; starting one with the name of a running server stops that one first.
+        hostname: The name the server gives in its greeting and EHLO reply.
+        maildir: A directory to also write every message to, in Maildir format (it survives restarts).
+        mailbox: The :class:`~smtplab.mailbox.Mailbox` to capture into (a new one, bounded by ``limits``, if
+            omitted).
+        tls: ``None`` (plain text), ``"starttls"`` (STARTTLS offered, RFC 3207) or ``"implicit"`` (TLS from
+            the first byte, like port 465).
+        require_tls: With ``tls="starttls"``, refuse mail (``530``) until the client has sent STARTTLS.
+        auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
+            (refused in plain text with ``538``).
+        lab_tls: The certificate authority and certificate to use (default: the process-wide
+            ``default_lab_tls()``).
+        limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
+            AUTH failures, timeouts.
+        unix_socket: ``True`` or a path: listen on a Unix-domain socket only you can reach, instead of a port
+            (shared hosts).
+        mailboxes: Addresses that exist, for VRFY to confirm, e.g. ``["alice@example.test"]``.
+        lists: Mailing lists for EXPN to expand, e.g. ``{"team": ["alice@example.test",
+            "bob@example.test"]}``.
+        reply_delay: Seconds to wait before the final reply to DATA, like a distant or busy server.
+        allow_remote: Allow a ``host`` other machines can reach (a classroom container); warns.
+        ready_timeout: Seconds to wait for the server's thread to start before giving up.
+        **smtp_options: Keywords of aiosmtpd's ``SMTP`` class, e.g. ``auth_require_tls=False`` (AUTH in plain
+            text, for a lesson), ``data_size_limit``, ``timeout``.
 
     Returns:
         The running :class:`LabServer`; use it as a context manager to stop it automatically.
 
     Raises:
-        PortInUseError: An explicit ``port`` is already taken.
+        PortInUseError: An explicit ``port`` is already taken (at once, not after a timeout).
+        ServerStartError: The server could not start for another reason; the message says why.
         TypeError: An option is unknown (the message suggests the closest known one).
+        ValueError: An option has a value it cannot take (the message says which it can).
     """
-    return LabServer(host=host, port=port, handler=handler, **options).start()
+    return LabServer(
+        host=host,
+        port=port,
+        handler=handler,
+        name=name,
+        hostname=hostname,
+        maildir=maildir,
+        mailbox=mailbox,
+        tls=tls,
+        require_tls=require_tls,
+        auth=auth,
+        lab_tls=lab_tls,
+        limits=limits,
+        unix_socket=unix_socket,
+        mailboxes=mailboxes,
+        lists=lists,
+        reply_delay=reply_delay,
+        allow_remote=allow_remote,
+        ready_timeout=ready_timeout,
+        **smtp_options,
+    ).start()
 
 
 # -- helpers ---------------------------------------------------------------------------------
 
-_LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"self", "options"}
+_LAB_OPTIONS = frozenset(inspect.signature(LabServer.__init__).parameters) - {"self", "smtp_options"}
 
 
 def _check_options(options: dict[str, Any]) -> None:
     for key in options:
-        if key not in _SMTP_OPTIONS:
-            known = sorted(_SMTP_OPTIONS | _LAB_OPTIONS)
+        from smtplab._aiosmtpd import smtp_options  # aiosmtpd is imported when first needed
+
+        if key not in smtp_options():
+            known = sorted(smtp_options() | _LAB_OPTIONS)
             import difflib  # only a mistyped option needs it
 
             close = difflib.get_close_matches(key, known, n=1)
@@ -711,12 +494,13 @@ def _check_options(options: dict[str, Any]) -> None:
 
 
 def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) -> None:
-    if tls not in (None, "starttls", "implicit"):
-        raise ValueError(f"tls must be None, 'starttls' or 'implicit', not {tls!r}")
+    from smtplab.tls import check_tls_mode
+
+    check_tls_mode(tls)
     if require_tls and tls != "starttls":
         raise ValueError(
-            "require_tls=True refuses mail until the client has sent STARTTLS, so it needs "
-            "tls='starttls' (with tls='implicit' every byte is encrypted already)"
+            "require_tls=True refuses mail until the client has sent STARTTLS, so it goes with "
+            "tls='starttls' (implicit TLS encrypts every byte already: there, leave require_tls out)"
         )
     for key in ("tls_context", "ssl_context", "require_starttls", "authenticator"):
         if key in options and (tls is not None or key == "authenticator"):
@@ -740,7 +524,7 @@ def _limits(limits: Limits | Mapping[str, Any] | None, options: dict[str, Any]) 
     raise TypeError(f"limits must be a smtplab.Limits or a dict of its fields, not {limits!r}")
 
 
-def _authenticator(auth: Any) -> LabAuthenticator | None:
+def _checked_auth(auth: Any) -> LabAuthenticator | None:
     if auth is None:
         return None
     from smtplab.auth import LabAuthenticator
@@ -861,6 +645,8 @@ def _hint_shared_host(user: str) -> None:
 
 
 def _replace_namesake(server: LabServer) -> None:
+    from smtplab.render import format_address
+
     with _registry_lock:
         old = _registry.get(server.name)
     if old is not None and old is not server:
@@ -868,7 +654,7 @@ def _replace_namesake(server: LabServer) -> None:
         warnings.warn(
             f"stopped the lab server {old.name!r} that was running on "
             f"{format_address(old.address)} to start this one. Give servers different "
-            "names (start_server(name=...)) to run several at once.",
+            "names to run several at once, e.g. start_server(name='lab2').",
             ReplacedServerWarning,
             stacklevel=4,
         )
@@ -881,7 +667,3 @@ def _register(server: LabServer) -> None:
         if not _atexit_registered:
             atexit.register(stop_all)
             _atexit_registered = True
-
-
-def _headline(summary: TLSSummary | None) -> str:
-    return summary.headline if summary is not None else "details unavailable"

@@ -14,8 +14,14 @@ Example:
 
 SMTP meets TLS in two ways: *implicit TLS*, where the handshake starts as soon as the TCP
 connection opens (RFC 8314 §3, "submissions", port 465), and *STARTTLS*, where the client asks
-for TLS in the middle of a plain SMTP conversation (RFC 3207). :func:`explain_ssl_error` turns
-the errors you get when client and server disagree into sentences that say what to change.
+for TLS in the middle of a plain SMTP conversation (RFC 3207). smtplab names them with one
+vocabulary, :data:`TLSMode` — ``None`` (plain text), ``"starttls"`` or ``"implicit"`` — which
+``start_server(tls=...)``, ``Client(tls=...)``, the command line and every error message share,
+checked in one place (:func:`check_tls_mode`).
+
+This module also reads the facts of a TLS session (:func:`summarize`, :class:`TLSSummary`); they
+stay beside the CA because the server side of a session can only name its own certificate
+through the contexts this module built. What an SSL error means is :mod:`smtplab.diagnose`.
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ import atexit
 import datetime as _dt
 import functools
 import os
-import re
 import ssl
 import stat
 import threading
@@ -32,20 +37,78 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     import trustme
 
 __all__ = [
     "DEFAULT_HOSTS",
+    "TLS_MODES",
     "LabTLS",
     "TLSFiles",
+    "TLSMode",
     "TLSSummary",
+    "check_tls_mode",
+    "created_lab_tls",
     "default_lab_tls",
-    "explain_ssl_error",
     "summarize",
 ]
+
+TLSMode = Literal["starttls", "implicit"] | None
+"""How a connection meets TLS: ``None`` (plain text), ``"starttls"`` (RFC 3207) or ``"implicit"``."""
+
+TLS_MODES: tuple[TLSMode, ...] = (None, "starttls", "implicit")
+
+# What people write for a mode, and the mode they mean: named in the error, never accepted.
+_MODE_GUESSES: dict[object, TLSMode] = {
+    "none": None,
+    "plain": None,
+    "off": None,
+    "no": None,
+    "false": None,
+    "": None,
+    "tls": "implicit",
+    "ssl": "implicit",
+    "smtps": "implicit",
+    "submissions": "implicit",
+    "start_tls": "starttls",
+    "start-tls": "starttls",
+}
+
+
+def check_tls_mode(value: object, *, option: str = "tls") -> TLSMode:
+    """Return ``value`` if it is a TLS mode, else raise a ``ValueError`` saying which it may be.
+
+    The one check of the one vocabulary: ``None`` (plain text), ``"starttls"`` (STARTTLS,
+    RFC 3207) or ``"implicit"`` (TLS from the first byte, RFC 8314 §3).
+
+    Args:
+        value: What was passed.
+        option: The option's name, for the message.
+
+    Raises:
+        ValueError: Anything else; a near miss (``"none"``, ``"ssl"``, ``True``) is named with
+            the mode it probably means, written as it should be passed.
+    """
+    if value is None or (isinstance(value, str) and value in ("starttls", "implicit")):
+        return value  # type: ignore[return-value]
+    if isinstance(value, bool):
+        guess: object = "implicit" if value else None
+    elif isinstance(value, str) and value.strip().lower() in ("starttls", "implicit"):
+        guess = value.strip().lower()
+    elif isinstance(value, str) and value.strip().lower() in _MODE_GUESSES:
+        guess = _MODE_GUESSES[value.strip().lower()]
+    else:
+        guess = _MISSING
+    hint = f" Did you mean {option}={guess!r}?" if guess is not _MISSING else ""
+    raise ValueError(
+        f"{option} must be None (plain text), 'starttls' (STARTTLS, RFC 3207) or 'implicit' "
+        f"(TLS from the first byte, RFC 8314), not {value!r}.{hint}"
+    )
+
+
+_MISSING = object()
 
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 """Names the lab server certificate is issued for: every way to say "this machine"."""
@@ -250,6 +313,11 @@ class LabTLS:
 
 _default: LabTLS | None = None
 _default_lock = threading.Lock()
+
+
+def created_lab_tls() -> LabTLS | None:
+    """The process-wide :class:`LabTLS` if :func:`default_lab_tls` has made it, else ``None``."""
+    return _default
 
 
 def default_lab_tls() -> LabTLS:
@@ -508,222 +576,3 @@ def _parse_peercert_dict(peercert: Mapping[str, Any]) -> dict[str, Any]:
             value for kind, value in peercert.get("subjectAltName", ()) if kind in ("DNS", "IP Address")
         ),
     }
-
-
-# --------------------------------------------------------------------------- explanations
-
-_IMPLICIT = "implicit"
-_STARTTLS = "starttls"
-_PLAIN = "none"
-_MODE_ALIASES = {
-    "implicit": _IMPLICIT,
-    "tls": _IMPLICIT,
-    "ssl": _IMPLICIT,
-    "smtps": _IMPLICIT,
-    "submissions": _IMPLICIT,
-    "starttls": _STARTTLS,
-    "start_tls": _STARTTLS,
-    "none": _PLAIN,
-    "plain": _PLAIN,
-    "off": _PLAIN,
-    "false": _PLAIN,
-    "": _PLAIN,
-}
-
-# OpenSSL X509_V_ERR_* codes (x509_vfy.h) that mean "I do not trust whoever signed this".
-_UNTRUSTED_CODES = {2, 18, 19, 20, 21}
-_HOSTNAME_CODES = {62, 63, 64}  # hostname, email, IP address mismatch
-_TIME_CODES = {9: "is not valid yet", 10: "has expired"}
-
-
-def _normalize_mode(expected_mode: Any) -> str | None:
-    if expected_mode is True:
-        return _IMPLICIT
-    if expected_mode is False or expected_mode is None:
-        return None if expected_mode is None else _PLAIN
-    return _MODE_ALIASES.get(str(expected_mode).strip().lower())
-
-
-def exception_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions behind it (``__cause__``, ``__context__``), nearest first."""
-    chain: list[BaseException] = []
-    todo: list[BaseException | None] = [exc]
-    while todo and len(chain) < 20:
-        item = todo.pop(0)
-        if item is None or any(item is seen for seen in chain):
-            continue
-        chain.append(item)
-        todo += [item.__cause__, item.__context__]
-    return chain
-
-
-def explain_ssl_error(
-    exc: BaseException,
-    *,
-    host: str,
-    port: int,
-    expected_mode: str | bool | None = None,
-    cert_names: Iterable[str] | None = None,
-) -> str:
-    """Explain a failed TLS connection in SMTP terms, naming the mismatch and the fix.
-
-    Args:
-        exc: The exception raised by the client (``ssl.SSLError`` and friends, or an
-            exception that wraps one, or a timeout waiting for the greeting).
-        host: The host the client connected to.
-        port: The port the client connected to.
-        expected_mode: The client's TLS mode: ``"implicit"`` (TLS from the first byte, RFC
-            8314), ``"starttls"`` (RFC 3207) or ``"none"``.
-        cert_names: The names in the server certificate, if known; by default the hosts of
-            :func:`default_lab_tls` when it has been created.
-
-    Returns:
-        A short explanation (one or two sentences). Never raises.
-    """
-    try:
-        return _explain(exc, host, port, _normalize_mode(expected_mode), cert_names)
-    except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
-        return f"TLS with {host}:{port} failed: {exc!r}"
-
-
-def _explain(
-    exc: BaseException,
-    host: str,
-    port: int,
-    mode: str | None,
-    cert_names: Iterable[str] | None,
-) -> str:
-    where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    chain = exception_chain(exc)
-    ssl_errors = [e for e in chain if isinstance(e, ssl.SSLError)]
-    text = " ".join(str(e) for e in chain)
-    upper = text.upper()
-    reasons = {str(getattr(e, "reason", "") or "").upper() for e in ssl_errors}
-
-    # 1. The server spoke TLS, but the client rejected its certificate.
-    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
-    if verify is not None or "CERTIFICATE_VERIFY_FAILED" in upper:
-        code = getattr(verify, "verify_code", None)
-        message = str(getattr(verify, "verify_message", "") or "")
-        lower = (message or text).lower()
-        if code in _HOSTNAME_CODES or "mismatch" in lower:
-            # OpenSSL: "Hostname mismatch, certificate is not valid for 'example.com'."
-            found = re.search(r"not valid for '([^']*)'", message or text)
-            asked = found.group(1) if found else host
-            names = (
-                tuple(cert_names)
-                if cert_names is not None
-                else (_default.hosts if _default is not None else ())
-            )
-            listed = f"is for {', '.join(names)}" if names else "does not list that name"
-            return (
-                f"The certificate of {where} {listed}; you connected to {asked!r}. TLS checks "
-                "that the certificate names the host you asked for (RFC 6125 §6): connect "
-                "using one of the certificate's names, or issue the lab certificate for this "
-                f"name with LabTLS.create(hosts=(..., {asked!r}))."
-            )
-        if code in _UNTRUSTED_CODES or any(
-            hint in lower for hint in ("local issuer", "self-signed", "self signed")
-        ):
-            return (
-                f"Your client does not trust the authority that signed the certificate of "
-                f"{where} ({message or 'unknown issuer'}): the lab server uses the lab's own "
-                "CA, which no system trust store knows. Trust the lab CA: pass "
-                "tls_context=default_lab_tls().client_context() or "
-                "cafile=default_lab_tls().write_files().ca_cert (openssl s_client -CAfile, "
-                "swaks --tls-ca-path) - do not switch verification off."
-            )
-        for code_, what in _TIME_CODES.items():
-            if code == code_:
-                return (
-                    f"The certificate of {where} {what} ({message}). Check this machine's clock, "
-                    "or restart the lab server with a new LabTLS.create()."
-                )
-        return (
-            f"The certificate of {where} could not be verified ({message or text}). Make the "
-            "client trust the lab CA (tls_context=default_lab_tls().client_context())."
-        )
-
-    # 2. The client started TLS but the server answered in plain text.
-    if (
-        reasons & {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
-        or "WRONG VERSION NUMBER" in upper
-    ):
-        if mode == _STARTTLS:
-            return (
-                f"{where} answered the TLS handshake after STARTTLS with plain text, so it did "
-                "not really switch to TLS. Check that the server was started with a TLS "
-                "context, or use tls='none' to stay in plain text."
-            )
-        return (
-            f"{where} answered your TLS handshake in plain text: it speaks SMTP in the clear "
-            "first (a plain or STARTTLS port, RFC 3207), but you connected with implicit TLS. "
-            "Use tls='starttls' on this port, or connect to the server's implicit-TLS port."
-        )
-
-    # 3. The two ends share no protocol version or cipher.
-    if reasons & {
-        "UNSUPPORTED_PROTOCOL",
-        "NO_PROTOCOLS_AVAILABLE",
-        "TLSV1_ALERT_PROTOCOL_VERSION",
-        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
-    }:
-        return (
-            f"Client and {where} share no TLS version: the lab requires TLS 1.2 or newer "
-            "(RFC 8996 retired TLS 1.0 and 1.1). Raise the client's minimum_version or use "
-            "default_lab_tls().client_context()."
-        )
-    if reasons & {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
-        return (
-            f"Client and {where} found no cipher suite in common. Use the default cipher "
-            "settings (default_lab_tls().client_context()) on both sides."
-        )
-    if reasons & {
-        "TLSV1_ALERT_UNKNOWN_CA",
-        "SSLV3_ALERT_BAD_CERTIFICATE",
-        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
-        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
-    }:
-        return (
-            f"{where} rejected the handshake because of a certificate problem on its side "
-            f"({text}). The lab server does not ask for client certificates; check the server's "
-            "TLS context."
-        )
-
-    # 4. The connection was closed in the middle of the handshake.
-    eof = (
-        any(isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) for e in chain)
-        or "UNEXPECTED_EOF" in upper
-        or "EOF OCCURRED" in upper
-        or (not ssl_errors and any(isinstance(e, (ConnectionResetError, EOFError)) for e in chain))
-        or "SMTPSERVERDISCONNECTED" in {type(e).__name__.upper() for e in chain}
-    )
-    if eof:
-        hint = (
-            "If this is a plain or STARTTLS port, connect with tls='starttls' or tls='none'; "
-            if mode == _IMPLICIT
-            else "If the server expects implicit TLS, connect with tls='implicit'; "
-        )
-        return (
-            f"{where} closed the connection in the middle of the TLS handshake. {hint}"
-            "otherwise the server's TLS context is unusable (no certificate loaded, or made "
-            "for the client side) - build it with default_lab_tls().server_context()."
-        )
-
-    # 5. No greeting at all: a plain client waiting on an implicit-TLS port.
-    if any(isinstance(e, TimeoutError) for e in chain) and mode in (_STARTTLS, _PLAIN):
-        return (
-            f"{where} sent no 220 greeting before the timeout. An implicit-TLS port (RFC 8314 "
-            "§3.3, usually 465) waits for the TLS handshake before it says anything, while "
-            f"your client (tls={mode!r}) waits for the greeting. Use tls='implicit' for this "
-            "port, or connect to the plain/STARTTLS port."
-        )
-
-    if "STARTTLS EXTENSION NOT SUPPORTED" in upper:
-        return (
-            f"{where} does not offer STARTTLS (its EHLO reply lists no STARTTLS, RFC 3207 §4): "
-            "the server was started without a TLS context. Start it with TLS, or use "
-            "tls='none'."
-        )
-
-    return f"TLS with {where} failed: {text or type(exc).__name__}."

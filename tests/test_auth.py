@@ -6,9 +6,8 @@ import asyncio
 import base64
 import contextlib
 import smtplib
-import socket
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiosmtplib
@@ -30,23 +29,11 @@ from smtplab.auth import (
     plain_response,
 )
 from smtplab.tls import LabTLS, summarize
+from tests.conftest import free_port, run
 
 USER, PASSWORD = "alice", "wonderland"  # fake lab credentials
 CLIENT_TIMEOUT = 5.0  # a hanging AUTH reply fails the test instead of blocking it
 ASYNCIO_METHODS = {"PLAIN": "auth_plain", "LOGIN": "auth_login", "CRAM-MD5": "auth_crammd5"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def run(coro: Awaitable[Any]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, 2 * CLIENT_TIMEOUT)
-
-    return asyncio.run(bounded())
 
 
 class Handler(CramMD5Mechanism):
@@ -89,11 +76,6 @@ def plain_server(authenticator: LabAuthenticator) -> Iterator[Controller]:
         yield controller
 
 
-@pytest.fixture(scope="module")
-def lab_tls() -> LabTLS:
-    return LabTLS.create()
-
-
 def smtplib_auth(client: smtplib.SMTP, mechanism: str) -> tuple[int, bytes]:
     authobject = getattr(client, "auth_" + mechanism.lower().replace("-", "_"))
     return client.auth(mechanism, authobject)
@@ -107,7 +89,7 @@ def test_server_advertises_all_mechanisms(plain_server: Controller) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=plain_server.port, timeout=CLIENT_TIMEOUT)
         async with client:
             await client.ehlo()
-            return set(client.server_auth_methods)
+            return set(client.esmtp_extensions["auth"].lower().split())
 
     assert run(ehlo()) == {"plain", "login", "cram-md5"}
 
@@ -276,8 +258,9 @@ def test_mechanism_can_be_attached_to_any_handler(authenticator: LabAuthenticato
     with lab_server(
         handler=AttachedHandler(), authenticator=authenticator, auth_require_tls=False
     ) as controller:
-        assert "CRAM-MD5" in controller.smtpd._auth_methods  # type: ignore[union-attr]
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=CLIENT_TIMEOUT) as client:
+            client.ehlo()
+            assert "CRAM-MD5" in client.esmtp_features["auth"].split()
             assert client.login(USER, PASSWORD)[0] == 235
     assert authenticator.attempts[-1].mechanism == "CRAM-MD5"
 

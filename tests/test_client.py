@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiosmtpd
 import aiosmtplib
 import pytest
 from aiosmtpd.controller import Controller
@@ -11,16 +12,12 @@ from aiosmtpd.controller import Controller
 import smtplab
 from smtplab.client import Client, SyncClient
 from smtplab.protocol import State
-from tests.conftest import free_port
+from tests.conftest import free_port, run
 
 pytestmark = pytest.mark.server_options(
     mailboxes=["Alice Liddell <alice@example.test>", "bob@example.test", "bob@elsewhere.test"],
     lists={"team": ["alice@example.test", "bob@example.test"]},
 )
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
 
 
 def wire(transcript) -> list[str]:
@@ -51,7 +48,7 @@ def test_every_command_is_recorded_in_order(lab_server):
     assert [r.code for r in replies] == [220, 250, 250, 250, 250, 250, 214, 250, 250, 250, 250, 250, 250, 221]
     lines = wire(client.transcript)
     assert lines[:3] == [
-        "<- 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6)",
+        f"<- 220 smtplab.test ESMTP smtplab (aiosmtpd {aiosmtpd.__version__})",
         "-> EHLO client.smtplab.test",
         "<- 250-smtplab.test",
     ]
@@ -300,3 +297,30 @@ def test_bad_construction_is_explained():
         Client()
     with pytest.raises(ValueError, match="tls must be"):
         Client(host="127.0.0.1", port=25, tls="yes")
+
+
+def test_client_and_sync_client_show_every_option_with_a_line_of_doc():
+    import inspect
+
+    parameters = inspect.signature(Client).parameters
+    assert all(p.default is not inspect.Parameter.empty for p in parameters.values())
+    for name in parameters:
+        assert f"\n        {name}: " in (Client.__doc__ or ""), f"{name} is not documented"
+    assert inspect.signature(SyncClient) == inspect.signature(Client)
+
+
+def test_a_tls_mode_near_miss_is_refused_before_connecting():
+    with pytest.raises(ValueError, match=r"Did you mean tls=None\?"):
+        Client(host="127.0.0.1", port=25, tls="none")
+
+
+@pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"})
+@pytest.mark.client_options(timeout=5)
+def test_the_fixture_chain_ends_in_a_client_inside_tls_from_the_runs_ca(
+    client, lab_server, lab_tls, client_context
+):
+    assert lab_server.lab_tls is lab_tls and lab_server.client_context() is client_context
+    assert client.tls_active and client.timeout == 5
+    assert client.login("alice", "wonderland").code == 235
+    assert client.send("alice@example.test", "bob@example.test", "Subject: chain\r\n\r\nhi").ok
+    assert lab_server.mailbox.wait_for(1)[0].auth_user == "alice"

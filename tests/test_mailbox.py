@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from smtplab.mailbox import CapturedMessage, Mailbox, MailboxWarning
+from smtplab.errors import MailboxWarning
+from smtplab.mailbox import CapturedMessage, Mailbox
 
 
 def make(n: int, size: int = 10) -> CapturedMessage:

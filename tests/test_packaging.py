@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from packaging.specifiers import SpecifierSet
 
 try:
     import tomllib
@@ -22,23 +23,50 @@ def _requirements(specs: list[str]) -> dict[str, str]:
     return {name.lower().replace("_", "-"): version.replace(" ", "") for name, version in pairs}
 
 
-def test_environment_yml_mirrors_pyproject_dependencies():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def test_environment_yml_mirrors_pyproject_dependencies_and_the_lab_extra():
     conda = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda_deps = [
         d for d in conda["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
     ]
-    assert _requirements(conda_deps) == _requirements(project["dependencies"])
+    lab = project()["optional-dependencies"]["lab"]
+    assert _requirements(conda_deps) == _requirements(project()["dependencies"] + lab)
     assert "conda-forge" in conda["channels"]
-    assert f">={project['requires-python'].lstrip('>=')}" in next(
+    assert f">={project()['requires-python'].lstrip('>=')}" in next(
         d for d in conda["dependencies"] if str(d).startswith("python")
     )
 
 
-def test_security_floors():
-    deps = _requirements(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
-    assert deps["aiosmtpd"] == ">=1.4.6"  # CVE-2024-27305, CVE-2024-34083
-    assert deps["aiosmtplib"] == ">=5.1.1"
+def test_jupyterlab_comes_only_with_the_lab_extra_which_make_lab_installs():
+    core = _requirements(project()["dependencies"])
+    extras = project()["optional-dependencies"]
+    assert "jupyterlab" not in core, "pip install smtplab must not bring a second JupyterLab"
+    assert {"ipywidgets", "nest-asyncio"} <= set(core)  # widgets and the event-loop lesson
+    assert "jupyterlab" in _requirements(extras["lab"])
+    assert _requirements(extras["lab"]).items() <= _requirements(extras["test"]).items()
+    makefile = (ROOT / "Makefile").read_text()
+    assert "lab: $(VENV)/.installed-lab" in makefile and "-e '.[$*]'" in makefile
+
+
+def test_security_floors_and_upper_bounds():
+    deps = {name: SpecifierSet(spec) for name, spec in _requirements(project()["dependencies"]).items()}
+    # aiosmtpd 1.4.6 fixed CVE-2024-27305 (SMTP smuggling) and CVE-2024-34083 (STARTTLS
+    # injection); aiosmtplib 5.1.1 refuses CR/LF in command arguments.
+    for name, floor, below in (("aiosmtpd", "1.4.6", "1.4.5"), ("aiosmtplib", "5.1.1", "5.1.0")):
+        assert floor in deps[name] and below not in deps[name], f"{name} must require {floor} or newer"
+        # An upper bound: the adapters rely on internals a new minor release may change.
+        assert any(spec.operator == "<" for spec in deps[name]), f"{name} needs an upper bound"
+
+
+def test_the_installed_upstream_versions_are_within_the_bounds():
+    from importlib.metadata import version
+
+    for name in ("aiosmtpd", "aiosmtplib"):
+        spec = SpecifierSet(_requirements(project()["dependencies"])[name])
+        assert version(name) in spec, f"installed {name} {version(name)} is outside {spec}"
 
 
 def test_import_starts_nothing():

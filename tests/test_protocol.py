@@ -220,7 +220,7 @@ def test_explain_never_raises_and_is_empty_for_non_replies(odd):
 # --- the session state machine ----------------------------------------------------------------
 
 
-def run(session: SessionState, *steps: tuple[str, int]) -> State:
+def advance_all(session: SessionState, *steps: tuple[str, int]) -> State:
     for command, code in steps:
         session.advance(command, code)
     return session.state
@@ -248,7 +248,7 @@ def test_a_normal_session():
 
 def test_allowed_follows_the_state():
     s = SessionState()
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     assert s.allowed() == [
         "EHLO",
         "HELO",
@@ -262,17 +262,17 @@ def test_allowed_follows_the_state():
         "HELP",
         "QUIT",
     ]
-    run(s, ("MAIL", 250))
+    advance_all(s, ("MAIL", 250))
     assert "RCPT" in s.allowed() and "DATA" not in s.allowed() and "MAIL" not in s.allowed()
-    run(s, ("RCPT", 250))
+    advance_all(s, ("RCPT", 250))
     assert "DATA" in s.allowed()
-    run(s, ("DATA", 354))
+    advance_all(s, ("DATA", 354))
     assert s.allowed() == ["."]
 
 
 def test_end_of_data_marker_has_two_spellings():
     s = SessionState()
-    run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354))
+    advance_all(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354))
     assert s.check("END_DATA") is None and s.check(".") is None
     assert s.advance("end_data", 250) is State.GREETED
     assert "only after DATA was answered with 354" in s.check(".")
@@ -293,7 +293,7 @@ def test_mail_before_greeting_points_to_ehlo():
 
 def test_rcpt_before_mail():
     s = SessionState()
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     message = s.check("RCPT")
     assert message.startswith("RCPT TO needs a MAIL FROM first (RFC 5321 §3.3)")
     assert "503" in message
@@ -301,11 +301,11 @@ def test_rcpt_before_mail():
 
 def test_data_before_mail_and_data_without_recipient_are_told_apart():
     s = SessionState()
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     before_mail = s.check("DATA")
     assert before_mail.startswith("DATA needs at least one accepted RCPT TO first (RFC 5321 §3.3)")
     assert "send MAIL FROM, then RCPT TO" in before_mail
-    run(s, ("MAIL", 250))
+    advance_all(s, ("MAIL", 250))
     no_recipient = s.check("DATA")
     assert "MAIL FROM was accepted, but no recipient yet" in no_recipient
     assert no_recipient != before_mail
@@ -313,33 +313,33 @@ def test_data_before_mail_and_data_without_recipient_are_told_apart():
 
 def test_a_refused_recipient_does_not_open_data():
     s = SessionState()
-    assert run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 550)) is State.MAIL
+    assert advance_all(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 550)) is State.MAIL
     assert s.check("DATA") is not None
     assert s.advance("DATA", 503) is State.MAIL
 
 
 def test_mail_twice():
     s = SessionState()
-    run(s, ("EHLO lab", 250), ("MAIL", 250))
+    advance_all(s, ("EHLO lab", 250), ("MAIL", 250))
     message = s.check("MAIL")
     assert "MAIL FROM was already accepted" in message
     assert "RSET" in message and "nested MAIL command" in message
-    run(s, ("RCPT", 250))
+    advance_all(s, ("RCPT", 250))
     assert s.check("MAIL") == message
 
 
 def test_auth_rules():
     s = SessionState()
     assert "AUTH needs a greeting first: send EHLO" in s.check("AUTH")
-    run(s, ("HELO lab", 250))
+    advance_all(s, ("HELO lab", 250))
     assert not s.esmtp
     assert "HELO switched extensions off" in s.check("AUTH")
-    run(s, ("EHLO lab", 250), ("MAIL", 250))
+    advance_all(s, ("EHLO lab", 250), ("MAIL", 250))
     assert "not allowed during a mail transaction (RFC 4954 §4)" in s.check("AUTH")
     assert s.advance("AUTH PLAIN", 503) is State.MAIL and not s.authenticated
-    run(s, ("RSET", 250))
+    advance_all(s, ("RSET", 250))
     assert s.check("AUTH PLAIN") is None
-    assert run(s, ("AUTH LOGIN", 334), ("AUTH", 535)) is State.GREETED
+    assert advance_all(s, ("AUTH LOGIN", 334), ("AUTH", 535)) is State.GREETED
     assert not s.authenticated
     s.advance("AUTH PLAIN", 235)
     assert s.authenticated and s.state is State.GREETED
@@ -349,7 +349,7 @@ def test_auth_rules():
 def test_starttls_resets_the_session():
     s = SessionState()
     assert "send EHLO first" in s.check("STARTTLS")
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     assert s.check("STARTTLS") is None
     assert s.advance("STARTTLS", 454) is State.GREETED and not s.tls
     assert s.advance("STARTTLS", 220) is State.CONNECTED
@@ -357,21 +357,21 @@ def test_starttls_resets_the_session():
     message = s.check("MAIL")
     assert "greeting first" in message and "RFC 3207 §4.2" in message
     assert "already active" in s.check("STARTTLS")
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     assert "twice (RFC 3207 §4.2)" in s.check("STARTTLS")
     assert "STARTTLS" not in s.allowed() and "AUTH" in s.allowed()
 
 
 def test_starttls_not_during_a_transaction():
     s = SessionState()
-    run(s, ("EHLO lab", 250), ("MAIL", 250))
+    advance_all(s, ("EHLO lab", 250), ("MAIL", 250))
     assert "in the middle of a message" in s.check("STARTTLS")
 
 
 def test_implicit_tls_and_reset():
     s = SessionState(tls=True)
     assert s.tls
-    run(s, ("EHLO lab", 250), ("AUTH PLAIN", 235), ("QUIT", 221))
+    advance_all(s, ("EHLO lab", 250), ("AUTH PLAIN", 235), ("QUIT", 221))
     s.reset()
     assert (s.state, s.tls, s.authenticated, s.esmtp) == (State.CONNECTED, True, False, False)
 
@@ -379,7 +379,7 @@ def test_implicit_tls_and_reset():
 def test_rset_ends_the_transaction_but_keeps_the_greeting():
     s = SessionState()
     assert s.advance("RSET", 250) is State.CONNECTED
-    assert run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250)) is State.RCPT
+    assert advance_all(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250)) is State.RCPT
     assert s.advance("RSET", 250) is State.GREETED
     assert s.esmtp
     assert s.check("MAIL") is None
@@ -387,13 +387,15 @@ def test_rset_ends_the_transaction_but_keeps_the_greeting():
 
 def test_ehlo_again_resets_the_transaction():
     s = SessionState()
-    assert run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("HELO lab", 250)) is (State.GREETED)
+    assert advance_all(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("HELO lab", 250)) is (
+        State.GREETED
+    )
     assert not s.esmtp
 
 
 def test_data_phase_accepts_only_the_end_marker():
     s = SessionState()
-    run(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354))
+    advance_all(s, ("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354))
     for command in ("QUIT", "RSET", "MAIL", "NOOP"):
         assert "message content" in s.check(command)
     assert s.advance("QUIT", 221) is State.DATA
@@ -403,21 +405,21 @@ def test_data_phase_accepts_only_the_end_marker():
 
 def test_quit_and_421_close_the_session():
     s = SessionState()
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     assert s.advance("QUIT", 501) is State.GREETED
     assert s.advance("QUIT", 221) is State.CLOSED
     assert s.advance("EHLO lab", 250) is State.CLOSED
 
     for setup in ([], [("EHLO lab", 250), ("MAIL", 250), ("RCPT", 250), ("DATA", 354)]):
         s = SessionState()
-        run(s, *setup)
+        advance_all(s, *setup)
         assert s.advance("NOOP", 421) is State.CLOSED
         assert s.check("EHLO") is not None
 
 
 def test_unknown_commands_and_failures_leave_the_state_alone():
     s = SessionState()
-    run(s, ("EHLO lab", 250))
+    advance_all(s, ("EHLO lab", 250))
     assert "not an SMTP command" in s.check("BDAT 100")
     assert "An empty line" in s.check("")
     assert s.advance("BDAT", 250) is State.GREETED
@@ -426,3 +428,49 @@ def test_unknown_commands_and_failures_leave_the_state_alone():
         assert s.check(command) is None
         assert s.advance(command, 250) is State.GREETED
     assert "State.GREETED" not in repr(s) and "GREETED" in repr(s)
+
+
+# --- one reply grammar, one argument rule, one line-ending rule ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [("250 OK", 250), ("250-SIZE 1000", 250), ("354", 354), ("559 x", 559), ("260 x", None), ("250x", None)],
+)
+def test_reply_code_follows_rfc5321_grammar(line, code):
+    # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39 -- a second digit above 5 is no reply.
+    assert protocol.reply_code(line) == code
+    parsed = parse_reply_line(line)
+    assert (parsed.code if parsed else None) == code
+
+
+def test_a_transcript_reads_reply_codes_with_the_same_grammar():
+    from smtplab.transcript import Transcript
+
+    t = Transcript()
+    assert [t.server(text).code for text in ("259 x", "260 x", "250-a", "250")] == [259, None, 250, 250]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<alice@example.test>", None),
+        ("<bob@exämple.test>", None),  # UTF-8 is fine (SMTPUTF8)
+        ("<a\x00b>", "NUL byte (0x00) at position 2; control characters are not allowed"),
+        ("<a\tb>", "tab (0x09) at position 2; control characters are not allowed"),
+        ("<a\nb>", "line feed (LF) (0x0A) at position 2; control characters are not allowed"),
+        ("<a\x7fb>", "DEL (0x7F) at position 2; control characters are not allowed"),
+        ("<a\x1bb>", "control character (0x1B) at position 2; control characters are not allowed"),
+        ("<a\udcffb>", "byte 0xFF at position 2 is not valid UTF-8"),
+    ],
+)
+def test_argument_problem_names_the_character_and_where(text, problem):
+    assert protocol.argument_problem(text) == problem
+
+
+def test_bare_line_endings_are_found():
+    assert protocol.bare_line_endings(b"a\r\nb\r\n") == ()
+    assert protocol.bare_line_endings(b"a\nb\r\n") == ("LF",)
+    assert protocol.bare_line_endings(b"a\rb\r\n") == ("CR",)
+    assert protocol.bare_line_endings(b"a\r\r\n") == ("CR",)
+    assert protocol.bare_line_endings(b"a\n\rb") == ("LF", "CR")

@@ -25,8 +25,7 @@ import pytest
 import smtplab
 from smtplab import Limits
 from smtplab.auth import plain_response
-from smtplab.mailbox import MailboxWarning
-from smtplab.server import SharedHostWarning
+from smtplab.errors import MailboxWarning, SharedHostWarning
 from tests.conftest import open_fds, thread_names
 from tests.wire import Wire
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import smtplab
-from smtplab.server import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
+from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
 
 
@@ -381,3 +381,29 @@ def test_stop_closes_every_tls_connection_whatever_its_state(moment):
             pass
         finally:
             conn.close()
+
+
+# -- the signature a notebook shows ---------------------------------------------------------------
+
+
+def test_start_server_shows_every_option_with_its_default_and_a_line_of_doc():
+    import inspect
+
+    shown = inspect.signature(smtplab.start_server).parameters
+    behind = inspect.signature(smtplab.LabServer.__init__).parameters
+    assert list(shown) == [name for name in behind if name != "self"]
+    assert all(shown[name].default == behind[name].default for name in shown)
+    assert list(shown)[-1] == "smtp_options" and shown["smtp_options"].kind is inspect.Parameter.VAR_KEYWORD
+    doc = smtplab.start_server.__doc__ or ""
+    for name in shown:
+        assert f"\n        {'**' if name == 'smtp_options' else ''}{name}: " in doc, (
+            f"{name} is not documented"
+        )
+
+
+def test_a_mistyped_lab_option_is_named_with_the_one_meant():
+    with pytest.raises(TypeError, match=r"unknown option 'tsl'\. Did you mean 'tls'\?"):
+        smtplab.start_server(tsl="starttls")
+    with pytest.raises(TypeError, match=r"'unix_sock'\. Did you mean 'unix_socket'\?"):
+        smtplab.LabServer(unix_sock=True)
+    assert smtplab.running_servers() == []

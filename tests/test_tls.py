@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,98 +17,24 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import smtplab.tls as tls_module
+from smtplab.diagnose import explain_ssl_error
 from smtplab.tls import (
     DEFAULT_HOSTS,
+    TLS_MODES,
     LabTLS,
     TLSFiles,
     TLSSummary,
+    check_tls_mode,
     default_lab_tls,
-    explain_ssl_error,
     summarize,
 )
-
-TIMEOUT = 10.0
-
-
-@pytest.fixture(scope="module")
-def lab() -> LabTLS:
-    return LabTLS.create()
+from tests.conftest import TIMEOUT, free_port, run
+from tests.handshake import connect_error, echo_once, tls_roundtrip
 
 
-def run(coro: Awaitable[Any]) -> Any:
-    """Run a coroutine on a fresh loop, bounded so a hang fails the test."""
-
-    async def bounded() -> Any:
-        return await asyncio.wait_for(coro, TIMEOUT)
-
-    return asyncio.run(bounded())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-Callback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        data = await reader.read(100)
-        writer.write(data)
-        await writer.drain()
-    except (OSError, ssl.SSLError):
-        pass
-    finally:
-        writer.close()
-
-
-async def tls_roundtrip(
-    server_ctx: ssl.SSLContext | None,
-    client_ctx: ssl.SSLContext,
-    server_hostname: str = "localhost",
-    on_server: Callback = _echo_once,
-) -> tuple[bytes, Any]:
-    """Serve on 127.0.0.1, connect with TLS, send a line; return (echo, client ssl_object)."""
-    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname
-        )
-        try:
-            writer.write(b"hello\n")
-            await writer.drain()
-            echo = await reader.read(100)
-            return echo, writer.get_extra_info("ssl_object")
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except (OSError, ssl.SSLError):
-                pass
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-async def connect_error(
-    server_ctx: ssl.SSLContext | None,
-    client_ctx: ssl.SSLContext,
-    server_hostname: str = "localhost",
-    on_server: Callback = _echo_once,
-) -> tuple[BaseException, int]:
-    """Like tls_roundtrip but expect the TLS connection to fail; return (error, port)."""
-    server = await asyncio.start_server(on_server, "127.0.0.1", 0, ssl=server_ctx)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        with pytest.raises((ssl.SSLError, OSError)) as info:
-            await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname)
-        return info.value, port
-    finally:
-        server.close()
-        await server.wait_closed()
+@pytest.fixture
+def lab(lab_tls: LabTLS) -> LabTLS:
+    return lab_tls
 
 
 # --------------------------------------------------------------------------- LabTLS
@@ -286,7 +210,7 @@ def test_summarize_server_side_uses_its_own_certificate(lab: LabTLS) -> None:
         seen["extra"] = summarize(
             {k: transport.get_extra_info(k) for k in ("ssl_object", "peercert", "cipher")}
         )
-        await _echo_once(reader, writer)
+        await echo_once(reader, writer)
 
     _, client_side = run(tls_roundtrip(lab.server_context(), lab.client_context(), on_server=record))
     client = summarize(client_side)
@@ -384,79 +308,30 @@ def test_aiosmtpd_implicit_tls_session_has_no_ssl_dict(lab: LabTLS) -> None:
     assert client_summary.peer_hostname == "127.0.0.1"
 
 
-# --------------------------------------------------------------------------- explanations
+# --------------------------------------------------------------------------- the TLS modes
 
 
-def test_explain_implicit_tls_against_plain_port(lab: LabTLS) -> None:
-    async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 lab.test ESMTP\r\n")
-        try:
-            await writer.drain()
-            await reader.read(100)
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    error, port = run(connect_error(None, lab.client_context(), on_server=greet))
-    assert isinstance(error, ssl.SSLError)
-    assert error.reason == "WRONG_VERSION_NUMBER"
-    message = explain_ssl_error(error, host="127.0.0.1", port=port, expected_mode="implicit")
-    assert f"127.0.0.1:{port}" in message
-    assert "use tls='starttls'" in message.lower()
-    assert "implicit-TLS port" in message
+def test_the_tls_modes_are_one_vocabulary() -> None:
+    assert TLS_MODES == (None, "starttls", "implicit")
+    for mode in TLS_MODES:
+        assert check_tls_mode(mode) == mode
 
 
-def test_explain_handshake_cut_short(lab: LabTLS) -> None:
-    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    error, port = run(connect_error(None, lab.client_context(), on_server=hang_up))
-    message = explain_ssl_error(error, host="::1", port=port, expected_mode="implicit")
-    assert f"[::1]:{port} closed the connection" in message
-
-
-def test_explain_unexpected_eof_error() -> None:
-    error = ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:1006)")
-    message = explain_ssl_error(error, host="localhost", port=8465, expected_mode="starttls")
-    assert "closed the connection in the middle of the TLS handshake" in message
-    assert "tls='implicit'" in message
-
-
-def test_explain_wrapped_error_and_greeting_timeout() -> None:
-    inner = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
-    try:
-        try:
-            raise inner
-        except ssl.SSLError as exc:
-            raise ConnectionError("Error connecting to localhost on port 8025") from exc
-    except ConnectionError as outer:
-        message = explain_ssl_error(outer, host="localhost", port=8025, expected_mode=True)
-    assert "tls='starttls'" in message
-
-    timeout = TimeoutError("Timed out waiting for server ready message")
-    message = explain_ssl_error(timeout, host="localhost", port=8465, expected_mode="none")
-    assert "no 220 greeting" in message and "tls='implicit'" in message
-
-
-def test_explain_starttls_not_offered() -> None:
-    error = Exception("SMTP STARTTLS extension not supported by server.")
-    message = explain_ssl_error(error, host="localhost", port=8025, expected_mode="starttls")
-    assert "does not offer STARTTLS" in message
-
-
-def test_explain_hostname_defaults_to_default_lab_hosts(lab: LabTLS, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tls_module, "_default", lab)
-    error = ssl.SSLCertVerificationError(
-        1, "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.7'."
-    )
-    error.verify_code = 64
-    error.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.7'."
-    message = explain_ssl_error(error, host="10.0.0.7", port=8025, expected_mode="starttls")
-    assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7'" in message
-
-
-@pytest.mark.parametrize("error", [ValueError("odd"), Exception(), KeyboardInterrupt(), ssl.SSLError()])
-def test_explain_never_raises(error: BaseException) -> None:
-    message = explain_ssl_error(error, host="localhost", port=25, expected_mode="sideways")
-    assert isinstance(message, str) and "localhost:25" in message
+@pytest.mark.parametrize(
+    ("wrong", "hint"),
+    [
+        ("none", "tls=None"),
+        ("plain", "tls=None"),
+        (False, "tls=None"),
+        ("ssl", "tls='implicit'"),
+        (True, "tls='implicit'"),
+        ("STARTTLS ", "tls='starttls'"),
+        ("start_tls", "tls='starttls'"),
+    ],
+)
+def test_a_near_miss_is_refused_with_the_mode_it_means(wrong: Any, hint: str) -> None:
+    with pytest.raises(ValueError, match=f"Did you mean {hint}") as caught:
+        check_tls_mode(wrong)
+    assert "None (plain text), 'starttls'" in str(caught.value)
+    with pytest.raises(ValueError, match="must be None"):
+        check_tls_mode("sideways")

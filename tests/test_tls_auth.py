@@ -10,7 +10,7 @@ import time
 import pytest
 
 import smtplab
-from smtplab.auth import NoCommonMechanismError
+from smtplab.errors import NoCommonMechanismError
 from smtplab.tls import LabTLS
 
 USERS = {"alice": "wonderland"}  # the lab's fake credentials

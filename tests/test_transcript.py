@@ -416,13 +416,43 @@ def test_thread_safe_appends() -> None:
         assert mine == [f"NOOP {n} {i}" for i in range(500)]
 
 
-def test_format_address_covers_every_kind_of_socket_address():
-    from smtplab.transcript import format_address
-
-    assert format_address(("127.0.0.1", 2525)) == "127.0.0.1:2525"
-    assert format_address(("::1", 2525, 0, 0)) == "[::1]:2525"
-    assert format_address("/run/user/lab.sock") == "/run/user/lab.sock"  # a Unix socket's path, whole
-    assert format_address("") == "a local socket"
-    assert format_address(None) == "?"
+def test_a_unix_socket_peer_is_shown_whole():
     t = Transcript(peer="/run/user/lab.sock")
     assert "/run/user/lab.sock" in t.html()
+
+
+# ---------------------------------------------------------------- cheap recording
+
+
+def test_recorded_lines_become_lines_when_read_with_their_secrets_found() -> None:
+    t = Transcript()
+    t.record("server", b"334 VXNlcm5hbWU6\r\n", False)
+    t.record("client", b"YWxpY2U=\r\n", True)
+    t.record("client", "NOOP", True)
+    assert len(t) == 3
+    first, second, third = t.lines
+    assert (first.code, first.text) == (334, "334 VXNlcm5hbWU6")
+    assert (second.text, second.secret_from, second.tls, second.masked) == ("YWxpY2U=", 0, True, MASK)
+    assert third.secret_from is None
+    assert first.time <= second.time <= third.time
+
+
+def test_an_observer_sees_recorded_lines_as_they_come_and_not_those_before() -> None:
+    t = Transcript()
+    t.record("client", "EHLO before", False)
+    seen: list[Line] = []
+    t.observe(seen.append)
+    t.record("client", "AUTH PLAIN c2VjcmV0", False)
+    t.message_data(3, 42)
+    assert [line.masked for line in seen] == [f"AUTH PLAIN {MASK}", "message data: 3 lines, 42 bytes", "."]
+    assert [line.sender for line in seen] == ["client", "event", "client"]
+
+
+def test_masking_rule_is_one_function() -> None:
+    from smtplab.transcript import masked, secret_start
+
+    assert secret_start("AUTH PLAIN abc", after_334=False) == len("AUTH PLAIN ")
+    assert secret_start("AUTH PLAIN ", after_334=False) is None  # nothing after the mechanism
+    assert secret_start("*", after_334=True) is None  # a cancel is no secret
+    assert masked("YWxpY2U=", after_334=True) == MASK
+    assert masked("auth login YWxpY2U=", after_334=False) == f"auth login {MASK}"

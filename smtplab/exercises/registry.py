@@ -13,12 +13,12 @@ import difflib
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from smtplab.errors import UnknownExerciseError
+from smtplab.errors import NotYet, UnknownExerciseError
 from smtplab.exercises.verdict import Verdict
 
 __all__ = [
@@ -90,24 +90,6 @@ _KEY = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 CheckFunction = Callable[..., str]
 F = TypeVar("F", bound=CheckFunction)
-
-
-class NotYet(Exception):
-    """Raised by a check when the answer is not right yet, naming the mistake it found.
-
-    Args:
-        mistake: The key of the hint for this mistake, declared in the exercise's ``hints``
-            (or one of :data:`FRAMEWORK_HINTS`), e.g. ``"two-messages"``.
-        message: What the check found, specific to this answer ("the server received 2
-            messages"). Never the solution.
-        evidence: Lines that show what happened (e.g. what the lab server heard).
-    """
-
-    def __init__(self, mistake: str, message: str, *, evidence: Iterable[str] = ()) -> None:
-        super().__init__(f"{mistake}: {message}")
-        self.mistake = mistake
-        self.message = message
-        self.evidence = tuple(evidence)
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ class _Relay(asyncio.Protocol):
             self.pending += data
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.tap._transports.discard(self.transport)
+        self.tap._accepted.discard(self.transport)
         if self.release is not None:
             self.release.cancel()
         if self.upstream is not None:
@@ -138,7 +138,7 @@ class _Relay(asyncio.Protocol):
             self.transport.write(data)
 
     def server_closed(self, transport: Any) -> None:
-        self.tap._transports.discard(transport)
+        self.tap._accepted.discard(transport)
         if not self.greeted:
             if self.release is not None:
                 self.release.cancel()
@@ -189,7 +189,7 @@ class WireTap:
         self.connections: list[TappedConnection] = []
         self._server: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
-        self._transports: set[Any] = set()
+        self._accepted: set[Any] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -223,7 +223,7 @@ class WireTap:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-            for transport in list(self._transports):
+            for transport in list(self._accepted):
                 transport.abort()
             await asyncio.sleep(0)  # let connection_lost callbacks run
         with contextlib.suppress(asyncio.TimeoutError):
@@ -236,7 +236,7 @@ class WireTap:
         if self._stopping:
             transport.abort()
             return False
-        self._transports.add(transport)
+        self._accepted.add(transport)
         return True
 
     def _spawn(self, coroutine: Any) -> None:

@@ -9,7 +9,7 @@ import ipywidgets
 
 from smtplab import mime
 from smtplab.mailbox import CapturedMessage, Mailbox
-from smtplab.transcript import format_address
+from smtplab.render import format_address
 from smtplab.widgets._live import LiveBox, escape, reports_errors
 
 __all__ = ["MailboxView"]

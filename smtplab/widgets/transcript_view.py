@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from collections import deque
 from typing import Any
 
 import ipywidgets
 
-from smtplab.transcript import MASK, Line, Transcript
+from smtplab import render
+from smtplab.transcript import Line, Transcript
 from smtplab.widgets._live import LiveBox, escape, reports_errors
 
 __all__ = ["TranscriptView"]
@@ -18,68 +17,7 @@ __all__ = ["TranscriptView"]
 DEFAULT_MAX_ROWS = 500
 
 _LINE_LIMIT = 1000  # characters of one line drawn
-
-# Semi-transparent colours read on light and dark themes alike (the text colour is the theme's).
-_BACKGROUND = {
-    "client": "rgba(66, 133, 244, 0.13)",
-    "server": "rgba(52, 168, 83, 0.13)",
-    "event": "rgba(128, 128, 128, 0.10)",
-}
-_EDGE = {
-    "client": "rgba(66, 133, 244, 0.75)",
-    "server": "rgba(52, 168, 83, 0.75)",
-    "event": "rgba(128, 128, 128, 0.55)",
-}
-_LOCK = "\U0001f512"
-_TD = "text-align:left;vertical-align:top;padding:1px 6px;border:none;line-height:1.35;color:inherit"
-_TABLE = (
-    "border-collapse:collapse;border:none;margin:0;width:auto;"
-    "font-family:var(--jp-code-font-family, monospace);font-size:12px"
-)
-_LEGEND = f"-> client, <- server, ~> <~ inside TLS {_LOCK}, ** event (not on the wire)"
-
-
-def _row_html(line: Line, *, reveal: bool, start: float) -> str:
-    """One table row for a :class:`~smtplab.transcript.Line`."""
-    # str(Line) masks the secret and shows control characters as symbols; the secret starts at
-    # the same index in what it shows, since each character is replaced by exactly one.
-    if line.secret_from is None:
-        body = escape(_clip(str(line)[len(line.marker) + 1 :]))
-    elif reveal:
-        whole = str(dataclasses.replace(line, secret_from=None))[len(line.marker) + 1 :]
-        body = escape(_clip(whole[: line.secret_from])) + (
-            '<span style="text-decoration:underline dotted" title="secret, shown because '
-            f'&quot;reveal secrets&quot; is ticked">{escape(_clip(whole[line.secret_from :]))}</span>'
-        )
-    else:
-        shown = str(line)[len(line.marker) + 1 :]
-        body = escape(_clip(shown[: line.secret_from])) + (
-            '<span class="smtplab-secret" style="opacity:0.7" title="secret hidden: tick '
-            f'&quot;reveal secrets&quot; to show it">{escape(MASK)}</span>'
-        )
-    meaning = line.meaning
-    final = line.code is not None and line.text[3:4] != "-"  # "250 …" ends a reply, "250-…" not
-    lock = _LOCK if line.tls and line.sender != "event" else ""
-    tls_title = ' title="inside TLS"' if lock else ""
-    when = time.strftime("%H:%M:%S", time.localtime(line.time))
-    when += f".{int(line.time * 1000) % 1000:03d} (+{line.time - start:.3f} s)"
-    text_style = f"{_TD};white-space:pre-wrap;word-break:break-all"
-    if line.sender == "event":
-        text_style += ";font-style:italic;opacity:0.85"
-    title = f' title="{escape(meaning)}"' if meaning else ""
-    return (
-        f'<tr class="smtplab-{line.sender}" style="background-color:{_BACKGROUND[line.sender]}">'
-        f'<td style="{_TD};padding-right:0;border-left:3px solid {_EDGE[line.sender]}"'
-        f"{tls_title}>{lock}</td>"
-        f'<td style="{_TD};white-space:nowrap;opacity:0.8" title="{escape(when)}">{escape(line.marker)}</td>'
-        f'<td style="{text_style}"{title}>{body}</td>'
-        f'<td style="{_TD};font-family:var(--jp-ui-font-family, sans-serif);opacity:0.75">'
-        f"{escape(meaning) if final else ''}</td></tr>"
-    )
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _LINE_LIMIT else text[:_LINE_LIMIT] + "\u2026"
+_REVEAL_HINT = 'tick "reveal secrets" to show it'
 
 
 class TranscriptView(LiveBox):
@@ -171,7 +109,13 @@ class TranscriptView(LiveBox):
     # -- drawing ----------------------------------------------------------------------------
 
     def _draw(self, line: Line) -> str:
-        return _row_html(line, reveal=self.reveal.value, start=self._start)
+        return render.html_row(
+            line,
+            reveal_secrets=self.reveal.value,
+            start=self._start,
+            limit=_LINE_LIMIT,
+            reveal_hint=_REVEAL_HINT,
+        )
 
     def _refresh(self) -> None:
         transcript = self._transcript
@@ -200,14 +144,14 @@ class TranscriptView(LiveBox):
             parts.append(f"showing the last {len(self._lines)}")
         if hidden:
             parts.append(f"{hidden} secret{'s' if hidden != 1 else ''} hidden")
-        parts.append(escape(_LEGEND))
+        parts.append(escape(render.LEGEND))
         self.caption.value = f'<span style="font-size:12px;opacity:0.85">{" · ".join(parts)}</span>'
-        rows = "".join(self._rows) or (f'<tr><td style="{_TD};opacity:0.7">(no lines yet)</td></tr>')
+        rows = "".join(self._rows) or f'<tr><td style="{render.TD};opacity:0.7">(no lines yet)</td></tr>'
         # column-reverse keeps the scroll position at the newest line as rows arrive.
         self.table.value = (
             f'<div style="max-height:{escape(self.height)};overflow:auto;display:flex;'
             'flex-direction:column-reverse;line-height:1.35">'
-            f'<div><table style="{_TABLE}"><tbody>{rows}</tbody></table></div></div>'
+            f'<div><table style="{render.TABLE}"><tbody>{rows}</tbody></table></div></div>'
         )
 
     def _unobserve_models(self) -> None:

@@ -1,0 +1,808 @@
+"""The one door to aiosmtpd's internals: the lab's SMTP session and its Controller.
+
+aiosmtpd documents handlers, ``authenticator=``, ``auth_mechanism`` and the ``Controller``
+keywords; what a lab server needs beyond that — recording every line, the limits of a classroom,
+a ``421`` before closing, no self-test connection at start, AUTH over implicit TLS — reaches into
+aiosmtpd's private names, internal methods and stock reply texts. All of that is in this module
+and nowhere else in smtplab, and :data:`UPSTREAM_NAMES` lists it; ``tests/test_upstream_contract.py``
+checks every name there against the installed aiosmtpd, so a version bump that moves one fails
+in one place, loudly. (pyproject.toml pins aiosmtpd below the next minor release.)
+
+The rest of smtplab talks to this module through plain objects:
+
+* :class:`LabController` takes a socket the lab already bound, the :class:`~smtplab.limits.Limits`
+  to enforce and a :class:`Callbacks` — how a session reports to the lab: it opened (the lab
+  answers with the :class:`~smtplab.transcript.Transcript` to record into), it closed, a handler
+  hook failed (the lab answers with the reply to give);
+* :func:`authenticate` and :func:`mimic_signature` serve ``smtplab.auth`` and ``smtplab.handlers``.
+
+Each stage of a session — connect, EHLO, MAIL, RCPT, DATA, end of data, AUTH — asks the lab once,
+before its reply, through :meth:`LabSMTP.intervene` and ``Callbacks.before_reply``: one place where
+a lab can hold back, replace or refuse a reply (an :class:`Intervention`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import functools
+import inspect
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd import __version__ as AIOSMTPD_VERSION
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
+
+from smtplab import protocol
+from smtplab.errors import ServerStartError
+from smtplab.limits import ConnectionGate, Limits
+
+if TYPE_CHECKING:
+    from smtplab.tls import TLSSummary
+    from smtplab.transcript import Transcript
+
+__all__ = [
+    "AIOSMTPD_VERSION",
+    "STAGES",
+    "UPSTREAM_NAMES",
+    "Callbacks",
+    "Intervention",
+    "LabController",
+    "LabSMTP",
+    "authenticate",
+    "authenticator_present",
+    "mimic_signature",
+    "smtp_options",
+]
+
+log = logging.getLogger("smtplab")
+
+#: Every aiosmtpd (and asyncio) name this module uses beyond the documented API, by owner:
+#: tests/test_upstream_contract.py checks each one exists with the shape relied on here.
+UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
+    "aiosmtpd.smtp.SMTP": (
+        "_original_transport",  # connection_made: set once STARTTLS has begun
+        "_auth_require_tls",  # connection_made: implicit TLS counts as TLS for AUTH
+        "_cb_client_connected",  # the StreamReader swapped for a recording one
+        "_create_session",  # sessions without the login_data deprecation log line
+        "_smtp_methods",  # HELP lists the commands
+        "_syntax_available",  # HELP lists only those available now
+        "_timeout_cb",  # a 421 before closing an idle connection
+        "_timeout_duration",  # named in that 421
+        "_handler_coroutine",  # hanging up from inside a command
+        "_call_handler_hook",  # limits and handler errors around every hook
+        "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list
+        "_authenticator",  # CRAM-MD5 hands its answer to the authenticator
+        "_authenticate",
+        "_reader",  # the session's StreamReader (readuntil is recorded)
+        "command_size_limits",  # a class-wide dict, made per session here
+        "line_length_limit",
+        "command_size_limit",
+    ),
+    "aiosmtpd.smtp.Session": ("_login_data",),
+    "aiosmtpd.controller.Controller": (
+        "_create_server",  # serve a socket bound by smtplab
+        "_factory_invoker",
+        "_run",
+        "_thread",
+        "_thread_exception",
+        "_cleanup",
+        "_trigger_server",  # replaced: no self-test connection
+    ),
+    "asyncio.BaseSelectorEventLoop": ("_transports",),  # every connection, aborted at stop
+}
+
+#: aiosmtpd's own stock replies to a limit, and the lab's words for each (with an enhanced
+#: status code and the limit itself). Every reply a session sends passes through
+#: :meth:`LabSMTP.push`, which looks it up here: the one place where stock replies are reworded.
+STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
+    "552 Error: Too much mail data": lambda s: (
+        f"552 5.3.4 Message too big: the limit is {s.data_size_limit} bytes (SIZE in the EHLO "
+        "reply); nothing was stored"
+    ),
+    "552 Error: message size exceeds fixed maximum message size": lambda s: (
+        f"552 5.3.4 Message size exceeds the limit of {s.data_size_limit} bytes (SIZE in the EHLO reply)"
+    ),
+    "500 Command line too long": lambda s: (
+        f"500 5.5.2 Command line too long: the limit is {s.command_size_limit} bytes "
+        "(RFC 5321 section 4.5.3.1.4)"
+    ),
+    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s: (
+        f"500 5.5.2 Line too long: a message line may have {s.line_length_limit} bytes at most "
+        "(RFC 5321 section 4.5.3.1.6); nothing was stored"
+    ),
+}
+
+#: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
+STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
+
+# Browsers and proxies aimed at an SMTP port start with one of these (RFC 9110 §9.3).
+HTTP_METHODS = ("GET", "POST", "CONNECT", "HEAD", "PUT")
+
+
+@functools.cache
+def smtp_options() -> frozenset[str]:
+    """The keywords aiosmtpd's ``SMTP`` class takes (those a lab server passes through)."""
+    return frozenset(inspect.signature(SMTP.__init__).parameters) - {"self", "handler", "loop"}
+
+
+# -- what the lab gives a session -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """What the lab does at a stage instead of (or before) the usual reply.
+
+    Attributes:
+        reply: A reply line to give instead of the usual one (``None``: the usual one).
+        disconnect: Close the connection instead of replying.
+        delay: Seconds to wait first (the session's other work goes on meanwhile).
+        note: Why, for the server's transcript.
+    """
+
+    reply: str | None = None
+    disconnect: bool = False
+    delay: float = 0.0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """How a lab session reports to the lab; each is called on the server's event loop.
+
+    Attributes:
+        opened: A connection was accepted; called with the client's and the server's socket
+            addresses, returns the transcript the session records into (the lab keeps it).
+        handler_error: A handler hook raised; called with the hook's name and the exception,
+            returns the reply line to give the client.
+        closed: The connection is gone; called with its transcript.
+        before_reply: Called at each of :data:`STAGES` with the stage and the session, before
+            the reply; returns ``None`` (go on) or an :class:`Intervention`.
+    """
+
+    opened: Callable[[Any, Any], Transcript]
+    handler_error: Callable[[str, BaseException], str]
+    closed: Callable[[Transcript], None] | None = None
+    before_reply: Callable[[str, LabSMTP], Intervention | None] | None = None
+
+
+# -- the session --------------------------------------------------------------------------------
+
+
+class _RecordingReader(asyncio.StreamReader):
+    """A StreamReader that tells its session about every line it hands out.
+
+    aiosmtpd reads commands, AUTH answers and message lines through ``readuntil()`` (``readline``
+    goes through it too), so recording here sees exactly what the server saw, in order, once.
+    """
+
+    _lab_session: LabSMTP
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        line = await super().readuntil(separator)
+        self._lab_session.heard(line)
+        return line
+
+
+class _LabSession(Session):
+    """aiosmtpd's Session without the deprecation log line that every successful AUTH writes."""
+
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class LabSMTP(SMTP):
+    """aiosmtpd's SMTP session within a lab's :class:`~smtplab.limits.Limits`, recording itself.
+
+    Args:
+        handler: The aiosmtpd handler.
+        limits: The limits to enforce (classroom defaults when omitted).
+        gate: The :class:`~smtplab.limits.ConnectionGate` shared by the sessions of one server;
+            without one, ``max_connections`` is not enforced.
+        callbacks: How to report to the lab (:class:`Callbacks`); without them nothing is recorded.
+        sessions: A set the session is in while its connection is open (the Controller's).
+        **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
+            here win over ``limits``.
+
+    Attributes:
+        transcript: The session's record (from ``callbacks.opened``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        *,
+        limits: Limits | None = None,
+        gate: ConnectionGate | None = None,
+        callbacks: Callbacks | None = None,
+        sessions: set[LabSMTP] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.limits = limits if limits is not None else Limits()
+        # Read by SMTP.__init__ (the StreamReader's limit) and by _handle_client: set first.
+        self.line_length_limit = self.limits.max_line_length
+        self.command_size_limit = self.limits.max_command_length
+        super().__init__(handler, **{**self.limits.smtp_options(), **kwargs})
+        # aiosmtpd keeps command_size_limits in one dict shared by every session of every
+        # server, clears it at each new connection and grows MAIL's entry at each EHLO; give
+        # each session its own.
+        limit = self.command_size_limit
+        self.command_size_limits = collections.defaultdict(lambda: limit)
+        self._gate = gate
+        self._callbacks = callbacks
+        self._ask = callbacks.before_reply if callbacks is not None else None  # the stage hook
+        self._sessions = sessions
+        self.transcript: Transcript | None = None
+        self._has_slot = False
+        self._refused = False
+        self._greeted = False
+        self._auth_failures = 0
+        self._last_reply = ""
+        self._lifetime_handle: asyncio.TimerHandle | None = None
+        self._tls_on = False
+        self._in_data = False
+        self._recording_reader: asyncio.StreamReader | None = None
+
+    def _create_session(self) -> Session:
+        return _LabSession(self.loop)
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._sessions is not None:
+            self._sessions.add(self)
+        if self.transport is not None and self._original_transport is not None:
+            # STARTTLS: the same connection, and the session starts over (RFC 3207 §4.2).
+            super().connection_made(transport)
+            self._tls_on = True
+            self._event(f"TLS started (STARTTLS): {_headline(self.tls_summary())}")
+            return
+        self._tls_on = transport.get_extra_info("sslcontext") is not None
+        if self._gate is not None and not self._gate.enter():
+            self._refuse(transport)
+            return
+        self._has_slot = self._gate is not None
+        super().connection_made(transport)
+        if self._tls_on:
+            # Implicit TLS (RFC 8314 §3): the whole session is encrypted, so AUTH's TLS
+            # requirement is met. Stock aiosmtpd only counts STARTTLS and hides AUTH here
+            # (aiosmtpd issues #281/#274).
+            self._auth_require_tls = False
+        if self.limits.max_session_time is not None:
+            self._lifetime_handle = self.loop.call_later(self.limits.max_session_time, self._session_expired)
+        self._open_record(transport)
+
+    def _open_record(self, transport: asyncio.BaseTransport) -> None:
+        if self._callbacks is None:
+            return
+        peer = transport.get_extra_info("peername")
+        self.transcript = self._callbacks.opened(peer, transport.get_extra_info("sockname"))
+        how = f" over implicit TLS: {_headline(self.tls_summary())}" if self._tls_on else ""
+        from smtplab.render import format_address  # once per connection
+
+        self._event(f"connection from {format_address(peer)}{how}")
+
+    def _refuse(self, transport: asyncio.BaseTransport) -> None:
+        # RFC 5321 §3.1: a server may refuse a connection with 421 instead of its greeting.
+        assert self._gate is not None
+        self._refused = True
+        self.transport = transport
+        self.session = self._create_session()
+        self.session.peer = transport.get_extra_info("peername")
+        log.info("%r refused: %d connections open (the limit)", self.session.peer, self._gate.open)
+        self._open_record(transport)
+        # Said on the next loop turn, once the connection is fully set up.
+        self.loop.call_soon(
+            self._goodbye,
+            f"421 4.7.0 {self.hostname} Too many connections ({self._gate.limit} open, the server's "
+            "limit): try again later",
+        )
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._lifetime_handle is not None:
+            self._lifetime_handle.cancel()
+            self._lifetime_handle = None
+        if self._has_slot:
+            self._has_slot = False
+            assert self._gate is not None
+            self._gate.leave()
+        try:
+            if self._refused:
+                self.transport = None
+                asyncio.StreamReaderProtocol.connection_lost(self, error)
+            else:
+                super().connection_lost(error)
+        finally:
+            if self._sessions is not None:
+                self._sessions.discard(self)
+            if self.transcript is not None:
+                self._event("connection closed")
+                if self._callbacks is not None and self._callbacks.closed is not None:
+                    self._callbacks.closed(self.transcript)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._callbacks is not None:
+            reader.__class__ = _RecordingReader
+            reader._lab_session = self  # type: ignore[attr-defined]
+            self._recording_reader = reader
+        super()._cb_client_connected(reader, writer)
+
+    def tls_summary(self) -> TLSSummary | None:
+        """The TLS session of this connection (STARTTLS or implicit), or ``None`` in plain text."""
+        if self.session is not None and self.session.ssl:
+            info: Any = self.session.ssl
+        elif self._tls_on:
+            info = self.transport
+        else:
+            return None
+        from smtplab.tls import summarize
+
+        return summarize(info)
+
+    # -- ending a connection -----------------------------------------------------------------
+
+    def _timeout_cb(self) -> None:
+        # Stock aiosmtpd closes without a word; RFC 5321 §4.5.3.2.7 lets a server time out,
+        # and a 421 first tells the learner why the connection went away.
+        self._goodbye(
+            f"421 4.4.2 {self.hostname} Timeout: no complete command for "
+            f"{self._timeout_duration:g} s, closing connection"
+        )
+
+    def _session_expired(self) -> None:
+        self._goodbye(
+            f"421 4.4.2 {self.hostname} Session too long: connections last at most "
+            f"{self.limits.max_session_time:g} s, closing connection"
+        )
+
+    def _goodbye(self, reply: str) -> None:
+        """Write a last reply straight to the transport and close it (for timer callbacks)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._said(reply)
+        transport.write(reply.encode("ascii", "replace") + b"\r\n")  # type: ignore[attr-defined]
+        transport.close()
+
+    async def hang_up(self, reply: str | None = None) -> None:
+        """Send a last reply (if any) and close, from inside a command (as aiosmtpd's QUIT does)."""
+        if reply is not None:
+            await self.push(reply)
+        if self.transport is not None:
+            self.transport.close()
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+            # Stop here, so that commands the client already sent behind this one are not
+            # answered on the closing connection (aiosmtpd's QUIT would answer them).
+            await asyncio.sleep(0)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def heard(self, line: bytes) -> None:
+        """Record one line the client sent (called by the reader, in order)."""
+        if self.transcript is not None:
+            self.transcript.record("client", line, self._tls_on)
+
+    def _said(self, text: str) -> None:
+        self._last_reply = text
+        if self.transcript is None:
+            return
+        if self._in_data:  # no DATA hook ran: aiosmtpd refused the content, or had no one to ask
+            self._end_of_data(None, accepted=text.startswith("2"))
+        self.transcript.record("server", text, self._tls_on)
+        if text.startswith("354"):
+            # The message content is recorded as a summary at its end (RFC 5321 §4.1.1.4), not
+            # line by line: meanwhile the reader goes without recording, which costs nothing.
+            self._in_data = True
+            if self._recording_reader is not None:
+                self._recording_reader.__class__ = asyncio.StreamReader
+
+    def _end_of_data(self, content: bytes | None, *, accepted: bool = False) -> None:
+        """Record the message content by its size as sent, then the "." that ended it."""
+        self._in_data = False
+        if self._recording_reader is not None:
+            self._recording_reader.__class__ = _RecordingReader
+        assert self.transcript is not None
+        if content is None:
+            what = "received" if accepted else "refused by the server, not kept"
+            self.transcript.record("event", f"message data: {what}", self._tls_on)
+            self.transcript.record("client", ".", self._tls_on)
+            return
+        # On the wire every line that starts with "." had one more (RFC 5321 §4.5.2).
+        stuffed = content.count(b"\r\n.") + content.startswith(b".")
+        self.transcript.message_data(content.count(b"\r\n"), len(content) + stuffed, tls=self._tls_on)
+
+    def _event(self, text: str) -> None:
+        if self.transcript is not None:
+            self.transcript.record("event", text, self._tls_on)
+
+    async def push(self, status: Any) -> None:
+        text = status.decode("utf-8", "surrogateescape") if isinstance(status, bytes) else status
+        if not self._greeted:  # aiosmtpd's first push is the greeting
+            self._greeted = True
+            if self._ask is not None and await self._stage_done("connect"):
+                return
+        reword = STOCK_REPLIES.get(text)
+        if reword is not None:
+            status = text = reword(self)
+        self._said(text)
+        await super().push(status)
+
+    async def _push_lines(self, lines: list[str]) -> None:
+        for line in lines:
+            await self.push(line)
+
+    # -- asking the lab before a reply ---------------------------------------------------------
+
+    async def intervene(self, stage: str) -> str | None:
+        """Ask the lab about ``stage`` before replying (the one place each stage does so).
+
+        Returns:
+            ``None`` to reply as usual, a reply line to give instead, or ``""`` when the lab
+            closed the connection (nothing more to say).
+        """
+        if self._ask is None:
+            return None
+        intervention = self._ask(stage, self)
+        if intervention is None:
+            return None
+        if intervention.note:
+            self._event(f"the lab intervenes at {stage}: {intervention.note}")
+        if intervention.delay > 0:
+            await asyncio.sleep(intervention.delay)
+        if intervention.disconnect:
+            self._event(f"the lab closes the connection at {stage}")
+            await self.hang_up()
+            return ""
+        if intervention.reply is not None:
+            self._event(f"reply given by the lab, not by the session: {intervention.reply}")
+        return intervention.reply
+
+    async def _stage_done(self, stage: str) -> bool:
+        """Let the lab intervene at ``stage``; True when it replied or hung up instead.
+
+        Callers test ``self._ask`` first, so that a session without the hook pays nothing.
+        """
+        reply = await self.intervene(stage)
+        if reply is None:
+            return False
+        if reply:
+            self._said(reply)
+            await super().push(reply)
+        return True
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def _bad_address(self, arg: str | None, command: str, code: str, what: str) -> bool:
+        """Refuse control characters and invalid UTF-8 in an envelope address; True if refused.
+
+        A session not greeted yet (or not authenticated where it must be) hears that first.
+        """
+        problem = protocol.argument_problem(arg) if arg else None
+        if problem is None:
+            return False  # aiosmtpd's own checks come next, and answer
+        if not await self.check_helo_needed() and not await self.check_auth_needed(command):
+            await self.push(f"501 {code} Bad {what} address: {problem}")
+        return True
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
+        if self._ask is not None and await self._stage_done("EHLO"):
+            return
+        await super().smtp_EHLO(hostname)
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
+            return
+        if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
+            return
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self._bad_address(arg, "RCPT", "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
+            return
+        limit = self.limits.max_recipients
+        envelope = self.envelope
+        if (
+            limit is not None
+            and envelope is not None
+            and envelope.mail_from
+            and len(envelope.rcpt_tos) >= limit
+        ):
+            # RFC 5321 §4.5.3.1.10: 452 tells the client to send the rest in a new transaction.
+            await self.push(
+                f"452 4.5.3 Too many recipients: {limit} per message at most; send the rest in another transaction"
+            )
+            return
+        if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
+            return
+        await super().smtp_RCPT(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if self._ask is not None and await self._stage_done("DATA"):
+            return
+        await super().smtp_DATA(arg)  # type: ignore[arg-type]
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self._ask is not None and await self._stage_done("AUTH"):
+            return
+        self._last_reply = ""
+        await super().smtp_AUTH(arg)
+        limit = self.limits.max_auth_failures
+        if not self._last_reply.startswith("535") or self.session is None or self.session.authenticated:
+            return
+        self._auth_failures += 1
+        if limit is not None and self._auth_failures >= limit:
+            log.info("%r closed after %d failed AUTH attempts", self.session.peer, self._auth_failures)
+            await self.hang_up(
+                f"421 4.7.0 {self.hostname} Too many failed AUTH attempts ({self._auth_failures}), "
+                "closing connection"
+            )
+
+    @syntax("EXPN <list>")
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        # Stock aiosmtpd always answers 502; the lab expands its own lists (RFC 5321 §3.5.2).
+        if await self.check_auth_needed("EXPN"):
+            return
+        if not arg:
+            await self.push("501 5.5.4 Syntax: EXPN <list>")
+            return
+        directory = getattr(self.event_handler, "directory", None)
+        if directory is None:
+            await self.push("502 5.5.1 EXPN not implemented")
+            return
+        await self._push_lines(directory.expand(arg))
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str | None) -> None:
+        # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
+        if await self.check_auth_needed("HELP"):
+            return
+        available = sorted(n for n, m in self._smtp_methods.items() if self._syntax_available(m))
+        if arg:
+            name = arg.upper()
+            command = protocol.COMMANDS.get(name)
+            if name not in available or command is None:
+                await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
+                return
+            where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
+            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
+            return
+        lines = ["Commands of this lab server (HELP <command> for one):"]
+        lines += [protocol.COMMANDS[n].syntax for n in available if n in protocol.COMMANDS]
+        lines.append("End of HELP")
+        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
+
+    async def _not_a_web_server(self, arg: str | None) -> None:
+        # A browser (or a proxy probe) aimed at the SMTP port: answer briefly and hang up,
+        # rather than a 500 for every header line (Postfix does the same).
+        log.info("%r sent an HTTP request; closing", self.session.peer if self.session else None)
+        await self.hang_up(f"421 4.7.0 {self.hostname} This is an SMTP server, not a web server")
+
+    # No @syntax: HELP never lists them.
+    smtp_GET = smtp_POST = smtp_CONNECT = smtp_HEAD = smtp_PUT = _not_a_web_server
+
+    # -- handler hooks ---------------------------------------------------------------------
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        if command == "DATA":
+            if self._in_data and self.envelope is not None:
+                self._end_of_data(self.envelope.original_content or b"")
+            if self.limits.strict_line_endings and self.envelope is not None:
+                endings = protocol.bare_line_endings(self.envelope.original_content or b"")
+                if endings:
+                    return (
+                        f"550 5.6.0 Message refused: it contains a bare {endings[0]}; SMTP lines end "
+                        "with CRLF (RFC 5321 section 2.3.8). Nothing was stored"
+                    )
+            if self._ask is not None:
+                reply = await self.intervene("end of data")
+                if reply is not None:
+                    return reply
+        try:
+            return await super()._call_handler_hook(command, *args)
+        except Exception as error:
+            log.exception("handle_%s raised", command)
+            if command == "PROXY":
+                return False
+            reply = f"451 4.3.0 Error in handle_{command}: {type(error).__name__}"
+            if self._callbacks is not None:
+                reply = self._callbacks.handler_error(f"handle_{command}", error)
+            return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _headline(summary: TLSSummary | None) -> str:
+    return summary.headline if summary is not None else "details unavailable"
+
+
+# -- AUTH and handlers ----------------------------------------------------------------------------
+
+
+def authenticator_present(server: SMTP) -> bool:
+    """Whether the server was given an ``authenticator=`` (rather than a legacy ``auth_callback``)."""
+    return getattr(server, "_authenticator", None) is not None
+
+
+def authenticate(server: SMTP, mechanism: str, auth_data: Any) -> AuthResult | None:
+    """Hand a mechanism's answer to the server's ``authenticator=``; ``None`` if it has none.
+
+    An ``auth_<NAME>`` hook written for aiosmtpd (CRAM-MD5, in :mod:`smtplab.auth`) decides
+    nothing itself: the authenticator does, as for aiosmtpd's built-in PLAIN and LOGIN.
+    """
+    if not authenticator_present(server):
+        return None  # only the legacy auth_callback, which understands LoginPassword alone
+    return server._authenticate(mechanism, auth_data)
+
+
+def mimic_signature(wrapper: Callable[..., Any], hook: Callable[..., Any]) -> None:
+    """Make ``wrapper`` (a guard around a learner's hook) look like ``hook`` to aiosmtpd.
+
+    aiosmtpd tells the old 4-argument ``handle_EHLO`` from the new 5-argument one by counting
+    the parameters of the hook it finds, so a guard taking ``*args`` must show the hook's own.
+    """
+    wrapper.__signature__ = inspect.signature(hook)  # type: ignore[attr-defined]
+
+
+# -- the Controller -------------------------------------------------------------------------------
+
+
+class LabController(Controller):
+    """A Controller serving a socket smtplab already bound, with no self-test connection.
+
+    Stock aiosmtpd binds the socket itself (so a taken port costs its whole ``ready_timeout``)
+    and connects to itself at every start (aiosmtpd issue #388 makes that fail for port 0).
+
+    Args:
+        handler: The aiosmtpd handler.
+        sock: A listening, non-blocking socket (TCP or Unix-domain).
+        limits: The limits every session enforces.
+        callbacks: How sessions report to the lab; ``None`` records nothing.
+        name: The thread's name.
+        **kwargs: Keywords of aiosmtpd's ``Controller`` and ``SMTP``.
+
+    Attributes:
+        gate: Counts this server's open sessions against ``limits.max_connections``.
+        sessions: The sessions open now.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        sock: socket.socket,
+        *,
+        limits: Limits,
+        callbacks: Callbacks | None = None,
+        name: str = "smtplab-server",
+        **kwargs: Any,
+    ) -> None:
+        address = sock.getsockname()  # a Unix-domain socket's name is its path
+        host, port = (address, 0) if isinstance(address, str) else address[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+        self.address = address
+        self.limits = limits
+        self.callbacks = callbacks
+        self.gate = ConnectionGate(limits.max_connections)
+        self.sessions: set[LabSMTP] = set()
+        self._sock = sock
+        self._name = name
+
+    def factory(self) -> SMTP:
+        return LabSMTP(
+            self.handler,
+            limits=self.limits,
+            gate=self.gate,
+            callbacks=self.callbacks,
+            sessions=self.sessions,
+            **self.SMTP_kwargs,
+        )
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock, ssl=self.ssl_context)
+
+    def _trigger_server(self) -> None:  # pragma: no cover - start() below never calls it
+        raise NotImplementedError("the lab server's socket is listening already; there is nothing to trigger")
+
+    def _run(self, ready_event: threading.Event) -> None:
+        try:
+            super()._run(ready_event)
+        finally:
+            ready_event.set()  # also on failure, so start() reports it at once
+
+    def start(self) -> None:
+        """Start the server's thread; returns once it is serving (or raises why not)."""
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name, daemon=True)
+        self._thread.start()
+        if not ready.wait(self.ready_timeout):
+            raise ServerStartError(
+                f"the server thread did not start within {self.ready_timeout:g} s; the machine "
+                "may be very busy. Try again, or pass a larger ready_timeout."
+            )
+        if self._thread_exception is not None:
+            raise self._thread_exception
+        # The socket is listening already, so no test connection is needed. Building one
+        # session object on the loop surfaces bad options now rather than at the first client.
+        future = asyncio.run_coroutine_threadsafe(self._probe(), self.loop)
+        future.result(self.ready_timeout)
+        if self._thread_exception is not None:
+            raise self._thread_exception
+
+    async def _probe(self) -> None:
+        self._factory_invoker()
+
+    async def _shutdown(self) -> None:
+        """Close the listener and every session, and let their callbacks run, then stop."""
+        assert self.server is not None
+        # Stop accepting, then let connections accepted a moment ago set up their transport
+        # before Server.close(): asyncio 3.11 silently drops one that is set up after it,
+        # leaving its socket open.
+        with contextlib.suppress(NotImplementedError):  # loops without add/remove_reader
+            self.loop.remove_reader(self._sock.fileno())
+        await asyncio.sleep(0)
+        self.server.close()
+        current = asyncio.current_task()
+        for _ in range(3):  # closing a session can wake a task of its own: go round again
+            _abort_connections(self.loop)
+            tasks = [task for task in asyncio.all_tasks() if task is not current]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks, timeout=2.0)
+            await asyncio.sleep(0)  # run the transports' connection_lost callbacks
+            if not tasks and not self.sessions:
+                break
+        self.loop.stop()
+
+    def stop(self, no_assert: bool = False) -> None:
+        """Close every session and the listener, end the thread, close the socket; safe twice."""
+        thread = self._thread
+        if thread is not None and thread.is_alive() and not self.loop.is_closed():
+            if self.server is not None:
+                self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._shutdown()))
+            else:
+                self.loop.call_soon_threadsafe(self.loop.stop)
+            thread.join()
+        self._thread = None
+        if not self.loop.is_closed():  # a failed start never closes its loop
+            self.loop.close()
+        self._sock.close()
+        self._cleanup()
+
+
+def _abort_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Abort every connection ``loop`` still has open, at the socket level.
+
+    Closing a session's own transport is not enough: a TLS transport closed twice (aiosmtpd's
+    QUIT, then its stream writer) forgets its socket, so that ``abort()`` no longer reaches it;
+    a TLS close waits for the client's close_notify, which may never come before the loop ends;
+    and a connection still in its TLS handshake has no session yet. asyncio's selector loops
+    keep every socket transport they made, which is what is aborted here.
+    """
+    for transport in list(getattr(loop, "_transports", {}).values()):
+        if transport is not None:
+            transport.abort()  # does nothing to a connection already lost

@@ -1,0 +1,463 @@
+"""Tests for smtplab._aiosmtpd: the lab's aiosmtpd session and Controller, limits on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+from smtplab._aiosmtpd import Callbacks, Intervention, LabController, LabSMTP
+from smtplab.auth import plain_response
+from smtplab.limits import Limits
+from smtplab.transcript import Transcript
+from tests.wire import Wire
+
+HOST = "limits.test"
+
+
+class Keep:
+    """A handler keeping every message it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope)
+        return "250 2.0.0 kept"
+
+
+class Lab:
+    """What a lab server gives its Controller: callbacks that keep transcripts and errors."""
+
+    def __init__(self, before_reply: Any = None) -> None:
+        self.transcripts: list[Transcript] = []
+        self.closed: list[Transcript] = []
+        self.errors: list[tuple[str, BaseException]] = []
+        self.callbacks = Callbacks(
+            opened=self.opened,
+            handler_error=self.handler_error,
+            closed=self.closed.append,
+            before_reply=before_reply,
+        )
+
+    def opened(self, peer: Any, local: Any) -> Transcript:
+        self.transcripts.append(Transcript(title="server", peer=peer, local=local))
+        return self.transcripts[-1]
+
+    def handler_error(self, hook: str, error: BaseException) -> str:
+        self.errors.append((hook, error))
+        return f"451 4.3.0 Error in {hook}: {type(error).__name__}"
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """serve(limits, handler=None, lab=None, **aiosmtpd_options) -> a running LabController."""
+    started: list[LabController] = []
+
+    def start(
+        limits: Limits | None = None, handler: Any = None, lab: Lab | None = None, **options: Any
+    ) -> LabController:
+        sock = socket.create_server(("127.0.0.1", 0))
+        sock.setblocking(False)
+        controller = LabController(
+            handler or Keep(),
+            sock,
+            limits=limits or Limits(),
+            callbacks=(lab or Lab()).callbacks,
+            server_hostname=HOST,
+            ready_timeout=5,
+            **options,
+        )
+        controller.start()
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.stop()
+
+
+def hello(wire: Wire) -> list[str]:
+    assert wire.line().startswith(f"220 {HOST}")
+    return wire.command("EHLO client.test")
+
+
+def test_each_session_has_its_own_command_size_limits():
+    # aiosmtpd shares one dict between all sessions and clears it at every new connection.
+    loop = asyncio.new_event_loop()
+    one = LabSMTP(Keep(), loop=loop)
+    two = LabSMTP(Keep(), limits=Limits(max_command_length=100), loop=loop)
+    try:
+        assert one.command_size_limits is not two.command_size_limits is not SMTP.command_size_limits
+        assert one.command_size_limits["MAIL"] == 512 and two.command_size_limits["MAIL"] == 100
+    finally:
+        loop.close()
+
+
+# -- limits on the wire -----------------------------------------------------------------------
+
+
+def test_message_size_is_advertised_and_enforced(serve):
+    handler = Keep()
+    server = serve(Limits(max_message_size=1000), handler)
+    with Wire(server.address) as wire:
+        assert "250-SIZE 1000" in hello(wire)
+        assert wire.command("MAIL FROM:<a@example.test> SIZE=1001") == [
+            "552 5.3.4 Message size exceeds the limit of 1000 bytes (SIZE in the EHLO reply)"
+        ]
+        wire.command("MAIL FROM:<a@example.test>")
+        wire.command("RCPT TO:<b@example.test>")
+        assert wire.command("DATA")[0].startswith("354")
+        wire.send(b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 10 + b".\r\n")
+        assert wire.reply() == [
+            "552 5.3.4 Message too big: the limit is 1000 bytes (SIZE in the EHLO reply); nothing was stored"
+        ]
+        assert handler.messages == []
+        # The session goes on: a message within the limit is accepted.
+        wire.command("MAIL FROM:<a@example.test>")
+        wire.command("RCPT TO:<b@example.test>")
+        wire.command("DATA")
+        assert wire.command(b"Subject: small\r\n\r\nhi\r\n.") == ["250 2.0.0 kept"]
+    assert [m.content for m in handler.messages] == [b"Subject: small\r\n\r\nhi\r\n"]
+
+
+def test_long_lines_are_refused_and_not_stored(serve):
+    handler = Keep()
+    server = serve(Limits(max_line_length=200, max_command_length=100), handler)
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("NOOP " + "x" * 120) == [
+            "500 5.5.2 Command line too long: the limit is 100 bytes (RFC 5321 section 4.5.3.1.4)"
+        ]
+        wire.command("MAIL FROM:<a@example.test>")
+        wire.command("RCPT TO:<b@example.test>")
+        wire.command("DATA")
+        assert wire.command(b"Subject: long\r\n\r\n" + b"y" * 300 + b"\r\n.")[0].startswith(
+            "500 5.5.2 Line too long: a message line may have 200 bytes at most"
+        )
+        assert wire.command("NOOP") == ["250 OK"]
+    assert handler.messages == []
+
+
+def test_recipients_per_message(serve):
+    handler = Keep()
+    server = serve(Limits(max_recipients=2), handler)
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("RCPT TO:<early@example.test>") == ["503 Error: need MAIL command"]
+        wire.command("MAIL FROM:<a@example.test>")
+        assert wire.command("RCPT TO:<b1@example.test>") == ["250 OK"]
+        assert wire.command("RCPT TO:<b2@example.test>") == ["250 OK"]
+        assert wire.command("RCPT TO:<b3@example.test>") == [
+            "452 4.5.3 Too many recipients: 2 per message at most; send the rest in another transaction"
+        ]
+        wire.command("DATA")
+        assert wire.command(b"Subject: two\r\n\r\nhi\r\n.") == ["250 2.0.0 kept"]
+        # A new transaction starts counting again.
+        wire.command("MAIL FROM:<a@example.test>")
+        assert wire.command("RCPT TO:<b3@example.test>") == ["250 OK"]
+    assert handler.messages[0].rcpt_tos == ["b1@example.test", "b2@example.test"]
+
+
+def test_connection_cap_refuses_then_serves_a_freed_slot(serve):
+    server = serve(Limits(max_connections=2))
+    first, second = Wire(server.address), Wire(server.address)
+    assert first.line().startswith("220") and second.line().startswith("220")
+    with Wire(server.address) as third:
+        assert (
+            third.line()
+            == f"421 4.7.0 {HOST} Too many connections (2 open, the server's limit): try again later"
+        )
+        assert third.rest() == b""
+    assert server.gate.refused == 1
+    first.command("QUIT")
+    assert first.rest() == b""
+    first.close()
+    with Wire(server.address) as fourth:  # the slot QUIT freed
+        assert fourth.line().startswith("220")
+        assert fourth.command("QUIT") == ["221 Bye"]
+    second.close()
+
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    assert isinstance(auth_data, LoginPassword)
+    return AuthResult(success=auth_data.password == b"wonderland", handled=False)
+
+
+def test_auth_failures_close_the_connection(serve):
+    server = serve(Limits(max_auth_failures=3), authenticator=authenticate, auth_require_tls=False)
+    wrong = "AUTH PLAIN " + plain_response("alice", "looking-glass")
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command(wrong) == ["535 5.7.8 Authentication credentials invalid"]
+        assert wire.command("AUTH PLAIN !!!") == ["501 5.5.2 Can't decode base64"]  # not a failed password
+        assert wire.command(wrong) == ["535 5.7.8 Authentication credentials invalid"]
+        assert wire.command(wrong + "\r\nNOOP") == ["535 5.7.8 Authentication credentials invalid"]
+        assert wire.line() == f"421 4.7.0 {HOST} Too many failed AUTH attempts (3), closing connection"
+        assert wire.rest() == b"", "the pipelined NOOP is not answered"
+    with Wire(server.address) as wire:  # a new connection may try again, and succeed
+        hello(wire)
+        assert wire.command("AUTH PLAIN " + plain_response("alice", "wonderland"))[0].startswith("235")
+
+
+def test_idle_timeout_says_421_before_closing(serve):
+    server = serve(Limits(idle_timeout=0.3))
+    started = time.perf_counter()
+    with Wire(server.address) as wire:
+        hello(wire)
+        wire.send(b"NOOP")  # half a command does not count
+        assert wire.line() == f"421 4.4.2 {HOST} Timeout: no complete command for 0.3 s, closing connection"
+        assert wire.rest() == b""
+        assert 0.3 <= time.perf_counter() - started < 2
+
+
+def test_session_lifetime_ends_even_a_busy_session(serve):
+    server = serve(Limits(max_session_time=0.3, idle_timeout=10))
+    started = time.perf_counter()
+    with Wire(server.address) as wire:
+        hello(wire)
+        replies = []
+        while (reply := wire.command("NOOP")) == ["250 OK"]:  # keep-alives do not help
+            replies.append(reply)
+        assert reply == [
+            f"421 4.4.2 {HOST} Session too long: connections last at most 0.3 s, closing connection"
+        ]
+        assert 0.3 <= time.perf_counter() - started < 2 and len(replies) > 1
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "CONNECT", "HEAD", "PUT", "get"])
+def test_http_requests_are_hung_up_on(serve, method):
+    server = serve()
+    with Wire(server.address) as wire:
+        assert wire.line().startswith("220")
+        wire.send(f"{method} / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: browser\r\n\r\n")
+        assert wire.line() == f"421 4.7.0 {HOST} This is an SMTP server, not a web server"
+        assert wire.rest() == b"", "header lines are not answered"
+
+
+def test_help_lists_smtp_commands_only(serve):
+    server = serve()
+    with Wire(server.address) as wire:
+        hello(wire)
+        reply = "\n".join(wire.command("HELP"))
+        assert reply.startswith("214-") and reply.splitlines()[-1] == "214 End of HELP"  # RFC 5321 §4.1.1.8
+        assert "MAIL FROM:" in reply and "RCPT TO:" in reply and "AUTH" in reply and "GET" not in reply
+        (mail,) = wire.command("HELP MAIL")
+        assert (
+            mail.startswith("214 MAIL FROM:<reverse-path> [parameters] - ")
+            and "RFC 5321 section 4.1.1.2" in mail
+        )
+        assert wire.command("HELP GET")[0].startswith("501 5.5.4 HELP: no command 'GET' here")
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [
+        (b"MAIL FROM:<a\x00b@example.test>", "501 5.1.7 Bad sender address: NUL byte (0x00) at position 7"),
+        (
+            b"MAIL FROM:<a\x01b@example.test>",
+            "501 5.1.7 Bad sender address: control character (0x01) at position 7",
+        ),
+        (
+            b"MAIL FROM:<a\xffb@example.test>",
+            "501 5.1.7 Bad sender address: byte 0xFF at position 7 is not valid UTF-8",
+        ),
+        (b"RCPT TO:<b\x00@example.test>", "501 5.1.3 Bad recipient address: NUL byte (0x00) at position 5"),
+        (b"RCPT TO:<b\tc@example.test>", "501 5.1.3 Bad recipient address: tab (0x09) at position 5"),
+        (
+            b"RCPT TO:<b\rc@example.test>",
+            "501 5.1.3 Bad recipient address: carriage return (CR) (0x0D) at position 5",
+        ),
+    ],
+)
+def test_control_characters_and_bad_utf8_in_addresses(serve, command, reply):
+    handler = Keep()
+    server = serve(handler=handler)
+    with Wire(server.address) as wire:
+        hello(wire)
+        if command.startswith(b"RCPT"):
+            wire.command("MAIL FROM:<a@example.test>")
+        (answer,) = wire.command(command)
+        assert answer.startswith(reply)
+        assert wire.command("NOOP") == ["250 OK"]
+
+
+def test_address_checks_come_after_the_sequence_checks(serve):
+    server = serve()
+    with Wire(server.address) as wire:
+        assert wire.line().startswith("220")
+        assert wire.command(b"MAIL FROM:<a\x00b@example.test>") == ["503 Error: send HELO first"]
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_bare_line_endings_in_data(serve, strict):
+    handler = Keep()
+    server = serve(Limits(strict_line_endings=strict), handler)
+    with Wire(server.address) as wire:
+        hello(wire)
+        wire.command("MAIL FROM:<a@example.test>")
+        wire.command("RCPT TO:<b@example.test>")
+        wire.command("DATA")
+        (reply,) = wire.command(b"Subject: lf\r\n\r\none\ntwo\r\n.")
+    if strict:
+        assert reply == (
+            "550 5.6.0 Message refused: it contains a bare LF; SMTP lines end with CRLF "
+            "(RFC 5321 section 2.3.8). Nothing was stored"
+        )
+        assert handler.messages == []
+    else:
+        assert reply == "250 2.0.0 kept"
+        assert handler.messages[0].content == b"Subject: lf\r\n\r\none\ntwo\r\n"
+
+
+class Broken:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        raise RuntimeError("oops")
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if hostname == "crash":
+            raise KeyError(hostname)
+        session.host_name = hostname
+        return responses
+
+
+def test_a_raising_handler_gets_451_and_the_session_goes_on(serve, caplog):
+    server = serve(handler=Broken())
+    with Wire(server.address) as wire:
+        assert wire.line().startswith("220")
+        assert wire.command("EHLO crash") == ["451 4.3.0 Error in handle_EHLO: KeyError"]
+        assert wire.command("EHLO fine")[0] == f"250-{HOST}"
+        wire.command("MAIL FROM:<a@example.test>")
+        assert wire.command("RCPT TO:<b@example.test>") == ["451 4.3.0 Error in handle_RCPT: RuntimeError"]
+        assert wire.command("NOOP") == ["250 OK"]
+    assert "handle_RCPT raised" in caplog.text
+
+
+def test_controller_threads_end(serve):
+    before = threading.active_count()
+    server = serve()
+    with Wire(server.address) as wire:
+        hello(wire)
+    server.stop()  # the fixture stops it again: safe
+    assert threading.active_count() == before
+
+
+# -- reporting to the lab ---------------------------------------------------------------------------
+
+
+def test_a_session_reports_to_the_lab_through_its_callbacks(serve):
+    lab = Lab()
+    server = serve(lab=lab)
+    with Wire(server.address) as wire:
+        hello(wire)
+        wire.command("MAIL FROM:<a@example.test>")
+        wire.command("RCPT TO:<b@example.test>")
+        assert wire.command("DATA")[0].startswith("354")
+        assert wire.command(b"Subject: x\r\n\r\nhi\r\n.") == ["250 2.0.0 kept"]
+        wire.command("QUIT")
+        assert wire.rest() == b""
+    server.stop()  # waits for every session's connection_lost
+    (transcript,) = lab.transcripts
+    assert lab.closed == [transcript] and not server.sessions
+    text = transcript.text(annotate=False)
+    assert text.startswith(f"** connection from 127.0.0.1:{transcript.peer[1]}\n<- 220 {HOST}")
+    assert "-> EHLO client.test\n<- 250-limits.test" in text
+    assert (
+        "-> DATA\n<- 354 End data with <CR><LF>.<CR><LF>\n** message data: 3 lines, 18 bytes\n-> .\n<- 250"
+        in text
+    )
+    assert text.endswith("-> QUIT\n<- 221 Bye\n** connection closed")
+
+
+STAGE_SCRIPT = [
+    ("connect", None),
+    ("EHLO", "EHLO client.test"),
+    ("AUTH", "AUTH PLAIN " + plain_response("alice", "wonderland")),
+    ("MAIL", "MAIL FROM:<a@example.test>"),
+    ("RCPT", "RCPT TO:<b@example.test>"),
+    ("DATA", "DATA"),
+    ("end of data", b"Subject: x\r\n\r\nhi\r\n."),
+]
+
+
+def accept_alice(server, session, envelope, mechanism, auth_data):
+    return AuthResult(success=auth_data.login == b"alice", handled=False)
+
+
+@pytest.mark.parametrize("stage", [name for name, _ in STAGE_SCRIPT])
+def test_each_stage_asks_the_lab_once_before_it_replies(serve, stage):
+    asked: list[str] = []
+
+    def before_reply(name: str, session: LabSMTP) -> Intervention | None:
+        asked.append(name)
+        return Intervention(reply=f"554 5.7.1 injected at {name}", note="a test") if name == stage else None
+
+    lab = Lab(before_reply)
+    server = serve(lab=lab, authenticator=accept_alice, auth_require_tls=False)
+    with Wire(server.address) as wire:
+        for name, line in STAGE_SCRIPT:
+            reply = wire.reply() if line is None else wire.command(line)
+            if name == stage:
+                assert reply == [f"554 5.7.1 injected at {name}"]
+                break
+            assert reply[-1][0] in "23", reply
+        assert wire.command("QUIT") == ["221 Bye"]
+    server.stop()
+    names = [name for name, _ in STAGE_SCRIPT]
+    assert asked == names[: names.index(stage) + 1]
+    text = lab.transcripts[0].text(annotate=False)
+    assert f"** the lab intervenes at {stage}: a test" in text
+    assert f"** reply given by the lab, not by the session: 554 5.7.1 injected at {stage}" in text
+    assert f"<- 554 5.7.1 injected at {stage}" in text
+
+
+def test_the_lab_may_hold_back_a_reply_or_close_the_connection(serve):
+    def before_reply(name: str, session: LabSMTP) -> Intervention | None:
+        if name == "MAIL":
+            return Intervention(delay=0.01)
+        if name == "RCPT":
+            return Intervention(disconnect=True, note="closing on purpose")
+        return None
+
+    lab = Lab(before_reply)
+    server = serve(lab=lab)
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("MAIL FROM:<a@example.test>") == ["250 OK"]  # later, but as usual
+        assert wire.command("RCPT TO:<b@example.test>") == [""]
+        assert wire.rest() == b""
+    server.stop()
+    text = lab.transcripts[0].text(annotate=False)
+    assert "** the lab closes the connection at RCPT\n** connection closed" in text
+
+
+def test_a_bad_address_before_the_greeting_gets_one_reply_saying_greet_first(serve):
+    server = serve()
+    with Wire(server.address) as wire:
+        assert wire.line().startswith("220")
+        assert wire.command(b"MAIL FROM:<a\x00b@example.test>") == ["503 Error: send HELO first"]
+        assert wire.command("NOOP") == ["250 OK"]  # the next reply is NOOP's: nothing was doubled
+
+
+def test_message_content_is_recorded_as_its_size_on_the_wire_whatever_the_outcome(serve):
+    lab = Lab()
+    server = serve(Limits(max_message_size=100), lab=lab)
+    with Wire(server.address) as wire:
+        hello(wire)
+        for content, reply in ((b"..dot\r\nline\r\n.", "250"), (b"x" * 200 + b"\r\n.", "552")):
+            wire.command("MAIL FROM:<a@example.test>")
+            wire.command("RCPT TO:<b@example.test>")
+            wire.command("DATA")
+            assert wire.command(content)[0].startswith(reply)
+        assert wire.command("NOOP") == ["250 OK"]  # commands are recorded again after the data
+    server.stop()
+    text = lab.transcripts[0].text(annotate=False)
+    assert "** message data: 2 lines, 13 bytes\n-> .\n<- 250 2.0.0 kept" in text  # "..dot" as sent
+    assert "** message data: refused by the server, not kept\n-> .\n<- 552 5.3.4 Message too big" in text
+    assert "-> NOOP\n<- 250 OK" in text and "x" * 200 not in text

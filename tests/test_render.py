@@ -1,0 +1,76 @@
+"""Tests for smtplab.render: one renderer for transcripts, pairs and the TranscriptView widget."""
+
+from __future__ import annotations
+
+import html
+
+from smtplab import render
+from smtplab.render import format_address
+from smtplab.transcript import MASK, Transcript
+
+
+def auth_line_transcript() -> Transcript:
+    t = Transcript(title="client")
+    t.server("250-smtplab.test")
+    t.server("250 AUTH PLAIN")
+    t.client("AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=", tls=True)
+    return t
+
+
+def test_format_address_covers_every_kind_of_socket_address():
+    assert format_address(("127.0.0.1", 2525)) == "127.0.0.1:2525"
+    assert format_address(("::1", 2525, 0, 0)) == "[::1]:2525"
+    assert format_address("/run/user/lab.sock") == "/run/user/lab.sock"  # a Unix socket's path, whole
+    assert format_address("") == "a local socket"
+    assert format_address(None) == "?"
+
+
+def test_display_makes_control_characters_and_bad_bytes_visible():
+    assert render.display("a\r\nb\tc") == "a\u240d\u240ab\tc"
+    assert render.display("x\udcff") == "x\ufffd"
+    assert render.json_safe("plain") == "plain"
+
+
+def test_a_row_has_lock_marker_text_and_meaning_and_hides_the_secret():
+    t = auth_line_transcript()
+    cont, last, auth = t.lines
+    row = render.html_row(auth, start=cont.time)
+    assert row.startswith('<tr class="smtplab-client"') and 'title="inside TLS">\U0001f512</td>' in row
+    assert "AUTH PLAIN <span" in row and f">{MASK}</span>" in row and "AGFsaWNl" not in row
+    assert "AGFsaWNlAHdvbmRlcmxhbmQ=</span>" in render.html_row(auth, reveal_secrets=True)
+    assert f'title="{html.escape(cont.meaning)}"' in render.html_row(cont)  # "250-…" on hover
+    assert f">{html.escape(cont.meaning)}</td>" not in render.html_row(cont)  # but not beside it
+    assert f">{html.escape(last.meaning)}</td>" in render.html_row(last)
+
+
+def test_the_library_and_the_widget_draw_the_same_row():
+    from smtplab.widgets import TranscriptView
+
+    t = auth_line_transcript()
+    view = TranscriptView(t)
+    try:
+        start = t.lines[0].time
+        for line in t.lines:
+            assert render.html_row(
+                line, start=start, limit=1000, reveal_hint='tick "reveal secrets" to show it'
+            ) in (view.table.value)
+            assert render.html_row(line, start=start) in t.html()
+    finally:
+        view.close()
+
+
+def test_long_lines_are_cut_at_the_limit_and_say_so():
+    t = Transcript()
+    line = t.client("X" * 300)
+    row = render.html_row(line, limit=10)
+    assert "X" * 10 + "\u2026" in row and "X" * 11 not in row
+    assert "300 characters; the first 10 are shown" in row
+
+
+def test_mermaid_notes_tls_changes_and_escapes():
+    t = Transcript()
+    t.client("MAIL FROM:<a#b@example.test>")
+    t.server("250 OK", tls=True)
+    out = t.mermaid().splitlines()
+    assert out[3] == "    Client->>Server: MAIL FROM:#60;a#35;b@example.test#62;"
+    assert out[4] == "    Note over Client,Server: TLS starts"
