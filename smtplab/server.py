@@ -15,10 +15,8 @@ insides), whose sessions report back through plain callbacks.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import inspect
-import ipaddress
 import logging
 import os
 import socket
@@ -29,6 +27,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import (
     HandlerWarning,
     PortInUseError,
@@ -76,26 +75,30 @@ TRANSCRIPTS_KEPT = 1000
 
 # -- the learner's side ------------------------------------------------------------------------
 
-_registry: dict[str, LabServer] = {}
-_registry_lock = threading.Lock()
-_atexit_registered = False
+_servers: Registry[LabServer] = Registry("lab server", replaced=ReplacedServerWarning)
 
 
 def running_servers() -> list[LabServer]:
     """Every lab server running in this process (this kernel), oldest first."""
-    with _registry_lock:
-        return list(_registry.values())
+    return _servers.running()
 
 
 def stop_all() -> int:
-    """Stop every lab server running in this process; returns how many were stopped.
+    """Stop every lab server and lab proxy running in this process; returns how many were stopped.
 
-    Also runs at interpreter exit (kernel shutdown or restart).
+    A notebook's clean-up needs only this call (``smtplab.stop_all_proxies()`` stops the proxies
+    alone). Also runs at interpreter exit (kernel shutdown or restart).
     """
-    servers = running_servers()
-    for server in servers:
-        server.stop()
-    return len(servers)
+    from smtplab.proxy import stop_all_proxies  # the proxy module imports this one
+
+    return stop_all_proxies() + _servers.stop_all()  # proxies first: they relay to servers
+
+
+def holder(port: int) -> str | None:
+    """Which lab server or lab proxy of this kernel listens on ``port`` (for a taken port's message)."""
+    from smtplab.proxy import _proxies
+
+    return _servers.holder(port) or _proxies.holder(port)
 
 
 class LabServer:
@@ -111,7 +114,7 @@ class LabServer:
         errors: Mistakes in the learner's handler hooks (:class:`~smtplab.handlers.HandlerError`),
             newest last.
         name: The server's name in :func:`running_servers`; starting another server with the
-            same name stops this one first.
+            same name stops this one once the new one listens (a start that fails leaves it running).
     """
 
     def __init__(
@@ -143,7 +146,7 @@ class LabServer:
         self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(
                     f"the host {host!r} is not a loopback address, so other machines could reach the "
@@ -272,53 +275,71 @@ class LabServer:
         with self._lock:
             if self.running:
                 return self
-            _replace_namesake(self)
-            options = self._smtp_options()  # builds TLS contexts before any socket exists
-            if self.unix_socket:
-                sock = _bind_unix(self._unix_path())
-            else:
-                sock = _bind(self.host, self._port or self._requested_port)
-            handler = LabHandler(
-                self.capture,
-                self.handler,
-                report=self._report,
-                directory=self.directory,
-                reply_delay=self.reply_delay,
-            )
-            if self.auth is not None:
-                from smtplab.auth import auth_cram_md5
-
-                # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
-                # by its @auth_mechanism decorator.
-                handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
-            bound = sock.getsockname()
-            where = bound if isinstance(bound, str) else bound[1]
-            from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
-
-            controller = LabController(
-                handler,
-                sock,
-                limits=self.limits,
-                callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
-                name=f"smtplab-server-{where}",
-                server_hostname=self.hostname,
-                ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
-                ready_timeout=self.ready_timeout,
-                **options,
-            )
+            succession = _servers.succession(self)
+            sock: socket.socket | None = None
+            controller: LabController | None = None
             try:
+                options = self._smtp_options()  # builds TLS contexts before any socket exists
+                sock = succession.listen(self._listen, holds=self._holds)
+                controller = self._controller_for(sock, options)
                 controller.start()
             except BaseException as error:
-                controller.stop(no_assert=True)
-                if isinstance(error, SmtpLabError):
-                    raise
-                raise ServerStartError(f"the lab server could not start: {error}") from error
+                if controller is not None:
+                    controller.stop(no_assert=True)  # closes the socket too
+                elif sock is not None:
+                    sock.close()
+                if isinstance(error, SmtpLabError) or not isinstance(error, Exception):
+                    raise succession.failed(error)  # noqa: B904 - the error itself, saying more
+                failure = ServerStartError(f"the lab server could not start: {error}")
+                raise succession.failed(failure) from error
             if not self.unix_socket:
                 self._port = sock.getsockname()[1]
             self._controller = controller
-            _register(self)
+            succession.done(stacklevel=3)
             log.info("lab server %r listening on %s", self.name, self.address)
         return self
+
+    def _listen(self) -> socket.socket:
+        if self.unix_socket:
+            return _bind_unix(self._unix_path())
+        return listen(self.host, self._port or self._requested_port, what="the lab server", owner=holder)
+
+    def _holds(self, other: LabServer) -> bool:
+        """Whether ``other`` listens where this server is about to (the same port or socket)."""
+        if self.unix_socket:
+            return other.socket_path is not None and other.socket_path == self._unix_path()
+        port = self._port or self._requested_port
+        return port != 0 and not other.unix_socket and other.port == port
+
+    def _controller_for(self, sock: socket.socket, options: dict[str, Any]) -> LabController:
+        handler = LabHandler(
+            self.capture,
+            self.handler,
+            report=self._report,
+            directory=self.directory,
+            reply_delay=self.reply_delay,
+        )
+        if self.auth is not None:
+            from smtplab.auth import auth_cram_md5
+
+            # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
+            # by its @auth_mechanism decorator.
+            handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
+        bound = sock.getsockname()
+        where = bound if isinstance(bound, str) else bound[1]
+        from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
+
+        return LabController(
+            handler,
+            sock,
+            limits=self.limits,
+            callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
+            name=f"smtplab-server-{where}",
+            server_hostname=self.hostname,
+            ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
+            ready_timeout=self.ready_timeout,
+            **options,
+        )
 
     def _smtp_options(self) -> dict[str, Any]:
         options = dict(self._options)
@@ -337,9 +358,7 @@ class LabServer:
             controller, self._controller = self._controller, None
             if controller is None:
                 return
-            with _registry_lock:
-                if _registry.get(self.name) is self:
-                    del _registry[self.name]
+            _servers.discard(self)
             controller.stop()
             self.mailbox.close()
             if self._socket_path is not None:
@@ -418,7 +437,7 @@ def start_server(
         port: The TCP port; ``0`` lets the operating system pick a free one (``server.port`` says which).
         handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` …); what its ``handle_DATA``
             accepts is still captured.
-        name: The server's name; starting one with the name of a running server stops that one first.
+        name: The server's name; a running server of that name is stopped once this one listens.
         hostname: The name the server gives in its greeting and EHLO reply.
         maildir: A directory to also write every message to, in Maildir format (it survives restarts).
         mailbox: The :class:`~smtplab.mailbox.Mailbox` to capture into (a new one, bounded by ``limits``, if
@@ -536,53 +555,6 @@ def _checked_auth(auth: Any) -> LabAuthenticator | None:
     return LabAuthenticator(auth)
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("", "0.0.0.0", "::"):
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind and listen on ``host:port`` at once, turning a taken port into a clear error."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as error:
-        raise ServerStartError(f"cannot resolve host {host!r}: {error}") from error
-    sock = socket.socket(family, kind, proto)
-    try:
-        if os.name == "posix":
-            # Rebind at once after a restart even with old connections in TIME_WAIT; Linux still
-            # refuses the port while another socket listens on it (RFC 793 TIME-WAIT aside).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            owner = next((s for s in running_servers() if s.port == port), None)
-            who = f"the lab server {owner.name!r} in this kernel" if owner else "another program"
-            raise PortInUseError(
-                errno.EADDRINUSE,
-                f"port {port} on {host} is already in use (by {who}). Use port=0 to let the "
-                "operating system pick a free port, or stop the other server "
-                "(smtplab.running_servers() lists this kernel's).",
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ServerStartError(
-                f"not allowed to listen on port {port}: ports below 1024 need administrator "
-                "rights. Use port=0, or a port such as 2525 or 8025."
-            ) from error
-        raise ServerStartError(f"cannot listen on {host}:{port}: {error}") from error
-    return sock
-
-
 def _bind_unix(path: str) -> socket.socket:
     """Listen on a Unix-domain socket in a directory only this user may enter (mode 0700)."""
     directory = os.path.dirname(path)
@@ -642,28 +614,3 @@ def _hint_shared_host(user: str) -> None:
         SharedHostWarning,
         stacklevel=4,
     )
-
-
-def _replace_namesake(server: LabServer) -> None:
-    from smtplab.render import format_address
-
-    with _registry_lock:
-        old = _registry.get(server.name)
-    if old is not None and old is not server:
-        old.stop()
-        warnings.warn(
-            f"stopped the lab server {old.name!r} that was running on "
-            f"{format_address(old.address)} to start this one. Give servers different "
-            "names to run several at once, e.g. start_server(name='lab2').",
-            ReplacedServerWarning,
-            stacklevel=4,
-        )
-
-
-def _register(server: LabServer) -> None:
-    global _atexit_registered
-    with _registry_lock:
-        _registry[server.name] = server
-        if not _atexit_registered:
-            atexit.register(stop_all)
-            _atexit_registered = True

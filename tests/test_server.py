@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import smtplab
+from smtplab._aiosmtpd import LabController
 from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
 
@@ -121,12 +122,78 @@ def test_same_name_replaces_the_old_server_and_frees_its_port():
         new.stop()
 
 
+def test_a_failed_start_leaves_the_running_namesake_running():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        with smtplab.start_server() as running:  # the default name, "lab"
+            with pytest.raises(smtplab.PortInUseError) as caught:
+                smtplab.start_server(port=taken)
+            assert f"The lab server 'lab' on 127.0.0.1:{running.port} is still running" in str(caught.value)
+            assert running.running and smtplab.running_servers() == [running]
+            send(running, simple_message("still here"))
+            assert running.mailbox.wait_for(1)[0].subject == "still here"
+
+
+def test_a_namesake_on_the_same_port_is_restored_when_the_new_server_fails(monkeypatch):
+    port = free_port()
+    with smtplab.start_server(port=port) as old:
+        send(old, simple_message("before"))
+
+        start = LabController.start
+        failures = [OSError("no threads left")]  # the new server's start fails, the old one's not
+
+        def fail_once(self):
+            if failures:
+                raise failures.pop()
+            start(self)
+
+        monkeypatch.setattr(LabController, "start", fail_once)
+        with pytest.raises(smtplab.ServerStartError) as caught:
+            smtplab.start_server(port=port)
+        message = str(caught.value)
+        assert message.startswith("the lab server could not start: no threads left. ")
+        assert f"The lab server 'lab' was stopped to free port {port}, and is running again" in message
+        assert old.running and old.port == port and smtplab.running_servers() == [old]
+        send(old, simple_message("after"))
+        assert [m.subject for m in old.mailbox.wait_for(2)] == ["before", "after"]
+
+
+def test_a_namesake_is_stopped_only_once_its_successor_is_bound():
+    with smtplab.start_server(name="cell") as old:
+        stopped_while: list[bool] = []
+        stop = old.stop
+
+        def watched_stop() -> None:  # when the old one stops, the new one listens already
+            stopped_while.append(len(thread_names()) == len(threads) + 1)
+            stop()
+
+        threads = thread_names()
+        old.stop = watched_stop  # type: ignore[method-assign]
+        with pytest.warns(ReplacedServerWarning):
+            new = smtplab.start_server(name="cell")
+        try:
+            assert stopped_while == [True] and not old.running and new.running
+            assert smtplab.running_servers() == [new]
+        finally:
+            new.stop()
+
+
 def test_running_servers_and_stop_all():
     a = smtplab.start_server(name="a")
     b = smtplab.start_server(name="b")
     assert smtplab.running_servers() == [a, b]
     assert smtplab.stop_all() == 2
     assert not a.running and not b.running and smtplab.running_servers() == []
+
+
+def test_stop_all_stops_proxies_too():
+    server = smtplab.start_server(name="relayed")
+    proxy = smtplab.start_proxy(server)
+    assert smtplab.stop_all() == 2
+    assert not server.running and not proxy.running and smtplab.running_proxies() == []
+    assert smtplab.stop_all_proxies() == 0  # still there, for code that calls it
 
 
 def test_ipv6_loopback():
@@ -149,7 +216,7 @@ def test_remote_host_needs_explicit_opt_in():
 
 
 def test_opting_in_to_remote_warns(monkeypatch):
-    monkeypatch.setattr("smtplab.server._is_loopback", lambda host: False)
+    monkeypatch.setattr("smtplab.server.is_loopback", lambda host: False)
     with pytest.warns(RemoteBindWarning, match="reachable beyond this machine"):
         server = smtplab.LabServer(allow_remote=True)
     assert not server.running
