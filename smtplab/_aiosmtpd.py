@@ -505,6 +505,43 @@ class LabSMTP(SMTP):
             await self.push(f"501 {code} Bad {what} address: {problem}")
         return True
 
+    async def _needs_smtputf8(self, arg: str | None, command: str) -> bool:
+        """Refuse a non-ASCII address sent without SMTPUTF8, as RFC 6531 says; True if refused.
+
+        RFC 6531 §3.4: a client may send a non-ASCII address only in a transaction whose MAIL
+        FROM has the SMTPUTF8 parameter (offered in the EHLO reply); §3.5: otherwise the server
+        answers 553 with the enhanced code X.6.7. The reply stays ASCII: this client has not
+        said it reads UTF-8.
+        """
+        if not arg or arg.isascii() or not self.enable_SMTPUTF8:
+            return False
+        address, params = _address_and_parameters(arg)
+        if address.isascii():
+            return False  # a parameter that is not ASCII: aiosmtpd's own checks answer
+        extended = self.session is not None and self.session.extended_smtp
+        envelope = self.envelope
+        if command == "MAIL" and extended and "SMTPUTF8" in params:
+            return False
+        if command == "RCPT" and (envelope is None or not envelope.mail_from or envelope.smtp_utf8):
+            return False  # no MAIL yet (aiosmtpd says so), or one with SMTPUTF8
+        if await self.check_helo_needed() or await self.check_auth_needed(command):
+            return True
+        if not extended:
+            how = "SMTPUTF8 is an ESMTP extension: greet with EHLO (not HELO), then send MAIL FROM:<...> SMTPUTF8"
+        elif command == "MAIL":
+            how = "To use it, send MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        else:
+            how = "Send RSET, then MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        if command == "MAIL":
+            what = "sender address refused: it needs SMTPUTF8 (RFC 6531)."
+        else:
+            what = (
+                "recipient address refused: it needs SMTPUTF8 (RFC 6531), and this transaction's "
+                "MAIL FROM had no SMTPUTF8 parameter."
+            )
+        await self.push(f"553 5.6.7 Non-ASCII {what} {how}")
+        return True
+
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
         # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
@@ -516,6 +553,8 @@ class LabSMTP(SMTP):
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
             return
+        if await self._needs_smtputf8(arg, "MAIL"):
+            return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
         await super().smtp_MAIL(arg)
@@ -523,6 +562,8 @@ class LabSMTP(SMTP):
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self._bad_address(arg, "RCPT", "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
+            return
+        if await self._needs_smtputf8(arg, "RCPT"):
             return
         limit = self.limits.max_recipients
         envelope = self.envelope
@@ -634,6 +675,15 @@ class LabSMTP(SMTP):
             if self._callbacks is not None:
                 reply = self._callbacks.handler_error(f"handle_{command}", error)
             return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _address_and_parameters(arg: str) -> tuple[str, list[str]]:
+    """``"FROM:<a@b> SMTPUTF8"`` -> ``("FROM:<a@b>", ["SMTPUTF8"])``: the address, the parameters."""
+    if ">" in arg:
+        address, _, rest = arg.rpartition(">")
+        return address, rest.upper().split()
+    address, *params = arg.split()
+    return address, [param.upper() for param in params]
 
 
 def _headline(summary: TLSSummary | None) -> str:

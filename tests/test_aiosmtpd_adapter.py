@@ -288,6 +288,40 @@ def test_control_characters_and_bad_utf8_in_addresses(serve, command, reply):
         assert wire.command("NOOP") == ["250 OK"]
 
 
+def test_non_ascii_addresses_need_the_smtputf8_parameter(serve):
+    # RFC 6531 §3.4-3.5: without SMTPUTF8 on MAIL, a non-ASCII address is refused with 553 5.6.7.
+    handler = Keep()
+    server = serve(handler=handler)
+    with Wire(server.address) as wire:
+        assert "250-SMTPUTF8" in hello(wire)
+        (refused,) = wire.command("MAIL FROM:<jörg@例え.test>")
+        assert refused.startswith("553 5.6.7 Non-ASCII sender address refused: it needs SMTPUTF8")
+        assert "send MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)" in refused
+        assert refused.isascii()  # the client did not say it reads UTF-8
+        assert wire.command("MAIL FROM:<a@example.test>")[0].startswith("250")  # nothing was started
+        (refused,) = wire.command("RCPT TO:<bob@例え.test>")
+        assert refused.startswith("553 5.6.7 Non-ASCII recipient address refused: it needs SMTPUTF8")
+        assert "this transaction's MAIL FROM had no SMTPUTF8 parameter" in refused
+        assert wire.command("RSET")[0].startswith("250")
+        assert wire.command("MAIL FROM:<jörg@例え.test> SMTPUTF8 BODY=8BITMIME")[0].startswith("250")
+        assert wire.command("RCPT TO:<bob@例え.test>")[0].startswith("250")
+        assert wire.command("DATA")[0].startswith("354")
+        assert wire.command("Subject: Grüße\r\n\r\nHallo Jörg\r\n.".encode()) == ["250 2.0.0 kept"]
+    (envelope,) = handler.messages
+    assert (envelope.mail_from, envelope.rcpt_tos) == ("jörg@例え.test", ["bob@例え.test"])
+    assert envelope.mail_options == ["SMTPUTF8", "BODY=8BITMIME"]
+
+
+def test_smtputf8_after_helo_is_explained(serve):
+    server = serve()
+    with Wire(server.address) as wire:
+        wire.line()
+        wire.command("HELO client.test")
+        (refused,) = wire.command("MAIL FROM:<jörg@example.test>")
+        assert refused.startswith("553 5.6.7 Non-ASCII sender address refused: it needs SMTPUTF8")
+        assert "greet with EHLO (not HELO)" in refused
+
+
 def test_address_checks_come_after_the_sequence_checks(serve):
     server = serve()
     with Wire(server.address) as wire:

@@ -247,6 +247,20 @@ def test_messages_from_smtplib_arrive_intact(lab_server):
     assert captured.flags == ()
 
 
+def test_non_ascii_addresses_are_refused_without_smtputf8_and_recorded_with_it(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        client.ehlo()
+        client.sock.sendall("MAIL FROM:<jörg@例え.test>\r\n".encode())  # smtplib would refuse to send it
+        code, text = client.getreply()
+        assert code == 553 and text.startswith(b"5.6.7 Non-ASCII sender address refused")
+        message = simple_message("Grüße")
+        message.replace_header("From", "Jörg <jörg@例え.test>")
+        client.send_message(message)  # stdlib smtplib adds SMTPUTF8 and BODY=8BITMIME
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.mail_from == "jörg@例え.test" and captured.subject == "Grüße"
+    assert captured.mail_options[1:] == ("SMTPUTF8", "BODY=8BITMIME")  # after SIZE=…
+
+
 def test_multipart_with_attachment_arrives_intact(lab_server):
     message = simple_message("with attachment")
     payload = bytes(range(256)) * 40
