@@ -19,6 +19,11 @@ The rest of smtplab talks to this module through plain objects:
 Each stage of a session — connect, EHLO, MAIL, RCPT, DATA, end of data, AUTH — asks the lab once,
 before its reply, through :meth:`LabSMTP.intervene` and ``Callbacks.before_reply``: one place where
 a lab can hold back, replace or refuse a reply (an :class:`Intervention`).
+
+What the session says has two more single homes: :data:`STOCK_REPLIES`, the lab's words (with
+the enhanced status codes of RFC 3463) for each of aiosmtpd's stock replies, and
+:meth:`LabSMTP.compose_ehlo`, where the EHLO reply aiosmtpd wrote gets the lab's keywords
+(:attr:`LabSMTP.EHLO_KEYWORDS`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -98,26 +104,117 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
     "asyncio.BaseSelectorEventLoop": ("_transports",),  # every connection, aborted at stop
 }
 
-#: aiosmtpd's own stock replies to a limit, and the lab's words for each (with an enhanced
-#: status code and the limit itself). Every reply a session sends passes through
-#: :meth:`LabSMTP.push`, which looks it up here: the one place where stock replies are reworded.
-STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
-    "552 Error: Too much mail data": lambda s: (
+
+def _coded(enhanced: str, more: str = "") -> Callable[..., str]:
+    """aiosmtpd's own words with the enhanced status code RFC 3463 gives them (and ``more``)."""
+    return lambda session, text, *parts: f"{text[:3]} {enhanced} {text[4:]}{more}"
+
+
+def _ok(session: LabSMTP, text: str) -> str:
+    # RFC 3463 §3.2: X.1.0 for a sender (other address status), X.1.5 for a valid recipient.
+    return f"250 {_OK_CODES.get(session._replying_to, '2.0.0')} OK"
+
+
+_OK_CODES = {"MAIL": "2.1.0", "RCPT": "2.1.5"}
+
+
+def _not_recognized(session: LabSMTP, text: str, command: str) -> str:
+    if command.isprintable() and command.isascii():
+        return f'500 5.5.1 Error: command "{command}" not recognized (HELP lists the commands)'
+    return (
+        "500 5.5.2 Error: binary data, not an SMTP command (a client that starts TLS at once, "
+        "on a port that speaks plain text first?)"
+    )
+
+
+def _strict_ascii(session: LabSMTP, text: str) -> str:
+    if session._in_data:  # RFC 3463 §3.7: X.6.0 media; RFC 6531 §3.5: X.6.7 a non-ASCII address
+        return (
+            "500 5.6.0 Error: strict ASCII mode: the message has 8-bit bytes, and this server is ASCII only"
+        )
+    return "500 5.6.7 Error: strict ASCII mode: a command has non-ASCII characters, and this server does not offer SMTPUTF8"
+
+
+#: aiosmtpd's own stock replies, by their text as aiosmtpd writes it (``{name}`` where it puts
+#: a value), and the lab's words for each: the enhanced status code RFC 2034 §4 asks for once
+#: ENHANCEDSTATUSCODES is advertised (RFC 3463 codes: X.5.1 bad sequence or command, X.5.2
+#: syntax, X.5.4 arguments, X.7.0 security), and the limit itself where one was hit. Every reply
+#: a session sends passes through :meth:`LabSMTP.push`, which looks it up here: the one place
+#: where stock replies are reworded. A handler hook's own reply is sent as the hook wrote it.
+#:
+#: Not here, by RFC 2034 §4: the greeting and the replies to HELO and EHLO (``501 Syntax: EHLO
+#: hostname``), sent before the extension is agreed, and the 3yz replies (354, 334), for which
+#: RFC 3463 has no class.
+STOCK_REPLIES: dict[str, Callable[..., str]] = {
+    "552 Error: Too much mail data": lambda s, _: (
         f"552 5.3.4 Message too big: the limit is {s.data_size_limit} bytes (SIZE in the EHLO "
         "reply); nothing was stored"
     ),
-    "552 Error: message size exceeds fixed maximum message size": lambda s: (
+    "552 Error: message size exceeds fixed maximum message size": lambda s, _: (
         f"552 5.3.4 Message size exceeds the limit of {s.data_size_limit} bytes (SIZE in the EHLO reply)"
     ),
-    "500 Command line too long": lambda s: (
+    "500 Command line too long": lambda s, _: (
         f"500 5.5.2 Command line too long: the limit is {s.command_size_limit} bytes "
         "(RFC 5321 section 4.5.3.1.4)"
     ),
-    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s: (
+    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s, _: (
         f"500 5.5.2 Line too long: a message line may have {s.line_length_limit} bytes at most "
         "(RFC 5321 section 4.5.3.1.6); nothing was stored"
     ),
+    "250 OK": _ok,
+    "221 Bye": _coded("2.0.0"),
+    "220 Ready to start TLS": _coded("2.0.0"),
+    "252 Cannot VRFY user, but will accept message and attempt delivery": _coded("2.0.0"),
+    "500 Error: bad syntax": _coded("5.5.2", ": a command is a name such as NOOP, in ASCII"),
+    '500 Error: command "{command}" not recognized': _not_recognized,
+    "500 Error: strict ASCII mode": _strict_ascii,
+    "500 Error: command 'AUTH' not recognized": _coded("5.5.1", ": AUTH needs EHLO, not HELO"),
+    "503 Error: send {helo} first": _coded("5.5.1"),
+    "503 Error: nested MAIL command": _coded("5.5.1"),
+    "503 Error: need MAIL command": _coded("5.5.1"),
+    "503 Error: need RCPT command": _coded("5.5.1"),
+    "503 Already authenticated": _coded("5.5.1"),
+    "530 Must issue a STARTTLS command first": _coded("5.7.0"),  # RFC 3207 §4's own words
+    "554 Command refused due to lack of security": _coded("5.7.0"),
+    "454 TLS not available": _coded("4.7.0"),
+    "501 Not enough value": _coded("5.5.4", ": AUTH needs a mechanism, e.g. AUTH PLAIN"),
+    "501 Too many values": _coded("5.5.4", ": AUTH <mechanism> [initial-response]"),
+    "501 Syntax: QUIT": _coded("5.5.4"),
+    "501 Syntax: RSET": _coded("5.5.4"),
+    "501 Syntax: DATA": _coded("5.5.4"),
+    "501 Syntax: STARTTLS": _coded("5.5.4"),
+    "501 Syntax: VRFY <address>": _coded("5.5.4"),
+    "502 Could not VRFY {arg}": _coded("5.5.4"),
+    "501 Syntax: MAIL FROM: <address>{extended}": _coded("5.5.4"),  # + " [SP <mail-parameters>]"
+    "501 Syntax: RCPT TO: <address>{extended}": _coded("5.5.4"),
+    "501 Error: BODY can only be one of 7BIT, 8BITMIME": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 takes no arguments": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 disabled": _coded("5.5.4"),
+    "555 MAIL FROM parameters not recognized or not implemented": _coded("5.5.4"),
+    "555 RCPT TO parameters not recognized or not implemented": _coded("5.5.4"),
 }
+
+# The stock replies with a value in them, as patterns: '500 Error: command "(.*)" not recognized'.
+_STOCK_PATTERNS = [
+    (re.compile(re.sub(r"\\\{\w+\\\}", "(.*)", re.escape(text))), reword)
+    for text, reword in STOCK_REPLIES.items()
+    if "{" in text
+]
+
+
+def reworded(session: LabSMTP, text: str) -> str | None:
+    """The lab's words for one of aiosmtpd's :data:`STOCK_REPLIES`, or ``None`` for any other line."""
+    reword = STOCK_REPLIES.get(text)
+    if reword is not None:
+        return reword(session, text)
+    if text[4:5].isdigit() and text[5:6] == ".":  # "250 2.1.5 …": has its enhanced code already
+        return None
+    for pattern, reword in _STOCK_PATTERNS:
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return reword(session, text, *match.groups())
+    return None
+
 
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
@@ -253,6 +350,9 @@ class LabSMTP(SMTP):
         self._tls_on = False
         self._in_data = False
         self._recording_reader: asyncio.StreamReader | None = None
+        self._replying_to: str | None = None  # MAIL or RCPT while aiosmtpd answers one of them
+        self._hook_reply: Any = None  # a handler hook's reply, sent as written
+        self._ehlo_lines: list[str] | None = None  # the EHLO reply while aiosmtpd composes it
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -442,9 +542,13 @@ class LabSMTP(SMTP):
             self._greeted = True
             if self._ask is not None and await self._stage_done("connect"):
                 return
-        reword = STOCK_REPLIES.get(text)
-        if reword is not None:
-            status = text = reword(self)
+        if self._ehlo_lines is not None:
+            self._ehlo_lines.append(text)  # sent once composed (smtp_EHLO)
+            return
+        if status is not self._hook_reply:
+            lab_words = reworded(self, text)
+            if lab_words is not None:
+                status = text = lab_words
         self._said(text)
         await super().push(status)
 
@@ -544,10 +648,37 @@ class LabSMTP(SMTP):
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
-        # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
         if self._ask is not None and await self._stage_done("EHLO"):
             return
-        await super().smtp_EHLO(hostname)
+        # aiosmtpd writes its EHLO reply (and a handle_EHLO hook changes it); the lab collects
+        # those lines and sends what compose_ehlo() makes of them.
+        self._ehlo_lines = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            lines, self._ehlo_lines = self._ehlo_lines, None
+        await self._push_lines(self.compose_ehlo(lines))
+
+    #: Keywords the lab adds to aiosmtpd's EHLO reply: ENHANCEDSTATUSCODES (RFC 2034), as every
+    #: reply after EHLO carries an enhanced status code (:data:`STOCK_REPLIES`).
+    EHLO_KEYWORDS: tuple[str, ...] = ("ENHANCEDSTATUSCODES",)
+
+    def compose_ehlo(self, lines: list[str]) -> list[str]:
+        """The EHLO composition point: aiosmtpd's reply lines in, the lab's reply out.
+
+        aiosmtpd writes the server's name, then the keywords its options call for (SIZE,
+        8BITMIME, SMTPUTF8, STARTTLS, AUTH) and HELP; a learner's ``handle_EHLO`` may have
+        changed them. The lab adds :data:`EHLO_KEYWORDS` before the last line (RFC 5321
+        §4.1.1.1: one keyword per line, ``250-`` on every line but the last). A refusal is
+        sent as it is.
+        """
+        if not lines or not all(line[:4] in ("250-", "250 ") for line in lines):
+            return lines
+        texts = [line[4:] for line in lines]
+        added = [keyword for keyword in self.EHLO_KEYWORDS if keyword not in texts[1:]]
+        at = len(texts) - 1 if len(texts) > 1 else 1
+        texts[at:at] = added
+        return [f"250{'-' if n < len(texts) - 1 else ' '}{text}" for n, text in enumerate(texts)]
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -557,7 +688,11 @@ class LabSMTP(SMTP):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
-        await super().smtp_MAIL(arg)
+        self._replying_to = "MAIL"
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._replying_to = None
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -580,7 +715,11 @@ class LabSMTP(SMTP):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
-        await super().smtp_RCPT(arg)
+        self._replying_to = "RCPT"
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._replying_to = None
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -632,12 +771,15 @@ class LabSMTP(SMTP):
                 await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
                 return
             where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
-            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
+            await self.push(f"214 2.0.0 {command.syntax} - {command.purpose} ({where})")
             return
         lines = ["Commands of this lab server (HELP <command> for one):"]
         lines += [protocol.COMMANDS[n].syntax for n in available if n in protocol.COMMANDS]
         lines.append("End of HELP")
-        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
+        # RFC 2034 §4: the same enhanced code on every line of a reply.
+        await self._push_lines(
+            [f"214{'-' if n < len(lines) - 1 else ' '}2.0.0 {t}" for n, t in enumerate(lines)]
+        )
 
     async def _not_a_web_server(self, arg: str | None) -> None:
         # A browser (or a proxy probe) aimed at the SMTP port: answer briefly and hang up,
@@ -666,7 +808,8 @@ class LabSMTP(SMTP):
                 if reply is not None:
                     return reply
         try:
-            return await super()._call_handler_hook(command, *args)
+            self._hook_reply = await super()._call_handler_hook(command, *args)
+            return self._hook_reply
         except Exception as error:
             log.exception("handle_%s raised", command)
             if command == "PROXY":

@@ -46,10 +46,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Edit", "LabProxy", "ProxyConnection", "running_proxies", "start_proxy", "stop_all_proxies"]
 
-#: What a lab server started without ``tls=`` answers to STARTTLS (aiosmtpd 1.4.6's words; RFC
-#: 3207 §4 gives 454 for "TLS not available"). The stripping proxy answers the same, so the
-#: client cannot tell it from a server that never offered TLS.
-NO_TLS_REPLY = "454 TLS not available"
+#: What a lab server started without ``tls=`` answers to STARTTLS (aiosmtpd 1.4.6's words, with the
+#: enhanced code the lab adds; RFC 3207 §4 gives 454 for "TLS not available"). The stripping
+#: proxy answers the same, so the client cannot tell it from a server that never offered TLS.
+NO_TLS_REPLY = "454 4.7.0 TLS not available"
 
 _MAX_LINE = 1024 * 1024  # bytes of one line; a longer one ends the connection
 _MAX_REPLY_LINES = 1000  # lines of one multi-line reply

@@ -160,7 +160,14 @@ def test_stock_replies_the_adapter_rewords_are_still_sent_word_for_word() -> Non
     # Join literals split over lines, then look for each text as a whole string literal.
     source = re.sub(r"""(['"])\s*\n\s*(['"])""", "", inspect.getsource(aiosmtpd.smtp))
     for text in _aiosmtpd.STOCK_REPLIES:
-        assert f"'{text}'" in source or f'"{text}"' in source, f"aiosmtpd no longer sends {text!r}"
+        written = [f"'{text}'", f'"{text}"']
+        if "{" in text:  # a value in it: an f-string, or a literal and the value joined by +
+            written += [f"f'{text}'", f'f"{text}"']
+            prefix, _, name = text.rpartition("{")
+            written += [f"'{prefix}' + {name.rstrip('}')}", f'"{prefix}" + {name.rstrip("}")}']
+            if text.endswith("}"):  # or built up: syntaxerr = '501 Syntax: …'; syntaxerr += '…'
+                written += [f"'{prefix}'", f'"{prefix}"']
+        assert any(form in source for form in written), f"aiosmtpd no longer sends {text!r}"
 
 
 def test_session_keeps_login_data_in_a_private_attribute(loop: asyncio.AbstractEventLoop) -> None:
