@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -43,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd import __version__ as AIOSMTPD_VERSION
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Session, TLSSetupException, syntax
 
 from smtplab import protocol
 from smtplab.errors import ServerStartError
@@ -82,6 +83,7 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
         "_timeout_cb",  # a 421 before closing an idle connection
         "_timeout_duration",  # named in that 421
         "_handler_coroutine",  # hanging up from inside a command
+        "_handle_client",  # the session's task: its log records are the session's notes
         "_call_handler_hook",  # limits and handler errors around every hook
         "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list
         "_authenticator",  # CRAM-MD5 hands its answer to the authenticator
@@ -308,6 +310,8 @@ class LabSMTP(SMTP):
         gate: The :class:`~smtplab.limits.ConnectionGate` shared by the sessions of one server;
             without one, ``max_connections`` is not enforced.
         callbacks: How to report to the lab (:class:`Callbacks`); without them nothing is recorded.
+            An exception in a session (not in a handler hook) is reported through
+            ``handler_error`` as ``"the SMTP session"``.
         sessions: A set the session is in while its connection is open (the Controller's).
         **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
             here win over ``limits``.
@@ -458,6 +462,39 @@ class LabSMTP(SMTP):
         from smtplab.tls import summarize
 
         return summarize(info)
+
+    # -- what goes wrong in a session ----------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        _SESSION.set(self)  # this task's context: aiosmtpd's log records from here are this session's
+        await super()._handle_client()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """What aiosmtpd does with an exception a command raised (outside a handler hook).
+
+        Stock aiosmtpd logs its traceback (printed into a notebook or a terminal) and answers
+        ``500 Error: (Name) text``. A client that breaks off the TLS handshake after STARTTLS
+        is no error of the server's: the transcript notes it in one line (aiosmtpd then closes
+        the connection). Anything else is reported to the lab (kept in ``server.errors``, with
+        its traceback) and answered ``451 4.3.0``: a local error in processing (RFC 5321 §4.2.3).
+        A handler's own ``handle_exception`` still decides, as in aiosmtpd.
+        """
+        if hasattr(self.event_handler, "handle_exception"):
+            return await super().handle_exception(error)
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            self._event(f"TLS handshake failed after STARTTLS: {_one_line(cause)}")
+            return ""  # not sent: aiosmtpd closes the connection
+        if self._callbacks is None:
+            log.error(
+                "%r: SMTP session error: %s", self.session.peer if self.session else None, _one_line(error)
+            )
+            return f"451 4.3.0 Error in the SMTP session: {type(error).__name__}"
+        return self._callbacks.handler_error("the SMTP session", error)
+
+    def note(self, text: str) -> None:
+        """Note one line in this session's transcript (what aiosmtpd would have logged)."""
+        self._event(text)
 
     # -- ending a connection -----------------------------------------------------------------
 
@@ -810,14 +847,72 @@ class LabSMTP(SMTP):
         try:
             self._hook_reply = await super()._call_handler_hook(command, *args)
             return self._hook_reply
-        except Exception as error:
-            log.exception("handle_%s raised", command)
+        except Exception as error:  # noqa: BLE001 - reported to the lab, answered 451
+            log.error("handle_%s raised %s", command, _one_line(error))  # no traceback: see server.errors
             if command == "PROXY":
                 return False
             reply = f"451 4.3.0 Error in handle_{command}: {type(error).__name__}"
             if self._callbacks is not None:
                 reply = self._callbacks.handler_error(f"handle_{command}", error)
             return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _one_line(error: BaseException) -> str:
+    """``SSLError: [SSL: UNEXPECTED_MESSAGE] unexpected message (_ssl.c:1006)``, on one line."""
+    return _printable(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` on one line, control characters escaped (``\\x16``), at most ``limit`` characters."""
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# The lab session whose task is running (set in LabSMTP._handle_client): aiosmtpd logs with the
+# peer only, and a log record is attributed to its session through this.
+_SESSION: contextvars.ContextVar[LabSMTP | None] = contextvars.ContextVar("smtplab_session", default=None)
+
+
+class _LabThread(threading.Thread):
+    """The thread of a lab server's event loop (each session of that server runs on it)."""
+
+
+class _SessionNotes(logging.Filter):
+    """aiosmtpd's warnings and tracebacks from a lab server become one-line notes.
+
+    aiosmtpd logs through the ``mail.log`` logger; with no logging set up, Python prints each
+    warning — ``unrecognised: ^V^C…`` for a binary line, a traceback for a failed TLS
+    handshake — on stderr, which is the notebook's cell or the ``smtplab serve`` terminal. On a
+    lab server's thread, a record of WARNING or more goes instead to the session's transcript as
+    one line (or, outside a session, to the ``smtplab`` logger at INFO); records from other
+    aiosmtpd servers, and INFO and below, pass as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not isinstance(threading.current_thread(), _LabThread):
+            return True
+        message, args = record.msg, record.args
+        if isinstance(message, str) and message.startswith("%r ") and isinstance(args, tuple) and args:
+            message, args = message[3:], args[1:]  # aiosmtpd starts with the peer: the session says it
+        try:
+            text = str(message) % args if args else str(message)
+        except (TypeError, ValueError):
+            text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        session = _SESSION.get()
+        if session is not None:
+            session.note(f"aiosmtpd: {_printable(text)}")
+        else:
+            log.info("aiosmtpd on a lab server: %s", _printable(text))
+        return False
+
+
+def _quiet_aiosmtpd_logs() -> None:
+    """Put :class:`_SessionNotes` on aiosmtpd's logger, once (it only acts on lab servers' threads)."""
+    logger = logging.getLogger("mail.log")
+    if not any(isinstance(f, _SessionNotes) for f in logger.filters):
+        logger.addFilter(_SessionNotes())
 
 
 def _address_and_parameters(arg: str) -> tuple[str, list[str]]:
@@ -929,7 +1024,8 @@ class LabController(Controller):
     def start(self) -> None:
         """Start the server's thread; returns once it is serving (or raises why not)."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name, daemon=True)
+        _quiet_aiosmtpd_logs()
+        self._thread = _LabThread(target=self._run, args=(ready,), name=self._name, daemon=True)
         self._thread.start()
         if not ready.wait(self.ready_timeout):
             raise ServerStartError(

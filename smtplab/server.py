@@ -400,7 +400,8 @@ class LabServer:
     def _report(self, hook: str, error: BaseException) -> str:
         failure = describe_failure(hook, error)
         self.errors.append(failure)
-        log.error("lab server %r: %s", self.name, failure)
+        # One line: the traceback is in server.errors, not printed into the notebook or terminal.
+        log.error("lab server %r: %s failed: %s: %s", self.name, hook, type(error).__name__, error)
         return failure.reply
 
 

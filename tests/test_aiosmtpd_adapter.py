@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import socket
 import threading
 import time
@@ -479,6 +480,54 @@ def test_a_raising_handler_gets_451_and_the_session_goes_on(serve, caplog):
         assert wire.command("RCPT TO:<b@example.test>") == ["451 4.3.0 Error in handle_RCPT: RuntimeError"]
         assert wire.command("NOOP") == ["250 2.0.0 OK"]
     assert "handle_RCPT raised" in caplog.text
+
+
+def test_a_failed_starttls_handshake_is_a_one_line_note_not_a_traceback(serve, lab_tls, caplog):
+    lab = Lab()
+    server = serve(lab=lab, tls_context=lab_tls.server_context())
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("STARTTLS") == ["220 2.0.0 Ready to start TLS"]
+        wire.send(b"\x16\x03\x01\x00\x05hello")  # not a TLS handshake that can go on
+        assert wire.rest() == b""
+    server.stop()  # waits for every session's connection_lost
+    (transcript,) = lab.closed
+    notes = [line.text for line in transcript if line.sender == "event"]
+    assert any(note.startswith("TLS handshake failed after STARTTLS: SSLError") for note in notes), notes
+    assert all("\n" not in note and "Traceback" not in note for note in notes)
+    assert lab.errors == []  # the client's doing, not a mistake in a handler
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
+def test_binary_lines_are_noted_in_the_transcript_not_logged(serve, caplog):
+    lab = Lab()
+    server = serve(lab=lab)
+    with Wire(server.address) as wire:
+        hello(wire)
+        (reply,) = wire.command(b"\x16\x03\x01\x00\x05hello")
+        assert reply.startswith("500 5.5.2 Error: binary data, not an SMTP command")
+        wire.command("QUIT")
+    server.stop()
+    (transcript,) = lab.closed
+    notes = [line.text for line in transcript if line.sender == "event"]
+    assert "aiosmtpd: unrecognised: \\x16\\x03\\x01\\x00\\x05HELLO" in notes, notes
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_unexpected_error_in_a_session_is_reported_once_and_answered_451(serve, monkeypatch, caplog):
+    lab = Lab()
+    server = serve(lab=lab)
+
+    async def broken_noop(self, arg):
+        raise ZeroDivisionError("a bug in the session")
+
+    monkeypatch.setattr(LabSMTP, "smtp_NOOP", broken_noop)
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("NOOP") == ["451 4.3.0 Error in the SMTP session: ZeroDivisionError"]
+        assert wire.command("RSET") == ["250 2.0.0 OK"]  # and the session goes on
+    assert [(hook, type(error)) for hook, error in lab.errors] == [("the SMTP session", ZeroDivisionError)]
+    assert [r for r in caplog.records if r.exc_info] == []
 
 
 def test_controller_threads_end(serve):

@@ -7,6 +7,7 @@ import smtplib
 import socket
 import time
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ import smtplab
 from smtplab._aiosmtpd import LabController
 from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def send(server: smtplab.LabServer, message: EmailMessage | bytes, **kwargs) -> dict:
@@ -384,6 +387,39 @@ def test_maildir_survives_a_restart(tmp_path):
     assert [m["Subject"] for m in stored] == ["kept 1", "kept 2"]
     assert stored[0]["Return-Path"] == "<alice@example.test>"
     assert stored[0]["Delivered-To"] == "bob@example.test"
+
+
+QUIET_SCRIPT = """
+import socket, ssl, smtplab
+from tests.wire import Wire
+
+class Broken:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        raise ValueError("a mistake in a hook")
+
+with smtplab.start_server(tls="starttls", handler=Broken()) as server:
+    with Wire(server.address) as wire:  # a client that gives up on the TLS handshake
+        wire.line(), wire.command("EHLO x"), wire.command("STARTTLS")
+        wire.send(b"\\x16\\x03\\x01\\x00\\x05hello")
+        wire.rest()
+    with Wire(server.address) as wire:  # binary data, and a hook that raises
+        wire.line(), wire.command(b"\\x16\\x03\\x01\\x00\\x05hello"), wire.command("EHLO x")
+        wire.command("MAIL FROM:<a@example.test>"), wire.command("RCPT TO:<b@example.test>")
+        wire.command("QUIT")
+print(len(server.errors), "error(s) kept")
+"""
+
+
+def test_nothing_is_printed_on_stderr_by_a_lab_server_in_trouble():
+    # With no logging set up, as in a notebook or under `smtplab serve`, Python prints any log
+    # record of WARNING or more on stderr: aiosmtpd's tracebacks and smtplab's own reports.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "1 error(s) kept\n")
 
 
 def test_server_transcripts_record_each_session(lab_server):
