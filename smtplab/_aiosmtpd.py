@@ -137,6 +137,17 @@ def _strict_ascii(session: LabSMTP, text: str) -> str:
     return "500 5.6.7 Error: strict ASCII mode: a command has non-ASCII characters, and this server does not offer SMTPUTF8"
 
 
+def _need_rcpt(session: LabSMTP, text: str) -> str:
+    envelope, accepted = session._unrecorded_recipients
+    if envelope is not session.envelope or not accepted:
+        return "503 5.5.1 Error: need RCPT command"
+    return (
+        "503 5.5.1 Error: need RCPT command: no recipient is in the envelope, though handle_RCPT "
+        f"answered 2xx to {accepted} RCPT TO; a handle_RCPT that accepts an address must append it "
+        "to envelope.rcpt_tos"
+    )
+
+
 #: aiosmtpd's own stock replies, by their text as aiosmtpd writes it (``{name}`` where it puts
 #: a value), and the lab's words for each: the enhanced status code RFC 2034 §4 asks for once
 #: ENHANCEDSTATUSCODES is advertised (RFC 3463 codes: X.5.1 bad sequence or command, X.5.2
@@ -174,7 +185,7 @@ STOCK_REPLIES: dict[str, Callable[..., str]] = {
     "503 Error: send {helo} first": _coded("5.5.1"),
     "503 Error: nested MAIL command": _coded("5.5.1"),
     "503 Error: need MAIL command": _coded("5.5.1"),
-    "503 Error: need RCPT command": _coded("5.5.1"),
+    "503 Error: need RCPT command": _need_rcpt,
     "503 Already authenticated": _coded("5.5.1"),
     "530 Must issue a STARTTLS command first": _coded("5.7.0"),  # RFC 3207 §4's own words
     "554 Command refused due to lack of security": _coded("5.7.0"),
@@ -355,6 +366,8 @@ class LabSMTP(SMTP):
         self._in_data = False
         self._recording_reader: asyncio.StreamReader | None = None
         self._replying_to: str | None = None  # MAIL or RCPT while aiosmtpd answers one of them
+        # Recipients a handle_RCPT hook accepted without adding them to this envelope.
+        self._unrecorded_recipients: tuple[Any, int] = (None, 0)
         self._hook_reply: Any = None  # a handler hook's reply, sent as written
         self._ehlo_lines: list[str] | None = None  # the EHLO reply while aiosmtpd composes it
 
@@ -753,10 +766,22 @@ class LabSMTP(SMTP):
         if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
         self._replying_to = "RCPT"
+        recorded = len(envelope.rcpt_tos) if envelope is not None else 0
         try:
             await super().smtp_RCPT(arg)
         finally:
             self._replying_to = None
+        if (
+            self._last_reply.startswith("2")
+            and envelope is self.envelope
+            and envelope is not None
+            and len(envelope.rcpt_tos) == recorded
+            and hasattr(self.event_handler, "handle_RCPT")
+        ):
+            # The hook answered yes but kept nothing: DATA will answer "503 need RCPT command".
+            before, accepted = self._unrecorded_recipients
+            self._unrecorded_recipients = (envelope, accepted + 1 if before is envelope else 1)
+            self._event("handle_RCPT accepted the address but did not append it to envelope.rcpt_tos")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:

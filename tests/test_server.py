@@ -348,12 +348,19 @@ class ForgetsReturn:
         envelope.mail_from = address
 
 
+class NoCode:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "OK fine"  # no reply code: a malformed line on the wire
+
+
 @pytest.mark.parametrize(
     ("handler", "hook", "expected"),
     [
         (SyncData(), "handle_DATA", "must be 'async def'"),
         (Crashes(), "handle_RCPT", "ZeroDivisionError: division by zero"),
         (ForgetsReturn(), "handle_MAIL", "returned None"),
+        (NoCode(), "handle_RCPT", "returned 'OK fine', which is not an SMTP reply"),
     ],
 )
 def test_handler_mistakes_give_a_clear_reply_and_a_readable_error(handler, hook, expected):
@@ -371,6 +378,41 @@ def test_handler_mistakes_give_a_clear_reply_and_a_readable_error(handler, hook,
     (error,) = server.errors
     assert error.hook == hook and expected in str(error) and "Traceback" in error.traceback
     assert len(server.mailbox) == 0
+
+
+class ForgetsToAppend:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "250 2.1.5 OK"  # but envelope.rcpt_tos stays empty
+
+
+@pytest.mark.server_options(handler=ForgetsToAppend())
+def test_a_503_after_accepted_recipients_says_the_handler_kept_none(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        client.ehlo()
+        client.mail("a@example.test")
+        assert client.rcpt("b@example.test")[0] == 250
+        code, text = client.docmd("DATA")
+    assert code == 503 and text.decode().startswith("5.5.1 Error: need RCPT command: no recipient is")
+    assert "handle_RCPT answered 2xx to 1 RCPT TO" in text.decode()
+    assert "append it to envelope.rcpt_tos" in text.decode()
+
+
+class Misspelled:
+    async def handle_rcpt(self, server, session, envelope, address, rcpt_options):
+        return "550 5.1.1 nobody here"
+
+    async def handle_MAIL_FROM(self, server, session, envelope, address, mail_options):
+        return "250 OK"
+
+
+def test_misspelled_hooks_are_named_with_the_one_aiosmtpd_calls():
+    with pytest.warns(HandlerWarning) as caught:
+        server = smtplab.LabServer(handler=Misspelled())
+    assert not server.running
+    warned = sorted(str(w.message) for w in caught)
+    assert warned[0].startswith("Misspelled.handle_MAIL_FROM is never called: aiosmtpd calls")
+    assert "did you mean handle_MAIL?" in warned[0]
+    assert warned[1].startswith("Misspelled.handle_rcpt is never called") and "handle_RCPT?" in warned[1]
 
 
 def test_maildir_survives_a_restart(tmp_path):

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtplib.protocol import SMTPProtocol
 
-from smtplab import _aiosmtpd, _aiosmtplib
+from smtplab import _aiosmtpd, _aiosmtplib, handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = {"_aiosmtpd.py", "_aiosmtplib.py"}
@@ -181,6 +181,15 @@ def test_aiosmtpd_logs_to_mail_log_and_wraps_a_failed_starttls_handshake() -> No
     source = inspect.getsource(SMTP.smtp_STARTTLS)
     assert "raise TLSSetupException() from error" in source
     assert "status = await self.handle_exception(error)" in inspect.getsource(SMTP._handle_client)
+
+
+def test_the_hooks_aiosmtpd_calls_are_the_ones_the_guard_knows() -> None:
+    # smtplab.handlers.HOOKS names every hook aiosmtpd calls; a learner's other handle_ names warn.
+    source = inspect.getsource(aiosmtpd.smtp)
+    called = set(re.findall(r"""_call_handler_hook\(\s*['"](\w+)['"]""", source))
+    called |= set(re.findall(r"""_handle_hooks\.get\(\s*['"](\w+)['"]""", source))
+    called |= {"exception"} if "self.event_handler.handle_exception(" in source else set()
+    assert {f"handle_{name}" for name in called} == handlers.HOOKS
 
 
 def test_session_keeps_login_data_in_a_private_attribute(loop: asyncio.AbstractEventLoop) -> None:
