@@ -22,6 +22,7 @@ import logging
 
 from smtplab.client import Client, Reply, SendResult, SyncClient
 from smtplab.errors import (
+    AuthWithoutTLSWarning,
     ClientTimeoutError,
     HandlerWarning,
     LabConnectionRefusedError,
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 logging.getLogger("smtplab").addHandler(logging.NullHandler())
 
 __all__ = [
+    "AuthWithoutTLSWarning",
     "Backoff",
     "BatchResult",
     "CaptureHandler",

@@ -422,8 +422,8 @@ class LabSMTP(SMTP):
         # Said on the next loop turn, once the connection is fully set up.
         self.loop.call_soon(
             self._goodbye,
-            f"421 4.7.0 {self.hostname} Too many connections ({self._gate.limit} open, the server's "
-            "limit): try again later",
+            f"421 4.7.0 {self.hostname} Too many connections: {self._gate.limit} are open, this server's "
+            "limit (Limits.max_connections); try again later",
         )
 
     def connection_lost(self, error: Exception | None) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import (
+    AuthWithoutTLSWarning,
     HandlerWarning,
     PortInUseError,
     RemoteBindWarning,
@@ -68,6 +69,10 @@ log = logging.getLogger("smtplab")
 #: The name the server gives in its banner and EHLO reply. ``.test`` is reserved for testing
 #: (RFC 2606 §2), and a fixed name spares a ``getfqdn()`` DNS lookup per connection.
 DEFAULT_HOSTNAME = "smtplab.test"
+
+#: The AUTH mechanisms a lab server with ``auth=`` offers unless told otherwise: aiosmtpd's PLAIN
+#: and LOGIN, and CRAM-MD5 (RFC 2195) from :mod:`smtplab.auth`.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 
 #: Server sessions whose transcripts are kept (oldest forgotten first).
 TRANSCRIPTS_KEPT = 1000
@@ -130,6 +135,7 @@ class LabServer:
         tls: TLSMode = None,
         require_tls: bool = False,
         auth: Mapping[str, str] | LabAuthenticator | None = None,
+        auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
         lab_tls: LabTLS | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
@@ -190,6 +196,16 @@ class LabServer:
         self.require_tls = require_tls
         self._lab_tls = lab_tls
         self.auth = _checked_auth(auth)
+        self.auth_mechanisms = _checked_mechanisms(auth_mechanisms, self.auth, options)
+        if self.auth is not None and tls is None and options.get("auth_require_tls", True):
+            warnings.warn(
+                "this lab server takes AUTH but has no TLS, and AUTH in plain text gets 538 5.7.11 "
+                "Encryption required (the EHLO reply does not even offer AUTH): passwords are not "
+                "sent unencrypted. Start it with tls='starttls' (or tls='implicit'), or, for a "
+                "lesson about passwords on the wire, pass auth_require_tls=False.",
+                AuthWithoutTLSWarning,
+                stacklevel=3,
+            )
         self.errors: list[HandlerError] = []
         self._options = options
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
@@ -319,7 +335,7 @@ class LabServer:
             directory=self.directory,
             reply_delay=self.reply_delay,
         )
-        if self.auth is not None:
+        if self.auth is not None and "CRAM-MD5" in self.auth_mechanisms:
             from smtplab.auth import auth_cram_md5
 
             # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
@@ -350,6 +366,9 @@ class LabServer:
             options["require_starttls"] = self.require_tls
         if self.auth is not None:
             options["authenticator"] = self.auth
+            left_out = [name for name in AUTH_MECHANISMS if name not in self.auth_mechanisms]
+            if left_out:
+                options["auth_exclude_mechanism"] = left_out
         return options
 
     def stop(self) -> None:
@@ -417,6 +436,7 @@ def start_server(
     tls: TLSMode = None,
     require_tls: bool = False,
     auth: Mapping[str, str] | LabAuthenticator | None = None,
+    auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
     lab_tls: LabTLS | None = None,
     limits: Limits | Mapping[str, Any] | None = None,
     unix_socket: str | os.PathLike[str] | bool = False,
@@ -448,6 +468,7 @@ def start_server(
         require_tls: With ``tls="starttls"``, refuse mail (``530``) until the client has sent STARTTLS.
         auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
             (refused in plain text with ``538``).
+        auth_mechanisms: The AUTH mechanisms offered, e.g. ``("PLAIN", "LOGIN")`` to leave CRAM-MD5 out.
         lab_tls: The certificate authority and certificate to use (default: the process-wide
             ``default_lab_tls()``).
         limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
@@ -483,6 +504,7 @@ def start_server(
         tls=tls,
         require_tls=require_tls,
         auth=auth,
+        auth_mechanisms=auth_mechanisms,
         lab_tls=lab_tls,
         limits=limits,
         unix_socket=unix_socket,
@@ -542,6 +564,39 @@ def _limits(limits: Limits | Mapping[str, Any] | None, options: dict[str, Any]) 
     if isinstance(limits, Mapping):
         return Limits(**limits)
     raise TypeError(f"limits must be a smtplab.Limits or a dict of its fields, not {limits!r}")
+
+
+def _checked_mechanisms(
+    mechanisms: Any, auth: LabAuthenticator | None, options: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """``auth_mechanisms=`` upper-cased and checked: known names, with ``auth=``, alone."""
+    if isinstance(mechanisms, str) or not isinstance(mechanisms, (tuple, list)):
+        raise ValueError(
+            f"auth_mechanisms takes a tuple of mechanism names, e.g. auth_mechanisms=('PLAIN',), "
+            f"not {mechanisms!r}"
+        )
+    chosen = tuple(dict.fromkeys(str(name).upper() for name in mechanisms))
+    if chosen == AUTH_MECHANISMS:
+        return chosen
+    if auth is None:
+        raise ValueError(
+            "auth_mechanisms= chooses among the mechanisms of auth=: give auth= too, e.g. "
+            "auth={'alice': 'wonderland'}"
+        )
+    if not chosen:
+        raise ValueError(f"auth_mechanisms needs at least one of {', '.join(AUTH_MECHANISMS)}")
+    for name in chosen:
+        if name not in AUTH_MECHANISMS:
+            import difflib
+
+            close = difflib.get_close_matches(name, AUTH_MECHANISMS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"no AUTH mechanism {name!r} here; a lab server offers {', '.join(AUTH_MECHANISMS)}.{hint}"
+            )
+    if "auth_exclude_mechanism" in options:
+        raise ValueError("give either auth_mechanisms= or aiosmtpd's auth_exclude_mechanism=, not both")
+    return chosen
 
 
 def _checked_auth(auth: Any) -> LabAuthenticator | None:

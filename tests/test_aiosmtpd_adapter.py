@@ -176,7 +176,7 @@ def test_connection_cap_refuses_then_serves_a_freed_slot(serve):
     with Wire(server.address) as third:
         assert (
             third.line()
-            == f"421 4.7.0 {HOST} Too many connections (2 open, the server's limit): try again later"
+            == f"421 4.7.0 {HOST} Too many connections: 2 are open, this server's limit (Limits.max_connections); try again later"
         )
         assert third.rest() == b""
     assert server.gate.refused == 1

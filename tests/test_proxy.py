@@ -31,7 +31,7 @@ def lesson_server(**options: object) -> Iterator[smtplab.LabServer]:
     server = smtplab.start_server(
         tls="starttls",
         auth={"alice": "wonderland"},
-        auth_exclude_mechanism=["CRAM-MD5"],  # as most submission servers: PLAIN and LOGIN only
+        auth_mechanisms=("PLAIN", "LOGIN"),  # as most submission servers offer
         name="proxied",
         **options,
     )

@@ -283,7 +283,7 @@ def test_the_connection_cap_refuses_with_421_and_a_freed_slot_serves_again(lab_s
         with Wire(lab_server.address) as refused:
             assert (
                 refused.line()
-                == f"421 4.7.0 {HOST} Too many connections (20 open, the server's limit): try again later"
+                == f"421 4.7.0 {HOST} Too many connections: 20 are open, this server's limit (Limits.max_connections); try again later"
             )
             assert refused.rest() == b""
         with pytest.raises(smtplib.SMTPConnectError) as caught:

@@ -6,6 +6,7 @@ import email.policy
 import smtplib
 import socket
 import time
+import warnings
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 import smtplab
 from smtplab._aiosmtpd import LabController
-from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
+from smtplab.errors import AuthWithoutTLSWarning, HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,6 +224,70 @@ def test_opting_in_to_remote_warns(monkeypatch):
     with pytest.warns(RemoteBindWarning, match="reachable beyond this machine"):
         server = smtplab.LabServer(allow_remote=True)
     assert not server.running
+
+
+def test_auth_without_tls_warns_that_it_can_only_get_538_unless_the_lesson_opts_in():
+    with pytest.warns(AuthWithoutTLSWarning, match=r"AUTH in plain text gets 538 5\.7\.11") as caught:
+        server = smtplab.start_server(auth={"alice": "wonderland"}, name="no-tls")
+    (warning,) = caught
+    assert warning.filename == __file__  # it points at the learner's line
+    message = str(warning.message)
+    assert "tls='starttls'" in message and "auth_require_tls=False" in message
+    with server, smtplib.SMTP(*server.address, timeout=5) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        assert client.docmd("AUTH", "PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=")[0] == 538
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each fix it names works, without the warning
+        with smtplab.start_server(
+            auth={"alice": "wonderland"}, auth_require_tls=False, name="opted"
+        ) as opted:
+            with smtplib.SMTP(*opted.address, timeout=5) as client:
+                assert client.login("alice", "wonderland")[0] == 235
+        with smtplab.start_server(auth={"alice": "wonderland"}, tls="starttls", name="tls") as tls:
+            with smtplib.SMTP(*tls.address, timeout=5) as client:
+                client.starttls(context=tls.client_context())
+                assert client.login("alice", "wonderland")[0] == 235
+
+
+def test_auth_mechanisms_chooses_what_auth_offers():
+    with smtplab.start_server(
+        tls="starttls", auth={"alice": "wonderland"}, auth_mechanisms=("PLAIN", "login"), name="pl"
+    ) as server:
+        assert server.auth_mechanisms == ("PLAIN", "LOGIN")
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.starttls(context=server.client_context())
+            client.ehlo()
+            assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]  # no CRAM-MD5
+            assert client.docmd("AUTH", "CRAM-MD5")[0] == 504
+            assert client.login("alice", "wonderland")[0] == 235
+    with smtplab.start_server(tls="starttls", auth={"alice": "wonderland"}, name="all") as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.starttls(context=server.client_context())
+            client.ehlo()
+            assert client.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN", "PLAIN"]  # all three
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"auth_mechanisms": ("CRAM_MD5",)}, r"no AUTH mechanism 'CRAM_MD5'.*Did you mean 'CRAM-MD5'\?"),
+        ({"auth_mechanisms": ()}, r"auth_mechanisms needs at least one of PLAIN, LOGIN, CRAM-MD5"),
+        ({"auth_mechanisms": "PLAIN"}, r"a tuple of mechanism names, e\.g\. auth_mechanisms=\('PLAIN',\)"),
+        (
+            {"auth_mechanisms": ("PLAIN",), "auth_exclude_mechanism": ["LOGIN"]},
+            r"give either auth_mechanisms= or aiosmtpd's auth_exclude_mechanism=",
+        ),
+    ],
+)
+def test_auth_mechanisms_mistakes_are_named(options, error):
+    with pytest.raises(ValueError, match=error):
+        smtplab.LabServer(tls="starttls", auth={"alice": "wonderland"}, **options)
+
+
+def test_auth_mechanisms_needs_auth():
+    with pytest.raises(ValueError, match=r"auth_mechanisms= chooses among the mechanisms of auth="):
+        smtplab.LabServer(auth_mechanisms=("PLAIN",))
 
 
 def test_unknown_option_is_named_with_a_suggestion():
