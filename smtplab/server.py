@@ -24,7 +24,7 @@ import stat
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from smtplab._lifecycle import Registry, is_loopback, listen
@@ -120,6 +120,7 @@ class LabServer:
             newest last.
         name: The server's name in :func:`running_servers`; starting another server with the
             same name stops this one once the new one listens (a start that fails leaves it running).
+        observer_errors: Exceptions raised by observers (:meth:`observe`), newest last.
     """
 
     def __init__(
@@ -211,6 +212,8 @@ class LabServer:
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
         self._controller: LabController | None = None
         self._lock = threading.RLock()
+        self._observers: list[Callable[[LabServer], object]] = []
+        self.observer_errors: list[Exception] = []
 
     # -- facts ----------------------------------------------------------------------------
 
@@ -279,6 +282,34 @@ class LabServer:
         )
         return f"<LabServer {self.name!r} {state}{extras}, {len(self.mailbox)} message(s)>"
 
+    # -- observers -------------------------------------------------------------------------
+
+    def observe(self, callback: Callable[[LabServer], object]) -> Callable[[LabServer], object]:
+        """Call ``callback(server)`` after each start and each stop; returns it (a decorator too).
+
+        For views of the server (``ServerPanel``): read ``server.running`` in the callback. It
+        runs on the thread that started or stopped the server, after the change; an exception
+        in it is kept in :attr:`observer_errors`, never raised into ``start()`` or ``stop()``.
+        """
+        with self._lock:
+            self._observers.append(callback)
+        return callback
+
+    def unobserve(self, callback: Callable[[LabServer], object]) -> None:
+        """Stop calling ``callback``."""
+        with self._lock:
+            if callback in self._observers:
+                self._observers.remove(callback)
+
+    def _tell_observers(self) -> None:
+        with self._lock:
+            observers = list(self._observers)
+        for callback in observers:
+            try:
+                callback(self)
+            except Exception as error:  # noqa: BLE001 - kept for the learner to read
+                self.observer_errors.append(error)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> LabServer:
@@ -313,6 +344,7 @@ class LabServer:
             self._controller = controller
             succession.done(stacklevel=3)
             log.info("lab server %r listening on %s", self.name, self.address)
+        self._tell_observers()
         return self
 
     def _listen(self) -> socket.socket:
@@ -382,6 +414,7 @@ class LabServer:
             self.mailbox.close()
             if self._socket_path is not None:
                 _remove_socket(self._socket_path, self._socket_dir)
+        self._tell_observers()
 
     def _unix_path(self) -> str:
         """Where the Unix-domain socket goes: kept across restarts."""

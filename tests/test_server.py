@@ -184,6 +184,32 @@ def test_a_namesake_is_stopped_only_once_its_successor_is_bound():
             new.stop()
 
 
+def test_observers_hear_each_start_and_stop():
+    server = smtplab.LabServer(name="watched")
+    seen: list[bool] = []
+
+    @server.observe
+    def record(observed: smtplab.LabServer) -> None:
+        seen.append(observed.running)
+
+    def broken(observed: smtplab.LabServer) -> None:
+        raise RuntimeError("a bug in an observer")
+
+    server.observe(broken)
+    server.start()
+    server.restart()
+    server.stop()
+    server.stop()  # already stopped: nothing to tell
+    assert seen == [True, False, True, False]
+    assert [str(error) for error in server.observer_errors] == ["a bug in an observer"] * 4
+    server.unobserve(record)
+    server.unobserve(broken)
+    server.unobserve(broken)  # not observing: nothing to do
+    with server:
+        pass
+    assert len(seen) == 4
+
+
 def test_running_servers_and_stop_all():
     a = smtplab.start_server(name="a")
     b = smtplab.start_server(name="b")
