@@ -108,11 +108,13 @@ class Registry(Generic[S]):
     Args:
         kind: What they are, for messages (``"lab proxy"``).
         replaced: The warning category given when a service replaces its namesake.
+        example: How to start one with another name, for that warning (``"name='lab2'"``).
     """
 
-    def __init__(self, kind: str, *, replaced: type[Warning]) -> None:
+    def __init__(self, kind: str, *, replaced: type[Warning], example: str = "name=...") -> None:
         self.kind = kind
         self.replaced = replaced
+        self.example = example
         self._services: dict[str, S] = {}
         self._lock = threading.Lock()
         self._atexit = False
@@ -223,8 +225,8 @@ class Succession(Generic[S]):
         if old is not None:
             warnings.warn(
                 f"stopped the {self.registry.kind} {old.name!r} that was running on "
-                f"{format_address(old.address)} to start this one. Give each a different name "
-                "(name=...) to run several at once.",
+                f"{format_address(old.address)} to start this one. Give each a different name to "
+                f"run several at once, e.g. {self.registry.example}.",
                 self.registry.replaced,
                 stacklevel=stacklevel + 1,
             )

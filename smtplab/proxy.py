@@ -456,7 +456,9 @@ _RULE = (
 
 # -- the learner's side --------------------------------------------------------------------------
 
-_proxies: Registry[LabProxy] = Registry("lab proxy", replaced=ReplacedServerWarning)
+_proxies: Registry[LabProxy] = Registry(
+    "lab proxy", replaced=ReplacedServerWarning, example="start_proxy(server, name='proxy2')"
+)
 
 
 def running_proxies() -> list[LabProxy]:

@@ -80,7 +80,9 @@ TRANSCRIPTS_KEPT = 1000
 
 # -- the learner's side ------------------------------------------------------------------------
 
-_servers: Registry[LabServer] = Registry("lab server", replaced=ReplacedServerWarning)
+_servers: Registry[LabServer] = Registry(
+    "lab server", replaced=ReplacedServerWarning, example="start_server(name='lab2')"
+)
 
 
 def running_servers() -> list[LabServer]:

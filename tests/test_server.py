@@ -117,7 +117,9 @@ def test_port_taken_by_another_lab_server_names_it():
 def test_same_name_replaces_the_old_server_and_frees_its_port():
     port = free_port()
     old = smtplab.start_server(port=port, name="cell")
-    with pytest.warns(ReplacedServerWarning, match="stopped the lab server 'cell'"):
+    with pytest.warns(
+        ReplacedServerWarning, match=r"stopped the lab server 'cell'.*start_server\(name='lab2'\)"
+    ):
         new = smtplab.start_server(port=port, name="cell")
     try:
         assert not old.running and new.running and new.port == port
