@@ -718,7 +718,7 @@ class LabSMTP(SMTP):
 
         aiosmtpd writes the server's name, then the keywords its options call for (SIZE,
         8BITMIME, SMTPUTF8, STARTTLS, AUTH) and HELP; a learner's ``handle_EHLO`` may have
-        changed them. The lab adds :data:`EHLO_KEYWORDS` before the last line (RFC 5321
+        changed them. The lab adds :attr:`EHLO_KEYWORDS` before the last line (RFC 5321
         §4.1.1.1: one keyword per line, ``250-`` on every line but the last). A refusal is
         sent as it is.
         """
@@ -766,6 +766,7 @@ class LabSMTP(SMTP):
         if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
         self._replying_to = "RCPT"
+        self._last_reply = ""
         recorded = len(envelope.rcpt_tos) if envelope is not None else 0
         try:
             await super().smtp_RCPT(arg)
