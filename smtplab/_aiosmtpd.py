@@ -207,12 +207,13 @@ STOCK_REPLIES: dict[str, Callable[..., str]] = {
     "555 RCPT TO parameters not recognized or not implemented": _coded("5.5.4"),
 }
 
-# The stock replies with a value in them, as patterns: '500 Error: command "(.*)" not recognized'.
-_STOCK_PATTERNS = [
-    (re.compile(re.sub(r"\\\{\w+\\\}", "(.*)", re.escape(text))), reword)
-    for text, reword in STOCK_REPLIES.items()
-    if "{" in text
-]
+# The stock replies with a value in them, as patterns ('500 Error: command "(.*)" not
+# recognized'), by their reply code: most lines are looked up in STOCK_REPLIES alone.
+_STOCK_PATTERNS: dict[str, list[tuple[re.Pattern[str], Callable[..., str]]]] = {}
+for _text, _reword in STOCK_REPLIES.items():
+    if "{" in _text:
+        _pattern = re.compile(re.sub(r"\\\{\w+\\\}", "(.*)", re.escape(_text)))
+        _STOCK_PATTERNS.setdefault(_text[:3], []).append((_pattern, _reword))
 
 
 def reworded(session: LabSMTP, text: str) -> str | None:
@@ -222,7 +223,7 @@ def reworded(session: LabSMTP, text: str) -> str | None:
         return reword(session, text)
     if text[4:5].isdigit() and text[5:6] == ".":  # "250 2.1.5 …": has its enhanced code already
         return None
-    for pattern, reword in _STOCK_PATTERNS:
+    for pattern, reword in _STOCK_PATTERNS.get(text[:3], ()):
         match = pattern.fullmatch(text)
         if match is not None:
             return reword(session, text, *match.groups())
