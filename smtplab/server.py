@@ -118,8 +118,8 @@ class LabServer:
         mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
             restarts.
         limits: The :class:`~smtplab.limits.Limits` the server enforces.
-        errors: Mistakes in the learner's handler hooks (:class:`~smtplab.handlers.HandlerError`),
-            newest last.
+        errors: Mistakes in the learner's handler hooks, and any unexpected error in a session
+            (hook ``"the SMTP session"``), as :class:`~smtplab.handlers.HandlerError`, newest last.
         name: The server's name in :func:`running_servers`; starting another server with the
             same name stops this one once the new one listens (a start that fails leaves it running).
         observer_errors: Exceptions raised by observers (:meth:`observe`), newest last.
