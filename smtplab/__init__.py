@@ -21,6 +21,7 @@ category it belongs to, such as ``OSError`` or ``TimeoutError``), every warning 
 from smtplab.client import Client, Reply, SendResult, SyncClient
 from smtplab.errors import (
     ClientTimeoutError,
+    ExtensionNotOfferedError,
     HandlerWarning,
     LabConnectionRefusedError,
     MailboxTimeoutError,
@@ -30,6 +31,7 @@ from smtplab.errors import (
     PortInUseError,
     RemoteBindWarning,
     ReplacedServerWarning,
+    ServerBusyError,
     ServerStartError,
     SharedHostWarning,
     SmtpLabError,
@@ -56,6 +58,7 @@ __all__ = [
     "Client",
     "ClientTimeoutError",
     "Delivery",
+    "ExtensionNotOfferedError",
     "HandlerError",
     "HandlerWarning",
     "LabConnectionRefusedError",
@@ -73,6 +76,7 @@ __all__ = [
     "ReplacedServerWarning",
     "Reply",
     "SendResult",
+    "ServerBusyError",
     "ServerStartError",
     "SharedHostWarning",
     "SmtpLabError",
