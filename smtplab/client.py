@@ -1015,6 +1015,7 @@ class SyncClient:
 def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out: the learner's own line comes last
         try:
             return aio.run(method(self.client, *args, **kwargs))
         except KeyboardInterrupt:
@@ -1023,6 +1024,12 @@ def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]
             # this connection; the next command connects afresh.
             aio.run(self.client._hang_up_after_interrupt())
             raise
+        except SmtpLabError as error:
+            if error.original is None:
+                raise
+            # smtplab's explanation stands alone: the message below says what happened and what
+            # to change. (What it explains is on error.original, with its own traceback.)
+            raise error.with_traceback(None) from None
 
     call.__doc__ = f"{method.__doc__}\n\n(Sync face of :meth:`Client.{method.__name__}`.)"
     return call

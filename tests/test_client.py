@@ -527,3 +527,18 @@ def test_the_connection_cap_is_a_smtplab_error_naming_the_limit(lab_server):
     assert "limits=Limits(max_connections=50)" in str(error) and "send_many" in str(error)
     stands_alone(error, aiosmtplib.SMTPConnectResponseError)
     assert second.greeting.code == 421 and "refused at connect" in second.greeting.meaning
+
+
+def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation():
+    import traceback
+
+    port = free_port()
+    try:
+        SyncClient(host="127.0.0.1", port=port).connect()
+    except smtplab.LabConnectionRefusedError as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        assert [frame.name for frame in frames] == [
+            "test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation",
+            "call",  # SyncClient's face: not the loop thread's frames, nor aiosmtplib's
+        ]
+        assert error.original.__traceback__ is not None  # the whole story, for whoever wants it
