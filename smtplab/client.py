@@ -947,6 +947,12 @@ class Client:
     def pair(self) -> TranscriptPair:
         """Both records of this session side by side: the client's and the lab server's."""
         server_side = self.server_transcript
+        if server_side is None and self.proxy is not None:
+            raise LookupError(
+                "no server transcript: this client talks to the lab proxy, and the server sees the "
+                "proxy's connection, not this client's. The proxy's record of the session is "
+                "proxy.connections[-1].transcript."
+            )
         if server_side is None:
             raise LookupError(
                 "no server transcript: pair() needs a Client made from a lab server, after connect()"

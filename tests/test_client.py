@@ -532,13 +532,11 @@ def test_the_connection_cap_is_a_smtplab_error_naming_the_limit(lab_server):
 def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation():
     import traceback
 
-    port = free_port()
-    try:
-        SyncClient(host="127.0.0.1", port=port).connect()
-    except smtplab.LabConnectionRefusedError as error:
-        frames = traceback.extract_tb(error.__traceback__)
-        assert [frame.name for frame in frames] == [
-            "test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation",
-            "call",  # SyncClient's face: not the loop thread's frames, nor aiosmtplib's
-        ]
-        assert error.original.__traceback__ is not None  # the whole story, for whoever wants it
+    with pytest.raises(smtplab.LabConnectionRefusedError) as caught:
+        SyncClient(host="127.0.0.1", port=free_port()).connect()
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [frame.name for frame in frames] == [
+        "test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation",
+        "call",  # SyncClient's face: not the loop thread's frames, nor aiosmtplib's
+    ]
+    assert caught.value.original.__traceback__ is not None  # the whole story, for whoever wants it
