@@ -408,7 +408,7 @@ class Transcript:
         return _render().text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
 
     def html(self, *, reveal_secrets: bool = False) -> str:
-        """The dialogue as an HTML table: colour by sender, a lock on TLS lines, meanings."""
+        """The dialogue as an HTML table: colour by sender, "TLS" beside TLS lines, meanings."""
         lines = self.lines
         start = lines[0].time if lines else 0.0
         rows = [_render().html_row(line, reveal_secrets=reveal_secrets, start=start) for line in lines]
