@@ -32,6 +32,7 @@ import aiosmtplib
 from smtplab import _aiosmtplib, aio, protocol
 from smtplab.errors import (
     ClientTimeoutError,
+    ExtensionNotOfferedError,
     LabConnectionRefusedError,
     NoCommonMechanismError,
     ServerBusyError,
@@ -165,9 +166,34 @@ def check_argument(value: str, what: str) -> str:
     return value
 
 
-def _content_bytes(content: bytes | str | Message) -> bytes:
+#: Headers that hold addresses: in a message whose addresses are not ASCII they must be sent as
+#: UTF-8 (RFC 6532 §3.2), never as encoded words, which RFC 2047 §5 forbids inside an address.
+_ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Resent-From", "Resent-To", "Resent-Cc")
+
+
+def _international(message: Message, envelope: Iterable[str] = ()) -> bool:
+    """Whether any address — in the envelope or in the message's headers — is not ASCII."""
+    values = [str(value) for name in _ADDRESS_HEADERS for value in message.get_all(name, [])]
+    addresses = [address for _, address in email.utils.getaddresses(values)]
+    return not all(address.isascii() for address in (*envelope, *addresses))
+
+
+def _content_bytes(
+    content: bytes | str | Message, *, envelope: Iterable[str] = (), seven_bit: bool = False
+) -> bytes:
+    """The message as it goes on the wire.
+
+    An :class:`~email.message.Message` is written with the SMTP policy (CRLF line endings; a
+    non-ASCII display name or subject as RFC 2047 encoded words), or, when an address is not
+    ASCII, with the SMTPUTF8 policy: headers in UTF-8 and addresses whole, as
+    ``smtplib.send_message`` does (RFC 6532). ``seven_bit`` re-encodes 8-bit bodies as base64 or
+    quoted-printable, for a server without 8BITMIME (RFC 6152 §3).
+    """
     if isinstance(content, Message):
-        return content.as_bytes(policy=email.policy.SMTP)
+        policy = email.policy.SMTPUTF8 if _international(content, envelope) else email.policy.SMTP
+        if seven_bit:
+            policy = policy.clone(cte_type="7bit")
+        return content.as_bytes(policy=policy)
     if isinstance(content, str):
         return content.encode("utf-8")
     return bytes(content)
@@ -873,8 +899,19 @@ class Client:
     ) -> SendResult:
         """Send one message: connect and EHLO if needed, then MAIL, RCPT for each, DATA.
 
+        A message that is not plain ASCII asks for what it needs in ``MAIL FROM``, as RFC 6531
+        and RFC 6152 say: ``SMTPUTF8`` when an address or a header is not ASCII, ``BODY=8BITMIME``
+        when some byte has the high bit set. A message for a server that does not offer what it
+        needs is refused before anything of it is sent, naming the missing extension (an
+        :class:`~email.message.EmailMessage` is converted to 7-bit instead when only 8BITMIME is
+        missing).
+
         Stops at the first refusal that makes going on pointless (MAIL refused, every
         recipient refused) and says so in the result; with ``raise_errors=True`` raises instead.
+
+        Raises:
+            ExtensionNotOfferedError: The message needs SMTPUTF8 or 8BITMIME and the server's
+                EHLO reply did not offer it.
         """
         recipients = [recipients] if isinstance(recipients, str) else list(recipients)
         for address in recipients:
@@ -886,8 +923,9 @@ class Client:
             hello = await self.ehlo(timeout=timeout)
             if hello.code >= 500:
                 await self.helo(timeout=timeout)
+        data, options = self._prepare(sender, recipients, content)
         result = SendResult()
-        reply = await self.mail(sender, timeout=timeout)
+        reply = await self.mail(sender, options=options, timeout=timeout)
         result.replies.append(reply)
         if not reply.ok:
             result.reply = reply
@@ -900,9 +938,51 @@ class Client:
             await self.rset(timeout=timeout)  # end the empty transaction cleanly
             result.reply = result.replies[-1]
             return result
-        result.reply = await self.data(content, timeout=timeout)
+        result.reply = await self.data(data, timeout=timeout)
         result.replies.append(result.reply)
         return result
+
+    def _prepare(
+        self, sender: str, recipients: list[str], content: bytes | str | Message
+    ) -> tuple[bytes, list[str]]:
+        """The message's bytes and the MAIL FROM parameters it needs; refuse what cannot be sent."""
+        offered = self.extensions
+        envelope = (sender, *recipients)
+        data = _content_bytes(content, envelope=envelope)
+        if isinstance(content, Message) and not data.isascii() and "8bitmime" not in offered:
+            seven_bit = _content_bytes(content, envelope=envelope, seven_bit=True)
+            if seven_bit != data:
+                data = seven_bit
+                self._event(
+                    "the server does not offer 8BITMIME (RFC 6152): the message body was converted "
+                    "to 7-bit (base64 or quoted-printable) before sending"
+                )
+        needed = protocol.extensions_needed(sender, recipients, data)
+        for extension, why in needed.items():
+            if extension.lower() not in offered:
+                raise ExtensionNotOfferedError(self._not_offered(extension, why), extension=extension)
+        return data, [protocol.MAIL_PARAMETERS[extension] for extension in needed]
+
+    def _not_offered(self, extension: str, why: str) -> str:
+        heard = "its EHLO reply" if self.state.esmtp else "its reply to HELO (which lists no extensions)"
+        rfc = "RFC 6531 §3.4" if extension == "SMTPUTF8" else "RFC 6152 §3"
+        if extension == "SMTPUTF8":
+            fix = (
+                "Send it to a server that offers SMTPUTF8 (a lab server does; Postfix with "
+                "smtputf8_enable = yes), or use ASCII addresses. A non-ASCII subject or display "
+                "name needs no extension: build the message with email.message.EmailMessage and "
+                "send it with send_message(), which writes those as RFC 2047 encoded words."
+            )
+        else:
+            fix = (
+                "Send it with send_message(): an email.message.EmailMessage is converted to 7-bit "
+                "for such a server. Or encode the body yourself (Content-Transfer-Encoding: "
+                "quoted-printable or base64)."
+            )
+        return (
+            f"{why}, so this message needs {extension} ({rfc}), and {self._where()} did not offer "
+            f"it in {heard}: nothing of the message was sent. {fix}"
+        )
 
     async def send_message(
         self,
@@ -933,7 +1013,7 @@ class Client:
                 )
         if message["Bcc"] is not None:
             message = _copy_without_bcc(message)
-        return await self.send(sender, recipients, message, timeout=timeout)
+        return await self.send(sender, recipients, message, timeout=timeout)  # serialised there
 
     # -- the lab server's view ----------------------------------------------------------------
 

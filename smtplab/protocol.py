@@ -16,6 +16,9 @@ all share one source of truth.
   command.
 - :func:`argument_problem` — the one hygiene rule for command arguments (control characters,
   invalid UTF-8), and :func:`bare_line_endings` — line endings other than CRLF in a message.
+- :func:`extensions_needed` — which ESMTP extensions a message needs (SMTPUTF8 for non-ASCII
+  addresses or headers, 8BITMIME for 8-bit content), and :data:`MAIL_PARAMETERS` — the
+  ``MAIL FROM`` parameter that asks for each.
 - :class:`SessionState` — the session state machine: which commands make sense now, and the
   reason behind the ``503 Bad sequence of commands`` a server gives when they do not.
 
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 __all__ = [
     "COMMANDS",
     "ENHANCED_CODES",
+    "MAIL_PARAMETERS",
     "REPLY_CATEGORIES",
     "REPLY_CLASSES",
     "REPLY_CODES",
@@ -48,6 +52,7 @@ __all__ = [
     "argument_problem",
     "bare_line_endings",
     "explain",
+    "extensions_needed",
     "parse_reply_line",
     "reply_code",
 ]
@@ -596,6 +601,64 @@ def bare_line_endings(content: bytes) -> tuple[str, ...]:
     crlf = content.count(b"\r\n")
     lf, cr = content.count(b"\n") != crlf, content.count(b"\r") != crlf
     return ("LF", "CR") if lf and cr else ("LF",) if lf else ("CR",) if cr else ()
+
+
+#: The ``MAIL FROM`` parameter that declares each extension a message needs: ``SMTPUTF8``
+#: (RFC 6531 §3.4) and ``BODY=8BITMIME`` (RFC 6152 §2).
+MAIL_PARAMETERS: dict[str, str] = {"SMTPUTF8": "SMTPUTF8", "8BITMIME": "BODY=8BITMIME"}
+
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
+def extensions_needed(sender: str, recipients: list[str] | tuple[str, ...], content: bytes) -> dict[str, str]:
+    """The ESMTP extensions a message needs, each with the reason, in the order to ask for them.
+
+    * ``SMTPUTF8`` (RFC 6531 §3.4): an envelope address, or a header, is not ASCII. Without it a
+      server must refuse the address (Postfix: ``501 5.1.7 Bad sender address syntax``), and a
+      non-ASCII header would be a protocol violation.
+    * ``8BITMIME`` (RFC 6152 §3): some byte of the content has the high bit set (UTF-8 text, a
+      ``Content-Transfer-Encoding: 8bit`` body). SMTP itself carries only 7-bit text.
+
+    Args:
+        sender: The envelope sender.
+        recipients: The envelope recipients.
+        content: The message as it will be sent (headers, blank line, body).
+
+    Returns:
+        ``{}`` for a plain ASCII message; otherwise e.g. ``{"SMTPUTF8": "the sender
+        'jörg@例え.test' is not ASCII", "8BITMIME": "the body has 8-bit bytes"}``.
+
+    Example:
+        >>> list(
+        ...     extensions_needed(
+        ...         "a@example.test", ["b@example.test"], "Subject: Grüße\\r\\n\\r\\nhi".encode()
+        ...     )
+        ... )
+        ['SMTPUTF8', '8BITMIME']
+    """
+    needed: dict[str, str] = {}
+    head, _, body = _split_head(content)
+    addresses = [("sender", sender)] + [("recipient", address) for address in recipients]
+    odd = next(((role, address) for role, address in addresses if not address.isascii()), None)
+    if odd is not None:
+        needed["SMTPUTF8"] = f"the {odd[0]} {odd[1]!r} is not ASCII"
+    elif not head.isascii():
+        line = next(line for line in head.splitlines() if not line.isascii())
+        name = line.split(b":", 1)[0].decode("utf-8", "replace")
+        needed["SMTPUTF8"] = f"the {name} header is not ASCII"
+    if not body.isascii():
+        needed["8BITMIME"] = "the body has 8-bit bytes"
+    elif not head.isascii():
+        needed["8BITMIME"] = "the headers have 8-bit bytes"
+    return needed
+
+
+def _split_head(content: bytes) -> tuple[bytes, bytes, bytes]:
+    """Headers, separator, body: the header section ends at the first empty line (RFC 5322 §2.1)."""
+    found = _END_OF_HEADERS.search(content)
+    if found is None:
+        return content, b"", b""
+    return content[: found.start()], found.group(), content[found.end() :]
 
 
 # --------------------------------------------------------------------------------------------

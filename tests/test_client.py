@@ -540,3 +540,86 @@ def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation(
         "call",  # SyncClient's face: not the loop thread's frames, nor aiosmtplib's
     ]
     assert caught.value.original.__traceback__ is not None  # the whole story, for whoever wants it
+
+
+# -- SMTPUTF8 and 8BITMIME (RFC 6531, RFC 6152) ----------------------------------------------------
+
+
+def international_message():
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "Jörg <jörg@例え.test>"
+    message["To"] = "Bob <bob@example.test>"
+    message["Subject"] = "Grüße"
+    message.set_content("Hallo Jörg")
+    return message
+
+
+def test_a_non_ascii_message_asks_for_smtputf8_and_8bitmime_as_stdlib_does(lab_server):
+    import smtplib
+
+    with smtplib.SMTP(*lab_server.address, timeout=5) as stdlib:
+        stdlib.send_message(international_message())
+    with SyncClient(lab_server) as client:
+        assert client.send_message(international_message()).ok
+        assert client.send("jörg@例え.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n").ok
+    theirs, ours, plain = lab_server.mailbox.wait_for(3)
+    mail = [line.text for t in lab_server.transcripts for line in t if line.text.upper().startswith("MAIL")]
+    assert mail[1:] == ["MAIL FROM:<jörg@例え.test> SMTPUTF8 BODY=8BITMIME"] * 2
+    assert mail[0] == "mail FROM:<jörg@例え.test> size=189 SMTPUTF8 BODY=8BITMIME"  # stdlib also says SIZE
+    assert ours.raw == theirs.raw  # the same bytes: UTF-8 headers, the address whole
+    assert ours.raw.startswith("From: Jörg <jörg@例え.test>\r\n".encode())
+    assert b"=?utf-8?" not in ours.raw  # no encoded words, least of all inside an address
+    assert plain.mail_from == "jörg@例え.test"
+
+
+def test_only_what_a_message_needs_is_asked_for(lab_server):
+    with SyncClient(lab_server) as client:
+        client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nplain\r\n")
+        client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n")
+        client.send("alice@example.test", "bob@example.test", "Subject: Grüße\r\n\r\nHallo\r\n")
+    mail = [line.text for line in client.transcript if line.text.startswith("MAIL")]
+    assert mail == [
+        "MAIL FROM:<alice@example.test>",
+        "MAIL FROM:<alice@example.test> BODY=8BITMIME",
+        "MAIL FROM:<alice@example.test> SMTPUTF8 BODY=8BITMIME",
+    ]
+
+
+@pytest.mark.server_options(enable_SMTPUTF8=False)
+def test_a_message_is_refused_before_sending_when_the_server_lacks_smtputf8(lab_server):
+    with SyncClient(lab_server) as client:
+        with pytest.raises(smtplab.ExtensionNotOfferedError) as caught:
+            client.send("jörg@例え.test", "bob@example.test", "Subject: hi\r\n\r\nhi\r\n")
+        assert client.noop().code == 250  # the connection is still good
+    error = caught.value
+    assert error.extension == "SMTPUTF8" and isinstance(error, aiosmtplib.SMTPNotSupported)
+    assert "the sender 'jörg@例え.test' is not ASCII, so this message needs SMTPUTF8 (RFC 6531" in str(error)
+    assert "nothing of the message was sent" in str(error)
+    assert not any(line.text.startswith("MAIL") for line in client.transcript)
+
+
+class No8BitMime:
+    """A handler whose server leaves 8BITMIME out of its EHLO reply, as an old server would."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [line for line in responses if "8BITMIME" not in line]
+
+
+@pytest.mark.server_options(handler=No8BitMime())
+def test_without_8bitmime_raw_8bit_content_is_refused_and_a_message_is_made_7bit(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        assert "8bitmime" not in client.extensions
+        with pytest.raises(smtplab.ExtensionNotOfferedError, match="the body has 8-bit bytes") as caught:
+            client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n")
+        message = international_message()
+        message.replace_header("From", "Jörg <joerg@example.test>")  # ASCII addresses: no SMTPUTF8
+        assert client.send_message(message).ok
+    assert caught.value.extension == "8BITMIME"
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.raw.isascii() and captured.message.get_content().strip() == "Hallo Jörg"
+    assert "converted to 7-bit" in client.transcript.text()
+    assert "MAIL FROM:<joerg@example.test>" in client.transcript.text()  # and nothing asked for

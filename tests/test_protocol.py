@@ -10,6 +10,7 @@ from smtplab import protocol
 from smtplab.protocol import (
     COMMANDS,
     ENHANCED_CODES,
+    MAIL_PARAMETERS,
     REPLY_CATEGORIES,
     REPLY_CLASSES,
     REPLY_CODES,
@@ -18,6 +19,7 @@ from smtplab.protocol import (
     State,
     answered_verb,
     explain,
+    extensions_needed,
     parse_reply_line,
 )
 
@@ -504,3 +506,23 @@ def test_bare_line_endings_are_found():
     assert protocol.bare_line_endings(b"a\rb\r\n") == ("CR",)
     assert protocol.bare_line_endings(b"a\r\r\n") == ("CR",)
     assert protocol.bare_line_endings(b"a\n\rb") == ("LF", "CR")
+
+
+def test_extensions_needed_names_each_extension_and_why():
+    assert extensions_needed("a@example.test", ["b@example.test"], b"Subject: hi\r\n\r\nhi\r\n") == {}
+    assert extensions_needed("jörg@例え.test", ["b@example.test"], b"Subject: hi\r\n\r\nhi\r\n") == {
+        "SMTPUTF8": "the sender 'jörg@例え.test' is not ASCII"
+    }
+    assert extensions_needed("a@example.test", ["b@example.test", "zoë@example.test"], b"\r\nhi") == {
+        "SMTPUTF8": "the recipient 'zoë@example.test' is not ASCII"
+    }
+    body = "Subject: hi\n\nHallo Jörg\n".encode()  # bare LF: still a header section and a body
+    assert extensions_needed("a@example.test", ["b@example.test"], body) == {
+        "8BITMIME": "the body has 8-bit bytes"
+    }
+    head = "Subject: Grüße\r\n\r\nhi\r\n".encode()
+    assert extensions_needed("a@example.test", ["b@example.test"], head) == {
+        "SMTPUTF8": "the Subject header is not ASCII",
+        "8BITMIME": "the headers have 8-bit bytes",
+    }
+    assert [MAIL_PARAMETERS[name] for name in ("SMTPUTF8", "8BITMIME")] == ["SMTPUTF8", "BODY=8BITMIME"]
