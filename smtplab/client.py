@@ -601,7 +601,8 @@ class Client:
                 )
             raise NoCommonMechanismError(
                 Hint(
-                    f"{self._where()} did not offer AUTH in its EHLO reply.{hint}",
+                    f"{self._where()} did not offer AUTH in its EHLO reply.",
+                    hint,
                     Fix(" To see the server refuse, pass mechanism='PLAIN'.", ""),
                 )
             )
@@ -963,25 +964,29 @@ class Client:
                 raise ExtensionNotOfferedError(self._not_offered(extension, why), extension=extension)
         return data, [protocol.MAIL_PARAMETERS[extension] for extension in needed]
 
-    def _not_offered(self, extension: str, why: str) -> str:
+    def _not_offered(self, extension: str, why: str) -> Hint:
         heard = "its EHLO reply" if self.state.esmtp else "its reply to HELO (which lists no extensions)"
         rfc = "RFC 6531 §3.4" if extension == "SMTPUTF8" else "RFC 6152 §3"
         if extension == "SMTPUTF8":
-            fix = (
+            fix = Fix(
                 "Send it to a server that offers SMTPUTF8 (a lab server does; Postfix with "
                 "smtputf8_enable = yes), or use ASCII addresses. A non-ASCII subject or display "
                 "name needs no extension: build the message with email.message.EmailMessage and "
-                "send it with send_message(), which writes those as RFC 2047 encoded words."
+                "send it with send_message(), which writes those as RFC 2047 encoded words.",
+                "Send it to a server that offers SMTPUTF8 (smtplab serve does; Postfix with "
+                "smtputf8_enable = yes), or use ASCII --from and --to addresses.",
             )
         else:
-            fix = (
+            fix = Fix(
                 "Send it with send_message(): an email.message.EmailMessage is converted to 7-bit "
                 "for such a server. Or encode the body yourself (Content-Transfer-Encoding: "
-                "quoted-printable or base64)."
+                "quoted-printable or base64).",
+                "Send it to a server that offers 8BITMIME.",
             )
-        return (
+        return Hint(
             f"{why}, so this message needs {extension} ({rfc}), and {self._where()} did not offer "
-            f"it in {heard}: nothing of the message was sent. {fix}"
+            f"it in {heard}: nothing of the message was sent. ",
+            fix,
         )
 
     async def send_message(

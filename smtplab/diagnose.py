@@ -151,7 +151,8 @@ def _explain(
                     f"{where} {why}: it is a lab server, signed by the lab's own CA, which no "
                     "system trust store knows. Trust the lab CA: ",
                     trust_lab_ca(default=default_lab),
-                    " (openssl s_client -CAfile, swaks --tls-ca-path) - do not switch verification off.",
+                    " - do not switch verification off. Other tools take the same CA file "
+                    "(openssl s_client -CAfile, swaks --tls-ca-path).",
                 )
             return Hint(
                 f"Your client does not trust the authority that signed the certificate of "

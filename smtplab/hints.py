@@ -62,6 +62,12 @@ class Fix:
         """The words for ``audience``."""
         return self.cli if audience == "cli" else self.python
 
+    def __format__(self, spec: str) -> str:
+        raise TypeError(
+            "a Fix is spelled when its message is shown: pass it to Hint(...) as a part, "
+            "not inside an f-string"
+        )
+
 
 class Hint(str):
     """A message with :class:`Fix` parts; as a ``str`` it is the Python spelling.
