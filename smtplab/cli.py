@@ -169,7 +169,10 @@ def _serve(args: argparse.Namespace) -> int:
             name="cli",
             **({"auth_required": True} if args.auth_required else {}),
         )
-    except PortInUseError:
+    except PortInUseError as error:
+        if args.unix_socket:
+            _fail(error)  # "another server is listening on PATH"
+            return 1
         _fail(
             f"port {args.port} on {args.host} is already in use (by another program): leave out "
             "--port (the OS picks a free one), or stop the other server"

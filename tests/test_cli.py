@@ -65,7 +65,11 @@ def test_serve_reports_a_taken_port(capsys):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         assert main(["serve", "--port", str(squatter.getsockname()[1])]) == 1
-    assert "already in use" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already in use" in err and "leave out --port" in err and "port=0" not in err
+    assert main(["serve", "--host", "192.0.2.1"]) == 2  # TEST-NET-1: never this machine
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err and "allow_remote=" not in err and "host=" not in err
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child is POSIX-specific")
