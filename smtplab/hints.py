@@ -92,11 +92,14 @@ class Hint(str):
 
 
 def _join(parts: tuple[str | Fix, ...], audience: Audience) -> str:
-    text = "".join(part.spell(audience) if isinstance(part, Fix) else part for part in parts)
-    # A part left out for this audience must not leave a double space or a space before a stop.
-    while "  " in text:
-        text = text.replace("  ", " ")
-    return text.replace(" .", ".").replace(" ,", ",").strip()
+    spelled = [part.spell(audience) if isinstance(part, Fix) else part for part in parts]
+    text = "".join(spelled)
+    if any(isinstance(part, Fix) and not words for part, words in zip(parts, spelled, strict=True)):
+        # A part left out for this audience must not leave a double space or a space before a stop.
+        while "  " in text:
+            text = text.replace("  ", " ")
+        text = text.replace(" .", ".").replace(" ,", ",").strip()
+    return text
 
 
 def render(message: object, audience: Audience = "python") -> str:
