@@ -2,6 +2,9 @@
 one message to any SMTP server and prints the whole dialogue; ``smtplab grade`` runs hand-in
 notebooks and tabulates their exercises' verdicts.
 
+Every hint it prints is in its own terms (``--tls starttls``, ``--port``, ``--cafile``): errors
+carry their fixes as data (:mod:`smtplab.hints`) and are shown for the command line.
+
 Testable in-process: :func:`main` takes ``argv`` and returns the exit status.
 """
 
@@ -9,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import threading
 from collections.abc import Sequence
+from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 
-from smtplab.client import SyncClient
-from smtplab.errors import SmtpLabError
+from smtplab import hints
+from smtplab._lifecycle import is_loopback
+from smtplab.client import Reply, SyncClient
+from smtplab.errors import PortInUseError, SmtpLabError
 from smtplab.mailbox import CapturedMessage
 from smtplab.server import start_server
 from smtplab.tls import TLS_MODES
@@ -58,26 +65,45 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         metavar="USER:PASSWORD",
         default=[],
-        help="accept AUTH for this user (repeatable)",
+        help="accept AUTH for this user (repeatable); offered inside TLS only",
     )
     serve.add_argument(
-        "--ca-file", metavar="PATH", help="with --tls: write the lab CA certificate here for other tools"
+        "--auth-required", action="store_true", help="with --auth: refuse mail (530) until the client logs in"
+    )
+    serve.add_argument(
+        "--cafile",
+        "--ca-file",
+        dest="cafile",
+        metavar="PATH",
+        help="with --tls: write the lab CA certificate here, for clients to trust (smtplab send --cafile)",
     )
     serve.add_argument("-q", "--quiet", action="store_true", help="print only the address and messages")
 
     send = commands.add_parser(
         "send",
         help="send one message to an SMTP server and print the dialogue",
-        description="Send one message and print both sides of the SMTP dialogue (secrets masked).",
+        description="Send one message and print both sides of the SMTP dialogue (secrets masked). "
+        "Stops at the first refusal that ends the send; the exit status is 0 only when every "
+        "recipient was accepted.",
     )
     send.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    send.add_argument("--port", type=int, required=True, help="server port")
+    where = send.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int, help="server port")
+    where.add_argument(
+        "--unix-socket", metavar="PATH", help="the server's Unix-domain socket (smtplab serve --unix-socket)"
+    )
     send.add_argument("--from", dest="sender", default="alice@example.test", help="envelope sender")
     send.add_argument("--to", action="append", metavar="ADDRESS", help="recipient (repeatable)")
     send.add_argument("--subject", default="Hello from smtplab", help="Subject header")
     send.add_argument("--body", default="This message came from smtplab send.", help="message text")
     send.add_argument("--tls", choices=_TLS_CHOICES, help="use TLS (never chosen silently)")
-    send.add_argument("--cafile", metavar="PATH", help="trust the CA certificates in this PEM file")
+    send.add_argument(
+        "--cafile",
+        "--ca-file",
+        dest="cafile",
+        metavar="PATH",
+        help="trust the CA certificates in this PEM file (the lab CA: smtplab serve --cafile PATH)",
+    )
     send.add_argument("--user", help="log in with AUTH as this user")
     send.add_argument("--password", help="password for --user")
     send.add_argument("--reveal-secrets", action="store_true", help="show AUTH data in the transcript")
@@ -104,11 +130,33 @@ def _users(pairs: list[str]) -> dict[str, str] | None:
     return users or None
 
 
+def _fail(message: object) -> None:
+    """Print an error in the words of the command line (see :mod:`smtplab.hints`)."""
+    print(f"smtplab: {hints.render(message, 'cli')}", file=sys.stderr, flush=True)
+
+
+def _check_serve(args: argparse.Namespace) -> str | None:
+    """What is wrong with serve's options, in its own terms, before anything starts."""
+    if args.cafile and not args.tls:
+        return "--cafile needs --tls starttls or --tls implicit"
+    if args.auth_required and not args.auth:
+        return "--auth-required needs --auth USER:PASSWORD: otherwise no one could ever send"
+    if not args.unix_socket and not args.allow_remote and not is_loopback(args.host):
+        return (
+            f"--host {args.host} is not a loopback address, so other machines could reach the lab "
+            "server: leave out --host (127.0.0.1), or add --allow-remote if you mean to expose it "
+            "(e.g. in a classroom container)"
+        )
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
-    if args.ca_file and not args.tls:
-        print("smtplab: --ca-file needs --tls starttls or --tls implicit", file=sys.stderr)
+    problem = _check_serve(args)
+    if problem is not None:
+        _fail(problem)
         return 2
     try:
+        users = _users(args.auth)
         where = (
             {"unix_socket": args.unix_socket} if args.unix_socket else {"host": args.host, "port": args.port}
         )
@@ -117,11 +165,21 @@ def _serve(args: argparse.Namespace) -> int:
             maildir=args.maildir,
             allow_remote=args.allow_remote,
             tls=args.tls,
-            auth=_users(args.auth),
+            auth=users,
             name="cli",
+            **({"auth_required": True} if args.auth_required else {}),
         )
+    except PortInUseError as error:
+        if args.unix_socket:
+            _fail(error)  # "another server is listening on PATH"
+            return 1
+        _fail(
+            f"port {args.port} on {args.host} is already in use (by another program): leave out "
+            "--port (the OS picks a free one), or stop the other server"
+        )
+        return 1
     except (SmtpLabError, OSError, ValueError) as error:
-        print(f"smtplab: {error}", file=sys.stderr)
+        _fail(error)
         return 1
     done = threading.Event()
 
@@ -139,32 +197,24 @@ def _serve(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     host, port = (None, None) if server.socket_path else server.address
-    if args.ca_file:  # written before the address is announced, so scripts can use it at once
-        shutil.copyfile(server.lab_tls.write_files().ca_cert, args.ca_file)
+    cafile = None
+    if args.tls:  # written before the address is announced, so scripts can use it at once
+        cafile = str(server.lab_tls.write_files().ca_cert)
+        if args.cafile:
+            shutil.copyfile(cafile, args.cafile)
+            cafile = args.cafile
     mode = f" ({args.tls} TLS)" if args.tls else ""
     where = f"unix:{server.socket_path}" if server.socket_path else f"{host}:{port}"
     print(f"smtplab lab server listening on {where}{mode}", flush=True)
-    if args.ca_file:
+    if cafile:
         starttls = " -starttls smtp" if args.tls == "starttls" else ""
         connect = f"-unix {server.socket_path}" if server.socket_path else f"-connect {host}:{port}"
         print(
-            f"lab CA written to {args.ca_file}; try: openssl s_client {connect}{starttls} -CAfile {args.ca_file}",
+            f"lab CA written to {cafile}; try: openssl s_client {connect}{starttls} -CAfile {cafile}",
             flush=True,
         )
     if not args.quiet:
-        if server.socket_path:
-            how = (
-                "Only your user can reach this socket. Send it mail from Python:\n"
-                f"    aiosmtplib.SMTP(socket_path={server.socket_path!r})\n"
-                f"or from a terminal:  swaks --socket {server.socket_path} --to bob@example.test\n"
-            )
-        else:
-            how = (
-                "Send it mail from Python:\n"
-                f"    smtplib.SMTP({host!r}, {port}).sendmail('alice@example.test', ['bob@example.test'], 'Subject: hi\\r\\n\\r\\nhello')\n"
-                f"or from a terminal:  swaks --server {host} --port {port} --to bob@example.test\n"
-            )
-        print(how + "Each captured message is printed below. Press Ctrl-C to stop.", flush=True)
+        print(_how_to_send(args, server.socket_path, host, port, cafile, users), flush=True)
     try:
         done.wait()
     except KeyboardInterrupt:
@@ -178,28 +228,133 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _how_to_send(
+    args: argparse.Namespace,
+    socket_path: str | None,
+    host: str | None,
+    port: int | None,
+    cafile: str | None,
+    users: dict[str, str] | None,
+) -> str:
+    """How to send this server mail, with exactly the options its --tls and --auth call for."""
+    place = ["--unix-socket", socket_path] if socket_path else ["--port", str(port)]
+    if host not in (None, "127.0.0.1"):
+        place = ["--host", str(host), *place]
+    ours = ["smtplab", "send", *place]
+    swaks = [
+        "swaks",
+        *(["--socket", socket_path] if socket_path else ["--server", str(host), "--port", str(port)]),
+    ]
+    notes = []
+    if args.tls and cafile:
+        ours += ["--tls", args.tls, "--cafile", cafile]
+        swaks += [
+            "--tls-on-connect" if args.tls == "implicit" else "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            cafile,
+        ]
+    if users:
+        user, password = next(iter(users.items()))
+        if args.tls:
+            ours += ["--user", user, "--password", password]
+            swaks += ["--auth-user", user, "--auth-password", password]
+        else:
+            notes.append(
+                "AUTH is offered only inside TLS (RFC 4954 §4 advises it): restart with --tls "
+                "starttls to log in."
+            )
+    ours += ["--to", "bob@example.test"]
+    swaks += ["--to", "bob@example.test"]
+    if args.auth_required and not args.tls:
+        notes.append("--auth-required refuses all mail until a login, which needs --tls here.")
+    lines = [
+        "Send it mail from a terminal:",
+        f"    {shlex.join(ours)}",
+        f"    {shlex.join(swaks)}",
+        *notes,
+        "Each captured message is printed below. Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+#: Why the command line stops at a refusal, by the step that was refused.
+_STOPPED = {
+    "hello": "the server refused the greeting (EHLO and HELO)",
+    "login": "the server refused the login",
+    "mail": "the server refused the sender (MAIL FROM)",
+    "rcpt": "the server refused every recipient",
+    "data": "the server refused the message",
+}
+
+
+def _refusal(step: str, reply: Reply, args: argparse.Namespace) -> str:
+    """One line on why the send stopped, and what to change on this command line."""
+    said = f"{reply.code} {reply.message.splitlines()[-1] if reply.message else ''}".rstrip()
+    fix = ""
+    if reply.code == 535:
+        fix = ": check --user and --password"
+    elif reply.code == 538 or (reply.code == 530 and not args.tls and step != "login"):
+        fix = ": log in inside TLS (add --tls starttls, and --cafile for the server's CA)"
+    elif reply.code == 530:
+        fix = ": log in first (add --user and --password)"
+    elif step == "login" and reply.code in (502, 503, 504):
+        fix = ": this server does not take AUTH here; leave out --user"
+    sent = "" if step == "data" else "; nothing was sent"
+    return f"{_STOPPED[step]} ({said}){fix}{sent}"
+
+
+def _message(args: argparse.Namespace, recipients: list[str]) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = args.sender
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = args.subject
+    message.set_content(args.body)
+    return message
+
+
 def _send(args: argparse.Namespace) -> int:
     if bool(args.user) != bool(args.password):
-        print("smtplab: --user and --password go together", file=sys.stderr)
+        _fail("--user and --password go together")
         return 2
-    content = f"Subject: {args.subject}\r\nFrom: {args.sender}\r\nTo: {', '.join(args.to or ['bob@example.test'])}\r\n\r\n{args.body}\r\n"
-    client = SyncClient(
-        host=args.host, port=args.port, tls=args.tls, cafile=args.cafile, timeout=args.timeout
-    )
-    status = 1
+    recipients = args.to or ["bob@example.test"]
+    where = {"socket_path": args.unix_socket} if args.unix_socket else {"host": args.host, "port": args.port}
+    try:
+        client = SyncClient(**where, tls=args.tls, cafile=args.cafile, timeout=args.timeout)
+    except (TypeError, ValueError) as error:
+        _fail(error)
+        return 2
+    problem = None
     try:
         client.connect()
-        client.ehlo()
-        if args.user:
-            client.login(args.user, args.password)
-        result = client.send(args.sender, args.to or ["bob@example.test"], content)
-        client.quit()
-        status = 0 if result.ok else 1
+        hello = client.ehlo()
+        if hello.code >= 500:
+            hello = client.helo()
+        if not hello.ok:
+            problem = _refusal("hello", hello, args)
+        elif args.user:
+            login = client.login(args.user, args.password)
+            if login.code != 235:
+                problem = _refusal("login", login, args)
+        if problem is None:
+            result = client.send(args.sender, recipients, _message(args, recipients))
+            if not result.ok:
+                step = "mail" if not result.recipients else "rcpt" if not result.accepted else "data"
+                problem = _refusal(step, result.reply or Reply(0, ""), args)
+            elif result.refused:
+                refused = ", ".join(f"{address} ({reply.code})" for address, reply in result.refused.items())
+                problem = f"sent, but the server refused {refused}"
+        if client.connected:
+            client.quit()
     except (SmtpLabError, OSError, ValueError, aiosmtplib.SMTPException) as error:
-        print(f"smtplab: {error}", file=sys.stderr)
+        problem = hints.render(error, "cli")
     finally:
+        client.close()
         print(client.transcript.text(reveal_secrets=args.reveal_secrets), flush=True)
-    return status
+    if problem is not None:
+        _fail(problem)
+        return 1
+    return 0
 
 
 def _add_grade_parser(commands: Any) -> None:

@@ -32,17 +32,22 @@ import aiosmtplib
 from smtplab import _aiosmtplib, aio, protocol
 from smtplab.errors import (
     ClientTimeoutError,
+    ExtensionNotOfferedError,
     LabConnectionRefusedError,
     NoCommonMechanismError,
+    ServerBusyError,
     SmtpLabError,
     TLSCertificateError,
     TLSMismatchError,
+    explaining,
 )
+from smtplab.hints import Fix, Hint, option, start_lab_server
 from smtplab.transcript import Transcript, TranscriptPair, masked
 
 if TYPE_CHECKING:
+    from smtplab.proxy import LabProxy
     from smtplab.server import LabServer
-    from smtplab.tls import TLSMode
+    from smtplab.tls import TLSMode, TLSSummary
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
@@ -58,11 +63,17 @@ class Reply:
         code: The reply code, e.g. ``250``.
         message: The text after the code; the lines of a multi-line reply joined with ``\\n``.
         command: The command line this replies to (secrets masked), ``""`` for the greeting.
+        answers: The command it answers, as :func:`smtplab.protocol.answered_verb` names it
+            (``""`` the greeting, ``"AUTH"`` a step of AUTH, ``"."`` the end of data); set by the
+            client, ``None`` for a reply made by hand. :attr:`meaning` reads it in that context.
+        tls: Whether the reply came inside TLS.
     """
 
     code: int
     message: str
     command: str = ""
+    answers: str | None = field(default=None, compare=False)
+    tls: bool = field(default=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -87,8 +98,8 @@ class Reply:
 
     @property
     def meaning(self) -> str:
-        """What the code means, from :func:`smtplab.protocol.explain`."""
-        return protocol.explain(self.lines[-1])
+        """What the code means in answer to its command, from :func:`smtplab.protocol.explain`."""
+        return protocol.explain(self.lines[-1], command=self.answers, tls=self.tls)
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
@@ -155,9 +166,34 @@ def check_argument(value: str, what: str) -> str:
     return value
 
 
-def _content_bytes(content: bytes | str | Message) -> bytes:
+#: Headers that hold addresses: in a message whose addresses are not ASCII they must be sent as
+#: UTF-8 (RFC 6532 §3.2), never as encoded words, which RFC 2047 §5 forbids inside an address.
+_ADDRESS_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Resent-From", "Resent-To", "Resent-Cc")
+
+
+def _international(message: Message, envelope: Iterable[str] = ()) -> bool:
+    """Whether any address — in the envelope or in the message's headers — is not ASCII."""
+    values = [str(value) for name in _ADDRESS_HEADERS for value in message.get_all(name, [])]
+    addresses = [address for _, address in email.utils.getaddresses(values)]
+    return not all(address.isascii() for address in (*envelope, *addresses))
+
+
+def _content_bytes(
+    content: bytes | str | Message, *, envelope: Iterable[str] = (), seven_bit: bool = False
+) -> bytes:
+    """The message as it goes on the wire.
+
+    An :class:`~email.message.Message` is written with the SMTP policy (CRLF line endings; a
+    non-ASCII display name or subject as RFC 2047 encoded words), or, when an address is not
+    ASCII, with the SMTPUTF8 policy: headers in UTF-8 and addresses whole, as
+    ``smtplib.send_message`` does (RFC 6532). ``seven_bit`` re-encodes 8-bit bodies as base64 or
+    quoted-printable, for a server without 8BITMIME (RFC 6152 §3).
+    """
     if isinstance(content, Message):
-        return content.as_bytes(policy=email.policy.SMTP)
+        policy = email.policy.SMTPUTF8 if _international(content, envelope) else email.policy.SMTP
+        if seven_bit:
+            policy = policy.clone(cte_type="7bit")
+        return content.as_bytes(policy=policy)
     if isinstance(content, str):
         return content.encode("utf-8")
     return bytes(content)
@@ -166,10 +202,17 @@ def _content_bytes(content: bytes | str | Message) -> bytes:
 class Client:
     """An SMTP client that records the whole dialogue (async; see :class:`SyncClient`).
 
+    Use it with ``async with`` (or ``await client.connect()``); without ``await``, use
+    :class:`SyncClient`.
+
     Args:
-        server: A :class:`~smtplab.server.LabServer` to talk to (host and port come from it).
+        server: A :class:`~smtplab.server.LabServer` to talk to (host and port come from it),
+            or a :class:`~smtplab.proxy.LabProxy` in front of one (the client talks to the
+            proxy, and trusts the lab CA of the server behind it).
         host: Any other server's host name or address.
         port: Its port.
+        socket_path: Any other server's Unix-domain socket, instead of host and port (a lab
+            server's own socket is found by itself).
         timeout: Seconds to wait for each reply unless a call says otherwise.
         name: The name given in EHLO/HELO.
         raise_errors: Raise aiosmtplib's ``SMTPResponseException`` for 4xx/5xx replies instead
@@ -189,10 +232,11 @@ class Client:
 
     def __init__(
         self,
-        server: LabServer | None = None,
+        server: LabServer | LabProxy | None = None,
         *,
         host: str | None = None,
         port: int | None = None,
+        socket_path: str | None = None,
         timeout: float = 10.0,
         name: str = DEFAULT_CLIENT_NAME,
         raise_errors: bool = False,
@@ -204,16 +248,29 @@ class Client:
         client_cert: str | None = None,
         client_key: str | None = None,
     ) -> None:
-        if server is not None and (host is not None or port is not None):
-            raise TypeError("give either a lab server or host= and port=, not both")
-        if server is None and (host is None or port is None):
-            raise TypeError("Client needs a lab server, e.g. Client(server), or host= and port=")
+        where = (host is not None or port is not None) + (socket_path is not None) + (server is not None)
+        if where > 1:
+            raise TypeError("give one of: a lab server (or proxy), host= and port=, or socket_path=")
+        if server is None and socket_path is None and (host is None or port is None):
+            raise TypeError(
+                "Client needs a lab server, e.g. Client(server), or host= and port=, or socket_path="
+            )
+        from smtplab.proxy import LabProxy  # here: the proxy module imports the server's
         from smtplab.tls import check_tls_mode  # TLS is imported when first needed
 
         check_tls_mode(tls)
-        self.server = server
-        self.host = server.host if server is not None else str(host)
-        self.port = server.port if server is not None else int(port)  # type: ignore[arg-type]
+        #: The lab proxy this client talks to, if made from one (``server`` is then ``None``).
+        self.proxy: LabProxy | None = server if isinstance(server, LabProxy) else None
+        self.server: LabServer | None = None if self.proxy is not None else server  # type: ignore[assignment]
+        # The lab server whose certificate the client will be shown: the one it talks to, or the
+        # one behind its proxy.
+        self._lab = self.proxy.upstream_server if self.proxy is not None else self.server
+        self._socket_path = socket_path
+        if server is not None:
+            self.host, self.port = server.host, server.port
+        else:
+            self.host = "localhost" if socket_path is not None else str(host)
+            self.port = 0 if socket_path is not None else int(port)  # type: ignore[arg-type]
         self.timeout = timeout
         self.name = check_argument(name, "client name")
         self.raise_errors = raise_errors
@@ -274,13 +331,17 @@ class Client:
         if self.connected:
             raise aiosmtplib.SMTPException("already connected; call quit() or close() first")
         timeout = self.timeout if timeout is None else timeout
-        if self.server is not None and self.server.tls == "implicit" and self.tls != "implicit":
+        if self._lab is not None and self._lab.tls == "implicit" and self.tls != "implicit":
             raise TLSMismatchError(
-                f"the lab server {self.server.name!r} speaks TLS from the first byte (implicit TLS, "
-                "like port 465), so a plain-text client would wait for a greeting that never comes. "
-                "Connect with Client(server, tls='implicit')."
+                Hint(
+                    f"the lab server {self._lab.name!r} speaks TLS from the first byte (implicit "
+                    "TLS, like port 465), so a plain-text client would wait for a greeting that "
+                    "never comes. Connect with ",
+                    option("tls", "implicit"),
+                    ".",
+                )
             )
-        socket_path = getattr(self.server, "socket_path", None)
+        socket_path = self._socket_path or getattr(self.server, "socket_path", None)
         smtp = aiosmtplib.SMTP(
             hostname=self.host,  # also the name TLS checks the certificate against
             port=None if socket_path else self.port,
@@ -297,26 +358,40 @@ class Client:
         except aiosmtplib.SMTPTimeoutError as error:
             _aiosmtplib.hang_up(smtp)
             if self.tls == "implicit":
-                raise self._tls_failure(error) from error
-            raise ClientTimeoutError(
-                f"no greeting from {self.host}:{self.port} within {timeout:g} s. A server that "
-                "speaks TLS from the first byte stays silent to a plain-text client: try "
-                f"tls='implicit'. {self._lab_status()}"
-            ) from error
+                raise await self._tls_failure(error) from None
+            raise explaining(
+                ClientTimeoutError(
+                    Hint(
+                        f"no greeting from {self._where()} within {timeout:g} s. A server that "
+                        "speaks TLS from the first byte stays silent to a plain-text client: try ",
+                        option("tls", "implicit"),
+                        ". ",
+                        self._lab_status(),
+                    )
+                ),
+                error,
+            ) from None
         except aiosmtplib.SMTPConnectResponseError as error:
-            # A refusing greeting (e.g. 421 when the server is full): record it, then let
-            # aiosmtplib's own exception reach the learner, as it is part of the lesson.
+            # A refusing greeting (e.g. 421 when the server is full): record it, then say why.
             _aiosmtplib.hang_up(smtp)
             self.greeting = self._record_reply(aiosmtplib.SMTPResponse(error.code, error.message), "")
             self._event("connection closed by the server after its greeting")
-            raise
+            if error.code != 421:
+                raise  # e.g. 554 "no SMTP service here": aiosmtplib's words say it
+            raise explaining(ServerBusyError(error.code, error.message, self._busy(error)), error) from None
         except aiosmtplib.SMTPConnectError as error:
             if _ssl_error_in(error):
-                raise self._tls_failure(error) from error
-            if isinstance(error.__cause__, ConnectionRefusedError) or "refused" in str(error).lower():
-                raise LabConnectionRefusedError(
-                    f"nothing is listening on {self.host}:{self.port}. {self._lab_status()}"
-                ) from error
+                raise await self._tls_failure(error) from None
+            if (
+                isinstance(error.__cause__, (ConnectionRefusedError, FileNotFoundError))
+                or "refused" in str(error).lower()
+            ):
+                raise explaining(
+                    LabConnectionRefusedError(
+                        Hint(f"nothing is listening on {self._where()}. ", self._lab_status())
+                    ),
+                    error,
+                ) from None
             raise
         self._smtp = smtp
         self._tls_on = self.tls == "implicit"
@@ -335,20 +410,20 @@ class Client:
         return self._result(self.greeting)
 
     def _where(self) -> str:
-        """``host:port``, or the path of a lab server's Unix-domain socket."""
-        path = getattr(self.server, "socket_path", None)
+        """``host:port``, or the path of the server's Unix-domain socket."""
+        path = self._socket_path or getattr(self.server, "socket_path", None)
         return path or f"{self.host}:{self.port}"
 
     def _tls_context(self) -> ssl.SSLContext:
         """The context for TLS, built once per client and reused for every connection."""
         if self.tls_context is None:
             options = self._tls_options
-            if self.server is not None and not options["cafile"]:
-                context = self.server.client_context()  # shared by every client of the lab
+            if self._lab is not None and not options["cafile"]:
+                context = self._lab.client_context()  # shared by every client of the lab
             else:
                 context = ssl.create_default_context(cafile=options["cafile"])
             if not options["validate_certs"] or options["client_cert"]:
-                if self.server is not None and not options["cafile"]:
+                if self._lab is not None and not options["cafile"]:
                     context = _copy_context(context)
                 if not options["validate_certs"]:
                     context.check_hostname = False
@@ -367,16 +442,87 @@ class Client:
         names = ", ".join(summary.san) or summary.subject or "?"
         return f"{summary.headline}; certificate for {names}, issued by {summary.issuer}"
 
-    def _tls_failure(self, error: BaseException) -> SmtpLabError:
+    async def _tls_failure(self, error: BaseException) -> SmtpLabError:
+        """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
+        from smtplab.tls import certificate_summary, created_lab_tls
 
-        names = self.server.lab_tls.hosts if self.server is not None else None
+        refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
+        certificate: TLSSummary | None = None
+        lab_tls = self._lab.lab_tls if self._lab is not None else None
+        if refused and lab_tls is not None:
+            certificate = certificate_summary(lab_tls.server_der)  # what every lab server presents
+        elif refused:
+            der = await self._presented_certificate()
+            certificate = certificate_summary(der) if der else None
+            default = created_lab_tls()
+            if der and default is not None and default.issued(der):
+                lab_tls = default
+        where = self._socket_path or getattr(self.server, "socket_path", None) or self.port
         message = explain_ssl_error(
-            error, host=self.host, port=self.port, expected_mode=self.tls, cert_names=names
+            error,
+            host=self.host,
+            port=where,
+            expected_mode=self.tls,
+            certificate=certificate,
+            lab_tls=lab_tls,
         )
-        if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
-            return TLSCertificateError(message)
-        return TLSMismatchError(message)
+        failure = TLSCertificateError(message) if refused else TLSMismatchError(message)
+        return explaining(failure, error)
+
+    async def _presented_certificate(self) -> bytes | None:
+        """The certificate the server presents (DER), read over a second connection.
+
+        A refused handshake leaves nothing of the certificate behind (the ssl module only shows a
+        verified one). To name the names it lists, this connection checks nothing: it reads the
+        certificate, sends no message and no secret, and hangs up. ``None`` if that fails too.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # only to read the certificate, never to talk
+        socket_path = self._socket_path or getattr(self.server, "socket_path", None)
+        der: bytes | None = None
+        if self.tls == "implicit":
+            # The certificate comes with the handshake, before any greeting: wait for none.
+            try:
+                if socket_path:
+                    opening = asyncio.open_unix_connection(
+                        socket_path, ssl=context, server_hostname=self.host
+                    )
+                else:
+                    opening = asyncio.open_connection(
+                        self.host, self.port, ssl=context, server_hostname=self.host
+                    )
+                _, writer = await asyncio.wait_for(opening, self.timeout)
+            except (OSError, asyncio.TimeoutError):
+                return None
+            ssl_object = writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            writer.transport.abort()
+        else:
+            smtp = aiosmtplib.SMTP(
+                hostname=self.host,
+                port=None if socket_path else self.port,
+                socket_path=socket_path,
+                timeout=self.timeout,
+                local_hostname=self.name,
+                start_tls=False,
+            )
+            try:
+                await smtp.connect()
+                await smtp.starttls(tls_context=context)
+                ssl_object = smtp.get_transport_info("ssl_object")
+                der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            except (OSError, aiosmtplib.SMTPException):
+                return None
+            finally:
+                _aiosmtplib.hang_up(smtp)
+        if der:
+            self._event(
+                "the certificate was refused; a second connection, checking nothing and sending "
+                "nothing, read the one the server presents, to name its names"
+            )
+        return der
 
     async def starttls(self, *, timeout: float | None = None) -> Reply:
         """``STARTTLS`` (RFC 3207): switch this connection to TLS, then the session starts over.
@@ -389,11 +535,17 @@ class Client:
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         if not self.smtp.supports_extension("starttls"):
+            between = "the lab proxy" if self.proxy is not None else "something between you and the server"
             raise TLSMismatchError(
-                f"{self.host}:{self.port} does not offer STARTTLS (its EHLO reply has no STARTTLS "
-                "line), or something between you and the server removed it (a STARTTLS-stripping "
-                "attack): never fall back to plain text. Start the lab server with tls='starttls', "
-                "or use tls='implicit' if it speaks TLS from the first byte."
+                Hint(
+                    f"{self._where()} does not offer STARTTLS (its EHLO reply has no STARTTLS "
+                    f"line), or {between} removed it (a STARTTLS-stripping attack, RFC 3207 §6): "
+                    "never fall back to plain text. Start the lab server with TLS (",
+                    start_lab_server("starttls"),
+                    "), or use ",
+                    option("tls", "implicit"),
+                    " if it speaks TLS from the first byte.",
+                )
             )
         timeout = self.timeout if timeout is None else timeout
         try:
@@ -402,7 +554,7 @@ class Client:
             return self._result(self._last_reply)  # refused: the reply says why
         except (ssl.SSLError, OSError, aiosmtplib.SMTPException) as error:
             if _ssl_error_in(error):
-                raise self._tls_failure(error) from error
+                raise await self._tls_failure(error) from None
             raise
         self._tls_on = True
         if self.record:
@@ -439,14 +591,20 @@ class Client:
         elif mechanism is not None:
             chosen, reason = mechanism.upper(), "you asked for it, though the server did not offer AUTH"
         else:
-            hint = (
-                " It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4)."
-                if (self.smtp.supports_extension("starttls") and not self.tls_active)
-                else ""
-            )
+            hint: str | Fix = ""
+            if self.smtp.supports_extension("starttls") and not self.tls_active:
+                starttls = option("tls", "starttls")
+                hint = Fix(
+                    " It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4); connect "
+                    f"with {starttls.python} to see it.",
+                    f" It offers STARTTLS: AUTH usually appears only after it (RFC 4954 §4); add {starttls.cli}.",
+                )
             raise NoCommonMechanismError(
-                f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
-                "server refuse, pass mechanism='PLAIN'."
+                Hint(
+                    f"{self._where()} did not offer AUTH in its EHLO reply.",
+                    hint,
+                    Fix(" To see the server refuse, pass mechanism='PLAIN'.", ""),
+                )
             )
         self._event(f"AUTH mechanism chosen - {reason}")
         if chosen == "PLAIN":
@@ -467,18 +625,53 @@ class Client:
             return reply
         return await self._command("AUTH", chosen, timeout=timeout)
 
-    def _lab_status(self) -> str:
+    def _lab_status(self) -> Fix:
+        """What this kernel knows about the server that did not answer; where to look from a terminal."""
         from smtplab.server import running_servers
 
+        terminal = (
+            "Is the server running? smtplab serve prints the address it listens on "
+            "(listening on HOST:PORT): pass that with --host and --port, or --unix-socket PATH."
+        )
         if self.server is not None and not self.server.running:
-            return f"The lab server {self.server.name!r} this client was made for is stopped: call server.start()."
+            return Fix(
+                f"The lab server {self.server.name!r} this client was made for is stopped: call server.start().",
+                terminal,
+            )
         servers = running_servers()
         if any(s.port == self.port for s in servers):
-            return "A lab server in this kernel uses that port; it may be overloaded."
+            return Fix("A lab server in this kernel uses that port; it may be overloaded.", terminal)
         if not servers:
-            return "No lab server is running in this kernel: start one with smtplab.start_server()."
+            python = (
+                "No lab server is running in this kernel: start one with "
+                f"{start_lab_server().python}, or check the host and port."
+            )
+            return Fix(python, terminal)
         listing = ", ".join(f"{s.name!r} on {s.host}:{s.port}" for s in servers)
-        return f"Lab servers running in this kernel: {listing}."
+        return Fix(f"Lab servers running in this kernel: {listing}.", terminal)
+
+    def _busy(self, error: aiosmtplib.SMTPConnectResponseError) -> Hint:
+        """Why a server answered 421 instead of its greeting, and what to do."""
+        said = f"{error.code} {error.message}".rstrip()
+        if self._lab is not None or "too many connections" in error.message.lower():
+            limits = self._lab.limits if self._lab is not None else None
+            cap = getattr(limits, "max_connections", None)
+            size = f" ({cap} here)" if cap else ""
+            return Hint(
+                f"{self._where()} refused the connection ({said}): the lab server already has as "
+                f"many sessions open as Limits.max_connections allows{size}. ",
+                Fix(
+                    "Close clients you are done with (await client.quit()), send over fewer "
+                    "connections (send_many(..., connections=4)), or start the server with "
+                    "limits=Limits(max_connections=50). send_many() retries this by itself.",
+                    "Wait for other clients to finish and try again; or restart smtplab serve "
+                    "with fewer clients sending at once.",
+                ),
+            )
+        return Hint(
+            f"{self._where()} refused the connection ({said}): it is busy or shutting down "
+            "(RFC 5321 §3.1). 421 is temporary: try again later."
+        )
 
     async def close(self) -> None:
         """Drop the connection without QUIT (as a crashed client would).
@@ -496,6 +689,16 @@ class Client:
     async def __aenter__(self) -> Client:
         await self.connect()
         return self
+
+    def __enter__(self) -> Client:
+        raise TypeError(
+            "smtplab.Client is asynchronous: use `async with smtplab.Client(...) as client:` (in a "
+            "notebook cell or a coroutine, with await before each command), or "
+            "`with smtplab.SyncClient(...) as client:` for the same methods without await."
+        )
+
+    def __exit__(self, *exc_info: object) -> None:  # pragma: no cover - __enter__ always raises
+        """Present so that ``with`` reaches :meth:`__enter__` and its explanation."""
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.connected:
@@ -536,14 +739,15 @@ class Client:
         self._record_reply(response, self._last_command)
 
     def _record_reply(self, response: aiosmtplib.SMTPResponse, command: str) -> Reply:
-        reply = Reply(response.code, response.message, masked(command, after_334=self._in_auth))
+        answers = protocol.answered_verb(command, after_334=self._in_auth)
+        tls = self._tls_on
+        reply = Reply(response.code, response.message, masked(command, after_334=self._in_auth), answers, tls)
         if self.record:
-            tls = self._tls_on
             if "\n" in response.message:
                 for line in reply.lines:
-                    self.transcript.record("server", line, tls)
+                    self.transcript.record("server", line, tls, answers)
             else:
-                self.transcript.record("server", f"{response.code} {response.message}".rstrip(), tls)
+                self.transcript.record("server", f"{response.code} {response.message}".rstrip(), tls, answers)
         if response.code == 354:
             self._expect_data = True
         word = "." if command == "." else (command.split(" ", 1)[0].upper() if command else "")
@@ -572,15 +776,20 @@ class Client:
             raise
         except aiosmtplib.SMTPTimeoutError as error:
             self._event("connection closed by the client after a timeout")
-            raise self._timeout_error(masked(line, after_334=self._in_auth).split(" ")[0], timeout) from error
+            verb = masked(line, after_334=self._in_auth).split(" ")[0]
+            raise explaining(self._timeout_error(verb, timeout), error) from None
         return self._result(self._last_reply)
 
     @staticmethod
     def _timeout_error(command: str, timeout: float) -> ClientTimeoutError:
         return ClientTimeoutError(
-            f"{command} waited {timeout:g} s for the server's reply and got none, so the connection "
-            "was closed. Is the server busy (a slow handler?), or does it expect TLS from the first "
-            "byte (tls='implicit')?"
+            Hint(
+                f"{command} waited {timeout:g} s for the server's reply and got none, so the "
+                "connection was closed. Is the server busy (a slow handler?), or does it expect TLS "
+                "from the first byte (",
+                option("tls", "implicit"),
+                ")?",
+            )
         )
 
     def _interrupted(self) -> None:
@@ -640,10 +849,13 @@ class Client:
             self._event("connection closed by the client after a timeout")
             _aiosmtplib.hang_up(self.smtp)
             if not self._data_sent:
-                raise self._timeout_error("DATA", timeout) from error
-            raise ClientTimeoutError(
-                f"the end of DATA waited {timeout:g} s for the server's final reply and got none."
-            ) from error
+                raise explaining(self._timeout_error("DATA", timeout), error) from None
+            raise explaining(
+                ClientTimeoutError(
+                    f"the end of DATA waited {timeout:g} s for the server's final reply and got none."
+                ),
+                error,
+            ) from None
         except aiosmtplib.SMTPServerDisconnected:
             _aiosmtplib.hang_up(self.smtp)
             raise
@@ -688,8 +900,19 @@ class Client:
     ) -> SendResult:
         """Send one message: connect and EHLO if needed, then MAIL, RCPT for each, DATA.
 
+        A message that is not plain ASCII asks for what it needs in ``MAIL FROM``, as RFC 6531
+        and RFC 6152 say: ``SMTPUTF8`` when an address or a header is not ASCII, ``BODY=8BITMIME``
+        when some byte has the high bit set. A message for a server that does not offer what it
+        needs is refused before anything of it is sent, naming the missing extension (an
+        :class:`~email.message.EmailMessage` is converted to 7-bit instead when only 8BITMIME is
+        missing).
+
         Stops at the first refusal that makes going on pointless (MAIL refused, every
         recipient refused) and says so in the result; with ``raise_errors=True`` raises instead.
+
+        Raises:
+            ExtensionNotOfferedError: The message needs SMTPUTF8 or 8BITMIME and the server's
+                EHLO reply did not offer it.
         """
         recipients = [recipients] if isinstance(recipients, str) else list(recipients)
         for address in recipients:
@@ -701,8 +924,9 @@ class Client:
             hello = await self.ehlo(timeout=timeout)
             if hello.code >= 500:
                 await self.helo(timeout=timeout)
+        data, options = self._prepare(sender, recipients, content)
         result = SendResult()
-        reply = await self.mail(sender, timeout=timeout)
+        reply = await self.mail(sender, options=options, timeout=timeout)
         result.replies.append(reply)
         if not reply.ok:
             result.reply = reply
@@ -715,9 +939,55 @@ class Client:
             await self.rset(timeout=timeout)  # end the empty transaction cleanly
             result.reply = result.replies[-1]
             return result
-        result.reply = await self.data(content, timeout=timeout)
+        result.reply = await self.data(data, timeout=timeout)
         result.replies.append(result.reply)
         return result
+
+    def _prepare(
+        self, sender: str, recipients: list[str], content: bytes | str | Message
+    ) -> tuple[bytes, list[str]]:
+        """The message's bytes and the MAIL FROM parameters it needs; refuse what cannot be sent."""
+        offered = self.extensions
+        envelope = (sender, *recipients)
+        data = _content_bytes(content, envelope=envelope)
+        if isinstance(content, Message) and not data.isascii() and "8bitmime" not in offered:
+            seven_bit = _content_bytes(content, envelope=envelope, seven_bit=True)
+            if seven_bit != data:
+                data = seven_bit
+                self._event(
+                    "the server does not offer 8BITMIME (RFC 6152): the message body was converted "
+                    "to 7-bit (base64 or quoted-printable) before sending"
+                )
+        needed = protocol.extensions_needed(sender, recipients, data)
+        for extension, why in needed.items():
+            if extension.lower() not in offered:
+                raise ExtensionNotOfferedError(self._not_offered(extension, why), extension=extension)
+        return data, [protocol.MAIL_PARAMETERS[extension] for extension in needed]
+
+    def _not_offered(self, extension: str, why: str) -> Hint:
+        heard = "its EHLO reply" if self.state.esmtp else "its reply to HELO (which lists no extensions)"
+        rfc = "RFC 6531 §3.4" if extension == "SMTPUTF8" else "RFC 6152 §3"
+        if extension == "SMTPUTF8":
+            fix = Fix(
+                "Send it to a server that offers SMTPUTF8 (a lab server does; Postfix with "
+                "smtputf8_enable = yes), or use ASCII addresses. A non-ASCII subject or display "
+                "name needs no extension: build the message with email.message.EmailMessage and "
+                "send it with send_message(), which writes those as RFC 2047 encoded words.",
+                "Send it to a server that offers SMTPUTF8 (smtplab serve does; Postfix with "
+                "smtputf8_enable = yes), or use ASCII --from and --to addresses.",
+            )
+        else:
+            fix = Fix(
+                "Send it with send_message(): an email.message.EmailMessage is converted to 7-bit "
+                "for such a server. Or encode the body yourself (Content-Transfer-Encoding: "
+                "quoted-printable or base64).",
+                "Send it to a server that offers 8BITMIME.",
+            )
+        return Hint(
+            f"{why}, so this message needs {extension} ({rfc}), and {self._where()} did not offer "
+            f"it in {heard}: nothing of the message was sent. ",
+            fix,
+        )
 
     async def send_message(
         self,
@@ -748,7 +1018,7 @@ class Client:
                 )
         if message["Bcc"] is not None:
             message = _copy_without_bcc(message)
-        return await self.send(sender, recipients, message, timeout=timeout)
+        return await self.send(sender, recipients, message, timeout=timeout)  # serialised there
 
     # -- the lab server's view ----------------------------------------------------------------
 
@@ -762,6 +1032,12 @@ class Client:
     def pair(self) -> TranscriptPair:
         """Both records of this session side by side: the client's and the lab server's."""
         server_side = self.server_transcript
+        if server_side is None and self.proxy is not None:
+            raise LookupError(
+                "no server transcript: this client talks to the lab proxy, and the server sees the "
+                "proxy's connection, not this client's. The proxy's record of the session is "
+                "proxy.connections[-1].transcript."
+            )
         if server_side is None:
             raise LookupError(
                 "no server transcript: pair() needs a Client made from a lab server, after connect()"
@@ -830,6 +1106,7 @@ class SyncClient:
 def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(self: SyncClient, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True  # IPython leaves this frame out: the learner's own line comes last
         try:
             return aio.run(method(self.client, *args, **kwargs))
         except KeyboardInterrupt:
@@ -838,6 +1115,12 @@ def _sync(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]
             # this connection; the next command connects afresh.
             aio.run(self.client._hang_up_after_interrupt())
             raise
+        except SmtpLabError as error:
+            if error.original is None:
+                raise
+            # smtplab's explanation stands alone: the message below says what happened and what
+            # to change. (What it explains is on error.original, with its own traceback.)
+            raise error.with_traceback(None) from None
 
     call.__doc__ = f"{method.__doc__}\n\n(Sync face of :meth:`Client.{method.__name__}`.)"
     return call

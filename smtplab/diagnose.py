@@ -3,17 +3,22 @@
 When client and server disagree about TLS — implicit TLS against a plain port, a certificate
 signed by an authority the client does not trust, a name the certificate does not list — the
 ssl module says ``WRONG_VERSION_NUMBER`` or ``CERTIFICATE_VERIFY_FAILED``. :func:`explain_ssl_error`
-turns that into a sentence naming the mismatch and the fix; every fix it suggests is an option
-smtplab accepts as written (``tls='starttls'``, ``tls=None``, ``tls_context=...``).
+turns that into a sentence naming the mismatch and the fix, as a :class:`~smtplab.hints.Hint`:
+every fix is an option smtplab accepts as written, spelled for Python (``tls='starttls'``) or
+for the command line (``--tls starttls``).
+
+It tells the truth about the server at hand: the names it quotes are those of the certificate
+that server presented (when the client could read it), and trusting the lab CA is advised only
+for a lab server.
 """
 
 from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterable
 
-from smtplab.tls import TLSMode, check_tls_mode, created_lab_tls
+from smtplab.hints import Fix, Hint, option, start_lab_server, trust_lab_ca
+from smtplab.tls import LabTLS, TLSMode, TLSSummary, check_tls_mode, created_lab_tls
 
 __all__ = ["exception_chain", "explain_ssl_error"]
 
@@ -37,7 +42,7 @@ def _mode(expected_mode: object) -> TLSMode | str:
 
 
 def exception_chain(exc: BaseException) -> list[BaseException]:
-    """``exc`` and the exceptions behind it (``__cause__``, ``__context__``), nearest first."""
+    """``exc`` and the exceptions behind it (``__cause__``, ``__context__``, ``original``), nearest first."""
     chain: list[BaseException] = []
     todo: list[BaseException | None] = [exc]
     while todo and len(chain) < 20:
@@ -45,7 +50,7 @@ def exception_chain(exc: BaseException) -> list[BaseException]:
         if item is None or any(item is seen for seen in chain):
             continue
         chain.append(item)
-        todo += [item.__cause__, item.__context__]
+        todo += [item.__cause__, item.__context__, getattr(item, "original", None)]
     return chain
 
 
@@ -53,45 +58,54 @@ def explain_ssl_error(
     exc: BaseException,
     *,
     host: str,
-    port: int,
+    port: int | str,
     expected_mode: object = _UNKNOWN,
-    cert_names: Iterable[str] | None = None,
-) -> str:
+    certificate: TLSSummary | None = None,
+    lab_tls: LabTLS | None = None,
+) -> Hint:
     """Explain a failed TLS connection in SMTP terms, naming the mismatch and the fix.
 
     Args:
         exc: The exception raised by the client (``ssl.SSLError`` and friends, or an
             exception that wraps one, or a timeout waiting for the greeting).
         host: The host the client connected to.
-        port: The port the client connected to.
+        port: The port the client connected to (or the path of a Unix-domain socket).
         expected_mode: The client's TLS mode (:data:`~smtplab.tls.TLSMode`): ``None`` (plain
             text), ``"starttls"`` (RFC 3207) or ``"implicit"`` (TLS from the first byte, RFC
             8314); left out (or anything else), the explanation does not rely on it.
-        cert_names: The names in the server certificate, if known; by default the hosts of
-            :func:`default_lab_tls` when it has been created.
+        certificate: The certificate the server presented, if the client could read it; a
+            hostname mismatch quotes its names. Without it, no names are quoted.
+        lab_tls: The lab CA that issued the server's certificate, when one in this process did
+            (the server is a lab server, and trusting that CA is the fix).
 
     Returns:
-        A short explanation (one or two sentences). Never raises.
+        A short explanation (one or two sentences) with its fixes; ``str()`` of it is the
+        Python spelling. Never raises.
     """
     try:
-        return _explain(exc, host, port, _mode(expected_mode), cert_names)
+        return _explain(exc, host, port, _mode(expected_mode), certificate, lab_tls)
     except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
-        return f"TLS with {host}:{port} failed: {exc!r}"
+        return Hint(f"TLS with {host}:{port} failed: {exc!r}")
 
 
 def _explain(
     exc: BaseException,
     host: str,
-    port: int,
+    port: int | str,
     mode: TLSMode | str,
-    cert_names: Iterable[str] | None,
-) -> str:
-    where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    certificate: TLSSummary | None,
+    lab_tls: LabTLS | None,
+) -> Hint:
+    where = port if isinstance(port, str) else f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     chain = exception_chain(exc)
     ssl_errors = [e for e in chain if isinstance(e, ssl.SSLError)]
     text = " ".join(str(e) for e in chain)
     upper = text.upper()
     reasons = {str(getattr(e, "reason", "") or "").upper() for e in ssl_errors}
+    # A lab server: its CA is known here, or its certificate names a lab CA as issuer (a lab
+    # server in another process, e.g. `smtplab serve`).
+    lab = lab_tls is not None or (certificate is not None and certificate.lab_issued)
+    default_lab = lab_tls is not None and lab_tls is created_lab_tls()
 
     # 1. The server spoke TLS, but the client rejected its certificate.
     verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
@@ -103,37 +117,61 @@ def _explain(
             # OpenSSL: "Hostname mismatch, certificate is not valid for 'example.com'."
             found = re.search(r"not valid for '([^']*)'", message or text)
             asked = found.group(1) if found else host
-            lab = created_lab_tls()
-            names = tuple(cert_names) if cert_names is not None else (lab.hosts if lab is not None else ())
+            names = certificate.san if certificate is not None else ()
             listed = f"is for {', '.join(names)}" if names else "does not list that name"
-            hosts = (*(name for name in names if name != asked), asked)
-            return (
+            use = (" (", option("host", names[0]), ")") if names else ()
+            if lab:
+                hosts = (*(name for name in names if name != asked), asked)
+                other: tuple[str | Fix, ...] = (
+                    Fix(
+                        f", or issue the lab certificate for this name with LabTLS.create(hosts={hosts!r})",
+                        "",
+                    ),
+                )
+            else:
+                other = (f", or ask the server's administrator for a certificate that lists {asked!r}",)
+            return Hint(
                 f"The certificate of {where} {listed}; you connected to {asked!r}. TLS checks "
                 "that the certificate names the host you asked for (RFC 6125 §6): connect "
-                "using one of the certificate's names, or issue the lab certificate for this "
-                f"name with LabTLS.create(hosts={hosts!r})."
+                "using one of the certificate's names",
+                *use,
+                *other,
+                ".",
             )
         if code in _UNTRUSTED_CODES or any(
             hint in lower for hint in ("local issuer", "self-signed", "self signed")
         ):
-            return (
+            issuer = (
+                f"issued by {certificate.issuer}; " if certificate is not None and certificate.issuer else ""
+            )
+            why = f"({issuer}{message or 'unknown issuer'})"
+            if lab:
+                return Hint(
+                    f"Your client does not trust the authority that signed the certificate of "
+                    f"{where} {why}: it is a lab server, signed by the lab's own CA, which no "
+                    "system trust store knows. Trust the lab CA: ",
+                    trust_lab_ca(default=default_lab),
+                    " - do not switch verification off. Other tools take the same CA file "
+                    "(openssl s_client -CAfile, swaks --tls-ca-path).",
+                )
+            return Hint(
                 f"Your client does not trust the authority that signed the certificate of "
-                f"{where} ({message or 'unknown issuer'}): the lab server uses the lab's own "
-                "CA, which no system trust store knows. Trust the lab CA: pass "
-                "tls_context=default_lab_tls().client_context() or "
-                "cafile=default_lab_tls().write_files().ca_cert (openssl s_client -CAfile, "
-                "swaks --tls-ca-path) - do not switch verification off."
+                f"{where} {why}. If you trust that authority, give the client its CA "
+                "certificate (a PEM file, from the server's administrator): ",
+                option("cafile", "ca.pem"),
+                " - do not switch verification off.",
             )
         for code_, what in _TIME_CODES.items():
             if code == code_:
-                return (
-                    f"The certificate of {where} {what} ({message}). Check this machine's clock, "
-                    "or restart the lab server with a new LabTLS.create()."
+                fix = (
+                    "restart the lab server with a new LabTLS.create()"
+                    if lab
+                    else "its administrator has to renew it"
                 )
-        return (
-            f"The certificate of {where} could not be verified ({message or text}). Make the "
-            "client trust the lab CA (tls_context=default_lab_tls().client_context())."
-        )
+                return Hint(
+                    f"The certificate of {where} {what} ({message}). Check this machine's clock, or {fix}."
+                )
+        return Hint(f"The certificate of {where} could not be verified ({message or text}).")
 
     # 2. The client started TLS but the server answered in plain text.
     if (
@@ -141,16 +179,21 @@ def _explain(
         or "WRONG VERSION NUMBER" in upper
     ):
         if mode == _STARTTLS:
-            return (
+            return Hint(
                 f"{where} answered the TLS handshake after STARTTLS with plain text, so it did "
                 "not really switch to TLS. Check that the server was started with a TLS "
-                "context, or use tls=None to stay in plain text."
+                "context, or use ",
+                option("tls", None),
+                " to stay in plain text.",
             )
-        return (
+        return Hint(
             f"{where} answered your TLS handshake in plain text: it speaks SMTP in the clear "
             "first (a plain or STARTTLS port, RFC 3207), but you connected with implicit TLS. "
-            "On this port use tls='starttls' if the server offers STARTTLS, or tls=None for "
-            "plain text; or connect to the server's implicit-TLS port."
+            "On this port use ",
+            option("tls", "starttls"),
+            " if the server offers STARTTLS, or ",
+            option("tls", None),
+            " for plain text; or connect to the server's implicit-TLS port.",
         )
 
     # 3. The two ends share no protocol version or cipher.
@@ -160,15 +203,15 @@ def _explain(
         "TLSV1_ALERT_PROTOCOL_VERSION",
         "TLSV1_ALERT_INSUFFICIENT_SECURITY",
     }:
-        return (
-            f"Client and {where} share no TLS version: the lab requires TLS 1.2 or newer "
-            "(RFC 8996 retired TLS 1.0 and 1.1). Raise the client's minimum_version or use "
-            "default_lab_tls().client_context()."
+        return Hint(
+            f"Client and {where} share no TLS version: smtplab requires TLS 1.2 or newer "
+            "(RFC 8996 retired TLS 1.0 and 1.1), and so does the lab server.",
+            Fix(" If you built the client's context yourself, raise its minimum_version.", ""),
         )
     if reasons & {"SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE"}:
-        return (
-            f"Client and {where} found no cipher suite in common. Use the default cipher "
-            "settings (default_lab_tls().client_context()) on both sides."
+        return Hint(
+            f"Client and {where} found no cipher suite in common.",
+            Fix(" If you built either side's context yourself, keep the default cipher settings.", ""),
         )
     if reasons & {
         "TLSV1_ALERT_UNKNOWN_CA",
@@ -176,10 +219,10 @@ def _explain(
         "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
         "TLSV13_ALERT_CERTIFICATE_REQUIRED",
     }:
-        return (
+        return Hint(
             f"{where} rejected the handshake because of a certificate problem on its side "
-            f"({text}). The lab server does not ask for client certificates; check the server's "
-            "TLS context."
+            f"({text}). A lab server never asks for a client certificate; this server may "
+            "want one (client_cert=), or dislike the one you sent."
         )
 
     # 4. The connection was closed in the middle of the handshake.
@@ -191,31 +234,44 @@ def _explain(
         or "SMTPSERVERDISCONNECTED" in {type(e).__name__.upper() for e in chain}
     )
     if eof:
-        hint = (
-            "If this is a plain or STARTTLS port, connect with tls='starttls' or tls=None; "
-            if mode == _IMPLICIT
-            else "If the server expects implicit TLS, connect with tls='implicit'; "
-        )
-        return (
-            f"{where} closed the connection in the middle of the TLS handshake. {hint}"
-            "otherwise the server's TLS context is unusable (no certificate loaded, or made "
-            "for the client side) - build it with default_lab_tls().server_context()."
+        if mode == _IMPLICIT:
+            hint: tuple[str | Fix, ...] = (
+                "If this is a plain or STARTTLS port, connect with ",
+                option("tls", "starttls"),
+                " or ",
+                option("tls", None),
+            )
+        else:
+            hint = ("If the server expects implicit TLS, connect with ", option("tls", "implicit"))
+        return Hint(
+            f"{where} closed the connection in the middle of the TLS handshake. ",
+            *hint,
+            "; otherwise the server's TLS set-up is unusable (no certificate loaded, or a "
+            "context made for the client side)",
+            Fix(" - for your own aiosmtpd server, build it with default_lab_tls().server_context()", ""),
+            ".",
         )
 
     # 5. No greeting at all: a plain client waiting on an implicit-TLS port.
     if any(isinstance(e, TimeoutError) for e in chain) and mode in (_STARTTLS, _PLAIN):
-        return (
+        return Hint(
             f"{where} sent no 220 greeting before the timeout. An implicit-TLS port (RFC 8314 "
             "§3.3, usually 465) waits for the TLS handshake before it says anything, while "
-            f"your client (tls={mode!r}) waits for the greeting. Use tls='implicit' for this "
-            "port, or connect to the plain/STARTTLS port."
+            "your client (",
+            option("tls", mode),
+            ") waits for the greeting. Use ",
+            option("tls", "implicit"),
+            " for this port, or connect to the plain/STARTTLS port.",
         )
 
     if "STARTTLS EXTENSION NOT SUPPORTED" in upper:
-        return (
+        return Hint(
             f"{where} does not offer STARTTLS (its EHLO reply lists no STARTTLS, RFC 3207 §4): "
-            "the server was started without a TLS context. Start it with TLS, or use "
-            "tls=None."
+            "the server was started without TLS. Start a lab server with TLS (",
+            start_lab_server("starttls"),
+            "), or use ",
+            option("tls", None),
+            ".",
         )
 
-    return f"TLS with {where} failed: {text or type(exc).__name__}."
+    return Hint(f"TLS with {where} failed: {text or type(exc).__name__}.")

@@ -4,16 +4,31 @@ Exceptions derive from :class:`SmtpLabError` *and* from the standard library cat
 belong to, so ``except OSError`` or ``except TimeoutError`` in a learner's code keeps working.
 Warnings derive from :class:`SmtpLabWarning` (a ``UserWarning``), so one filter silences them
 all. Exceptions raised by aiosmtplib itself reach learners unchanged: they are part of the lesson.
+Where smtplab's own error takes the place of one from aiosmtplib (a friendlier refusal of the
+same thing), it also derives from that one, so ``except aiosmtplib.SMTPConnectResponseError``
+keeps working.
+
+An error that fully explains what happened stands on its own: it is raised ``from None``, so a
+notebook shows its one clear message rather than the chain of exceptions behind it, and the
+exception it explains stays on :attr:`SmtpLabError.original` for a closer look. A message that
+suggests a fix is a :class:`~smtplab.hints.Hint`, shown in the words of its reader
+(``str(error)`` for Python, ``smtplab.hints.render(error, "cli")`` for the command line).
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Iterable
+from typing import TypeVar
+
+import aiosmtplib
+
+from smtplab.hints import Hint
 
 __all__ = [
     "AuthWithoutTLSWarning",
     "ClientTimeoutError",
+    "ExtensionNotOfferedError",
     "HandlerWarning",
     "LabConnectionRefusedError",
     "MailboxTimeoutError",
@@ -23,6 +38,7 @@ __all__ = [
     "PortInUseError",
     "RemoteBindWarning",
     "ReplacedServerWarning",
+    "ServerBusyError",
     "ServerStartError",
     "SharedHostWarning",
     "SmtpLabError",
@@ -37,7 +53,32 @@ __all__ = [
 
 
 class SmtpLabError(Exception):
-    """Root of every exception smtplab raises on its own account."""
+    """Root of every exception smtplab raises on its own account.
+
+    Attributes:
+        original: The exception this one explains, when it was raised in its place (``None``
+            otherwise). The explanation stands alone (``raise ... from None``); the original is
+            kept here, traceback and all.
+    """
+
+    original: BaseException | None = None
+
+    @property
+    def hint(self) -> Hint | None:
+        """The message as a :class:`~smtplab.hints.Hint`, when it suggests a fix."""
+        return self.args[0] if self.args and isinstance(self.args[0], Hint) else None
+
+
+E = TypeVar("E", bound=SmtpLabError)
+
+
+def explaining(error: E, original: BaseException) -> E:
+    """``error``, with the exception it explains kept on ``error.original``.
+
+    Raise the result ``from None``: the learner reads one message, not the chain behind it.
+    """
+    error.original = original
+    return error
 
 
 class PortInUseError(SmtpLabError, OSError):
@@ -65,6 +106,41 @@ class ClientTimeoutError(SmtpLabError, TimeoutError):
 
 class LabConnectionRefusedError(SmtpLabError, ConnectionRefusedError):
     """Nothing is listening at the host and port the client tried."""
+
+
+class ServerBusyError(SmtpLabError, aiosmtplib.SMTPConnectResponseError):
+    """The server refused the connection with ``421`` instead of its greeting: busy, or full.
+
+    A lab server does so when it already has ``Limits.max_connections`` sessions open. Still an
+    ``aiosmtplib.SMTPConnectResponseError``: ``.code`` is the server's code (421) and
+    ``.message`` its text.
+    """
+
+    def __init__(self, code: int, message: str, explanation: str) -> None:
+        super().__init__(code, message)
+        self.explanation = explanation
+
+    @property
+    def hint(self) -> Hint | None:
+        return self.explanation if isinstance(self.explanation, Hint) else None
+
+    def __str__(self) -> str:
+        return str(self.explanation)
+
+
+class ExtensionNotOfferedError(SmtpLabError, aiosmtplib.SMTPNotSupported, ValueError):
+    """The message needs an SMTP extension the server did not offer in its EHLO reply.
+
+    Raised before anything of the message is sent (RFC 6531 §3.4 and RFC 6152 §3 forbid sending
+    it anyway). Also an ``aiosmtplib.SMTPNotSupported``, as aiosmtplib raises in this case.
+
+    Attributes:
+        extension: The missing extension, e.g. ``"SMTPUTF8"``.
+    """
+
+    def __init__(self, message: str, *, extension: str) -> None:
+        super().__init__(message)
+        self.extension = extension
 
 
 class UnknownExerciseError(SmtpLabError, LookupError):

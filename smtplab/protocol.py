@@ -11,9 +11,14 @@ all share one source of truth.
   :data:`REPLY_CATEGORIES` give the meaning of the first and second digit for any other code.
 - :data:`ENHANCED_CODES` — enhanced status codes such as ``5.7.8`` (RFC 3463, RFC 4954).
 - :func:`parse_reply_line`, :func:`reply_code` and :func:`explain` — read one reply line and say
-  what it means (the one reply grammar of smtplab: transcripts and the client use it too).
+  what it means, in the context of the command it answers when that is known (the one reply
+  grammar of smtplab: transcripts and the client use it too); :func:`answered_verb` names that
+  command.
 - :func:`argument_problem` — the one hygiene rule for command arguments (control characters,
   invalid UTF-8), and :func:`bare_line_endings` — line endings other than CRLF in a message.
+- :func:`extensions_needed` — which ESMTP extensions a message needs (SMTPUTF8 for non-ASCII
+  addresses or headers, 8BITMIME for 8-bit content), and :data:`MAIL_PARAMETERS` — the
+  ``MAIL FROM`` parameter that asks for each.
 - :class:`SessionState` — the session state machine: which commands make sense now, and the
   reason behind the ``503 Bad sequence of commands`` a server gives when they do not.
 
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 __all__ = [
     "COMMANDS",
     "ENHANCED_CODES",
+    "MAIL_PARAMETERS",
     "REPLY_CATEGORIES",
     "REPLY_CLASSES",
     "REPLY_CODES",
@@ -42,9 +48,11 @@ __all__ = [
     "ReplyCode",
     "SessionState",
     "State",
+    "answered_verb",
     "argument_problem",
     "bare_line_endings",
     "explain",
+    "extensions_needed",
     "parse_reply_line",
     "reply_code",
 ]
@@ -248,6 +256,69 @@ REPLY_CODES: dict[int, ReplyCode] = {
 }
 # STARTTLS (RFC 3207 §4) has no codes of its own: it reuses 220, 454 and 501.
 
+#: What a code means in answer to one command, where that says more than the code alone. The
+#: command is a verb, ``""`` for the greeting (no command: the connection opened) and ``"."``
+#: for the end of message data; ``"AUTH"`` stands for every step of an AUTH exchange.
+REPLIES_IN_CONTEXT: dict[tuple[str, int], ReplyCode] = {
+    (verb, code): ReplyCode(code, meaning, *source)
+    for verb, code, meaning, source in (
+        ("", 220, "Service ready: the server's greeting", ("RFC 5321", "§3.1")),
+        (
+            "",
+            421,
+            "Service not available: refused at connect (busy, or too many connections)",
+            ("RFC 5321", "§3.1"),
+        ),
+        (
+            "",
+            554,
+            "No SMTP service here: the connection was refused instead of greeted",
+            ("RFC 5321", "§3.1"),
+        ),
+        (
+            "EHLO",
+            250,
+            "Hello accepted; the lines after the first name the server's extensions",
+            ("RFC 5321", "§4.1.1.1"),
+        ),
+        (
+            "HELO",
+            250,
+            "Hello accepted (plain SMTP: no extensions, those need EHLO)",
+            ("RFC 5321", "§4.1.1.1"),
+        ),
+        ("STARTTLS", 220, "Ready to start TLS: begin the TLS handshake now", ("RFC 3207", "§4")),
+        ("STARTTLS", 454, "TLS not available for now", ("RFC 3207", "§4")),
+        ("STARTTLS", 501, "Syntax error: STARTTLS takes no parameters", ("RFC 3207", "§4")),
+        ("AUTH", 334, "AUTH continues: answer the server's challenge, in base64", ("RFC 4954", "§4")),
+        ("AUTH", 235, "Authentication successful", ("RFC 4954", "§6")),
+        ("AUTH", 501, "AUTH cancelled, or the answer was not valid base64", ("RFC 4954", "§4")),
+        ("AUTH", 535, "Authentication credentials invalid: wrong user name or password", ("RFC 4954", "§6")),
+        ("MAIL", 250, "Sender accepted: the mail transaction has begun", ("RFC 5321", "§4.1.1.2")),
+        ("RCPT", 250, "Recipient accepted", ("RFC 5321", "§4.1.1.3")),
+        ("DATA", 354, "Go ahead: send the message, then a line holding only '.'", ("RFC 5321", "§4.1.1.4")),
+        (".", 250, "Message accepted: the server now takes responsibility for it", ("RFC 5321", "§4.1.1.4")),
+        (
+            "RSET",
+            250,
+            "Transaction reset: sender, recipients and content are forgotten",
+            ("RFC 5321", "§4.1.1.5"),
+        ),
+        ("NOOP", 250, "OK: the server is there", ("RFC 5321", "§4.1.1.9")),
+        ("QUIT", 221, "Goodbye: the server closes the connection", ("RFC 5321", "§4.1.1.10")),
+    )
+}
+
+# 530 depends on whether the connection is encrypted yet: before STARTTLS a server that insists
+# on TLS says 530 too (RFC 3207 §4); once inside TLS only AUTH is left to ask for.
+_530_IN_TLS = ReplyCode(530, "Authentication required: log in with AUTH first", "RFC 4954", "§6")
+_530_IN_CLEAR = ReplyCode(
+    530,
+    "Authentication required, or (from a server that insists on TLS) STARTTLS first",
+    "RFC 4954 §6,",
+    "RFC 3207 §4",
+)
+
 # RFC 5321 §4.2.1: the first digit says how it went, the second what it is about.
 REPLY_CLASSES: dict[int, str] = {
     2: "Positive completion: the command succeeded",
@@ -419,24 +490,43 @@ def _explain_enhanced(enhanced: str) -> tuple[str, str] | None:
     return None
 
 
-def _explain_code(code: int) -> str:
+def _explain_code(code: int, verb: str | None = None, tls: bool | None = None) -> str:
     known = REPLY_CODES.get(code)
+    if verb is not None:
+        known = REPLIES_IN_CONTEXT.get((verb, code), known)
+    if code == 530 and tls is not None:
+        known = _530_IN_TLS if tls else _530_IN_CLEAR
     if known is not None:
         return f"{known.meaning} ({known.rfc} {known.section})"
     category = REPLY_CATEGORIES[code // 10 % 10]
     return f"{REPLY_CLASSES[code // 100]}, {category} (RFC 5321 §4.2.1)"
 
 
-def explain(reply: int | str) -> str:
-    """Say in one short sentence what a reply means.
+def answered_verb(line: str, *, after_334: bool = False) -> str:
+    """The command a client line stands for when its reply is explained.
+
+    ``"MAIL FROM:<a@b>"`` → ``"MAIL"``; the end-of-data line → ``"."``; a line sent in answer to a
+    ``334`` challenge (a SASL response, or ``*`` to cancel) → ``"AUTH"``: the reply to it belongs to
+    the AUTH exchange (RFC 4954 §4).
+    """
+    return "AUTH" if after_334 else _verb(line)
+
+
+def explain(reply: int | str, *, command: str | None = None, tls: bool | None = None) -> str:
+    """Say in one short sentence what a reply means, in answer to the command it answers.
 
     A specific enhanced status code (``5.7.11``) is preferred over the three-digit code, whose
     meaning is the fallback; a code nobody registered is explained from its digits
-    (RFC 5321 §4.2.1).
+    (RFC 5321 §4.2.1). The command a reply answers changes what some codes mean: ``220`` is the
+    greeting when no command was sent, and "begin the TLS handshake" in answer to STARTTLS.
 
     Args:
         reply: A reply code (``550``), a reply line (``"550 5.1.1 no such user"``) or an enhanced
             status code on its own (``"5.7.8"``).
+        command: The command line (or verb) the reply answers: ``""`` for the greeting, ``"."``
+            for the end of message data, ``"AUTH"`` for every step of an AUTH exchange (see
+            :func:`answered_verb`); ``None`` when unknown.
+        tls: Whether the reply came inside TLS, if known.
 
     Returns:
         For example ``"250 — Requested mail action okay, completed (RFC 5321 §4.2.2)"``, or
@@ -456,14 +546,15 @@ def explain(reply: int | str) -> str:
         return ""
     if parsed is None:
         return ""
+    verb = None if command is None else _verb(command)
     if parsed.enhanced is None:
-        return f"{parsed.code} — {_explain_code(parsed.code)}"
+        return f"{parsed.code} — {_explain_code(parsed.code, verb, tls)}"
     head = f"{parsed.code} {parsed.enhanced}"
     found = _explain_enhanced(parsed.enhanced)
     # A detail digit of 0 means "other or undefined": the basic code then says more.
     generic = parsed.enhanced.endswith(".0")
     if found is None or (generic and parsed.code in REPLY_CODES):
-        return f"{head} — {_explain_code(parsed.code)}"
+        return f"{head} — {_explain_code(parsed.code, verb, tls)}"
     return f"{head} — {found[0]} ({found[1]})"
 
 
@@ -510,6 +601,64 @@ def bare_line_endings(content: bytes) -> tuple[str, ...]:
     crlf = content.count(b"\r\n")
     lf, cr = content.count(b"\n") != crlf, content.count(b"\r") != crlf
     return ("LF", "CR") if lf and cr else ("LF",) if lf else ("CR",) if cr else ()
+
+
+#: The ``MAIL FROM`` parameter that declares each extension a message needs: ``SMTPUTF8``
+#: (RFC 6531 §3.4) and ``BODY=8BITMIME`` (RFC 6152 §2).
+MAIL_PARAMETERS: dict[str, str] = {"SMTPUTF8": "SMTPUTF8", "8BITMIME": "BODY=8BITMIME"}
+
+_END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
+
+
+def extensions_needed(sender: str, recipients: list[str] | tuple[str, ...], content: bytes) -> dict[str, str]:
+    """The ESMTP extensions a message needs, each with the reason, in the order to ask for them.
+
+    * ``SMTPUTF8`` (RFC 6531 §3.4): an envelope address, or a header, is not ASCII. Without it a
+      server must refuse the address (Postfix: ``501 5.1.7 Bad sender address syntax``), and a
+      non-ASCII header would be a protocol violation.
+    * ``8BITMIME`` (RFC 6152 §3): some byte of the content has the high bit set (UTF-8 text, a
+      ``Content-Transfer-Encoding: 8bit`` body). SMTP itself carries only 7-bit text.
+
+    Args:
+        sender: The envelope sender.
+        recipients: The envelope recipients.
+        content: The message as it will be sent (headers, blank line, body).
+
+    Returns:
+        ``{}`` for a plain ASCII message; otherwise e.g. ``{"SMTPUTF8": "the sender
+        'jörg@例え.test' is not ASCII", "8BITMIME": "the body has 8-bit bytes"}``.
+
+    Example:
+        >>> list(
+        ...     extensions_needed(
+        ...         "a@example.test", ["b@example.test"], "Subject: Grüße\\r\\n\\r\\nhi".encode()
+        ...     )
+        ... )
+        ['SMTPUTF8', '8BITMIME']
+    """
+    needed: dict[str, str] = {}
+    head, _, body = _split_head(content)
+    addresses = [("sender", sender)] + [("recipient", address) for address in recipients]
+    odd = next(((role, address) for role, address in addresses if not address.isascii()), None)
+    if odd is not None:
+        needed["SMTPUTF8"] = f"the {odd[0]} {odd[1]!r} is not ASCII"
+    elif not head.isascii():
+        line = next(line for line in head.splitlines() if not line.isascii())
+        name = line.split(b":", 1)[0].decode("utf-8", "replace")
+        needed["SMTPUTF8"] = f"the {name} header is not ASCII"
+    if not body.isascii():
+        needed["8BITMIME"] = "the body has 8-bit bytes"
+    elif not head.isascii():
+        needed["8BITMIME"] = "the headers have 8-bit bytes"
+    return needed
+
+
+def _split_head(content: bytes) -> tuple[bytes, bytes, bytes]:
+    """Headers, separator, body: the header section ends at the first empty line (RFC 5322 §2.1)."""
+    found = _END_OF_HEADERS.search(content)
+    if found is None:
+        return content, b"", b""
+    return content[: found.start()], found.group(), content[found.end() :]
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ puts such a someone between a client and a lab server, on loopback only::
 
     server = smtplab.start_server(tls="starttls", auth={"alice": "wonderland"}, auth_require_tls=False)
     proxy = smtplab.start_proxy(server, strip_starttls=True)
-    # point a client at proxy.host, proxy.port instead of the server, then:
+    with smtplab.SyncClient(proxy) as client:  # or any client pointed at proxy.address
+        client.login("alice", "wonderland")  # no STARTTLS offered: the password goes in clear
     print(proxy.wait_for(1)[0].transcript.text(reveal_secrets=True))
 
 The proxy relays line by line and records each connection in a :class:`~smtplab.Transcript`:
@@ -20,6 +21,8 @@ When STARTTLS does go through, the proxy relays the ``220`` and from then on pas
 blindly: client and server handshake through it, and all it can record is how many bytes of
 ciphertext went each way. A client that *requires* TLS (``smtplab.Client(..., tls="starttls")``)
 is not fooled by the stripping: it fails closed with :class:`~smtplab.TLSMismatchError`.
+``smtplab.Client(proxy)`` talks to the proxy and trusts the lab CA of the server behind it, so
+when STARTTLS does go through, the certificate checks out: the proxy cannot read the session.
 
 The proxy runs on its own event loop in a background thread, binds only a loopback address, and
 relays only to one; every proxy is stopped at interpreter exit, or by :func:`stop_all_proxies`.

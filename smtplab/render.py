@@ -29,6 +29,7 @@ __all__ = [
     "DISPLAY_LIMIT",
     "LEGEND",
     "MASK",
+    "TLS_MARK",
     "display",
     "format_address",
     "html_frame",
@@ -43,8 +44,10 @@ __all__ = [
 #: Characters of one line shown in HTML and Mermaid (text keeps lines whole).
 DISPLAY_LIMIT = 200
 
-LOCK = "\U0001f512"
-LEGEND = f"-> client, <- server, ~> <~ inside TLS {LOCK}, ** event (not on the wire)"
+#: The word beside every line that travelled inside TLS. Words, not a lock emoji: meaning is
+#: never carried by a glyph alone, which shows as an empty box where no emoji font is installed.
+TLS_MARK = "TLS"
+LEGEND = f"-> client, <- server, ~> <~ inside TLS (marked {TLS_MARK}), ** event (not on the wire)"
 
 _ELLIPSIS = "\u2026"
 _ANNOTATE_COLUMN = 60  # text(): meanings line up at this column at most
@@ -187,13 +190,14 @@ def _line_html(line: Line, reveal_secrets: bool, limit: int, reveal_hint: str) -
 
 
 def marker_cells(line: Line, start: float) -> str:
-    """The TLS lock and the direction marker (with the time on hover) of one row."""
-    lock = LOCK if line.tls and line.sender != "event" else ""
+    """The TLS mark (the word) and the direction marker (with the time on hover) of one row."""
+    inside = line.tls and line.sender != "event"
+    mark = f'<span style="font-size:10px;opacity:0.8">{TLS_MARK}</span>' if inside else ""
     when = _time.strftime("%H:%M:%S", _time.localtime(line.time))
     when += f".{int(line.time * 1000) % 1000:03d} (+{line.time - start:.3f} s)"
     return (
         f'<td style="{TD};padding-right:0;border-left:3px solid {_ROW_EDGE[line.sender]}"'
-        f"{_attr('title', 'inside TLS' if lock else '')}>{lock}</td>"
+        f"{_attr('title', 'inside TLS' if inside else '')}>{mark}</td>"
         f'<td style="{TD};white-space:nowrap;opacity:0.8"{_attr("title", when)}>{escape(line.marker)}</td>'
     )
 
@@ -230,7 +234,7 @@ def html_row(
     reveal_hint: str = REVEAL_HINT,
     sides: Sequence[Line | None] | None = None,
 ) -> str:
-    """One table row: lock, marker, the text (one cell per side for a pair), the meaning.
+    """One table row: TLS mark, marker, the text (one cell per side for a pair), the meaning.
 
     Args:
         line: The line the row speaks for.

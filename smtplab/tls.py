@@ -44,11 +44,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_HOSTS",
+    "LAB_ISSUER",
     "TLS_MODES",
     "LabTLS",
     "TLSFiles",
     "TLSMode",
     "TLSSummary",
+    "certificate_summary",
     "check_tls_mode",
     "created_lab_tls",
     "default_lab_tls",
@@ -112,6 +114,12 @@ _MISSING = object()
 
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 """Names the lab server certificate is issued for: every way to say "this machine"."""
+
+#: The organisation and unit of every lab CA (:meth:`LabTLS.create`): how a lab certificate is
+#: recognised, even one from a lab server in another process (``smtplab serve``).
+_LAB_ORGANIZATION, _LAB_CA_UNIT = "smtplab", "Lab CA"
+LAB_ISSUER = f"O={_LAB_ORGANIZATION}, OU={_LAB_CA_UNIT}"
+"""The issuer of every lab server certificate, as :attr:`TLSSummary.issuer` writes it."""
 
 # Server contexts built by LabTLS -> DER of the certificate they present. A TLS server never
 # sees its own certificate through the ssl module (``getpeercert()`` describes the *peer*, and
@@ -212,10 +220,10 @@ class LabTLS:
         import trustme  # imported here: nothing cryptographic happens at import time
 
         now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
-        ca = trustme.CA(organization_name="smtplab", organization_unit_name="Lab CA")
+        ca = trustme.CA(organization_name=_LAB_ORGANIZATION, organization_unit_name=_LAB_CA_UNIT)
         server_cert = ca.issue_cert(
             *names,
-            organization_name="smtplab",
+            organization_name=_LAB_ORGANIZATION,
             organization_unit_name="Lab server",
             not_before=now - _dt.timedelta(hours=1),
             not_after=now + _dt.timedelta(days=valid_days),
@@ -229,6 +237,23 @@ class LabTLS:
     def ca_pem(self) -> str:
         """The lab CA certificate in PEM form (public; safe to show)."""
         return self.ca.cert_pem.bytes().decode("ascii")
+
+    @property
+    def server_der(self) -> bytes:
+        """The server certificate in DER form: what the lab server presents in every handshake."""
+        return _pem_to_der(self.server_cert.cert_chain_pems[0].bytes())
+
+    def issued(self, certificate: bytes | str) -> bool:
+        """Whether this lab's CA signed ``certificate`` (PEM text or DER bytes). Never raises."""
+        try:
+            from cryptography import x509
+
+            der = _to_der(certificate)
+            ca = x509.load_pem_x509_certificate(self.ca.cert_pem.bytes())
+            x509.load_der_x509_certificate(der or b"").verify_directly_issued_by(ca)
+        except Exception:  # noqa: BLE001 - unreadable, or signed by someone else
+            return False
+        return True
 
     def server_context(self) -> ssl.SSLContext:
         """The server side's SSL context, built once and cached.
@@ -248,7 +273,7 @@ class LabTLS:
                 self.server_cert.configure_cert(ctx)
                 ctx.sni_callback = _record_sni
                 with _REGISTRY_LOCK:
-                    _SERVER_CERTS[ctx] = _pem_to_der(self.server_cert.cert_chain_pems[0].bytes())
+                    _SERVER_CERTS[ctx] = self.server_der
                 self._server_context = ctx
             return self._server_context
 
@@ -391,6 +416,11 @@ class TLSSummary:
     peer_hostname: str | None = None
 
     @property
+    def lab_issued(self) -> bool:
+        """Whether a smtplab lab CA issued the certificate (its issuer is :data:`LAB_ISSUER`)."""
+        return self.issuer == LAB_ISSUER
+
+    @property
     def headline(self) -> str:
         """One line: ``"TLSv1.3 with TLS_AES_256_GCM_SHA384 (256 bits)"``."""
         text = self.version or "TLS (version unknown)"
@@ -443,6 +473,17 @@ def summarize(
         return _summarize(tls_info, certificate)
     except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
         return None
+
+
+def certificate_summary(certificate: bytes | str) -> TLSSummary | None:
+    """Describe a certificate on its own (PEM text or DER bytes): subject, issuer, names, validity.
+
+    Returns:
+        A :class:`TLSSummary` without session facts, or ``None`` if it cannot be read. Never raises.
+    """
+    der = _to_der(certificate)
+    fields = _parse_der(der) if der else {}
+    return TLSSummary(**fields) if fields else None
 
 
 def _summarize(tls_info: Any, certificate: bytes | str | None) -> TLSSummary | None:

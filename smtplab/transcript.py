@@ -28,6 +28,7 @@ The module is pure: no I/O and no asyncio.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import re
 import threading
@@ -37,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from smtplab.protocol import explain, reply_code
+from smtplab.protocol import answered_verb, explain, reply_code
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -109,6 +110,9 @@ class Line:
         time: ``time.time()`` when the line was recorded.
         tls: Whether the line travelled inside TLS.
         secret_from: Index in ``text`` where secret content starts, or None.
+        answers: For a reply line, the command it answers (:func:`smtplab.protocol.answered_verb`):
+            ``""`` for the greeting, ``"."`` for the end of message data, ``"AUTH"`` within an
+            AUTH exchange; ``None`` when unknown. Its :attr:`meaning` depends on it.
     """
 
     sender: str
@@ -116,6 +120,7 @@ class Line:
     time: float = field(default_factory=_time.time)
     tls: bool = False
     secret_from: int | None = None
+    answers: str | None = None
 
     def __post_init__(self) -> None:
         if self.sender not in SENDERS:
@@ -139,10 +144,10 @@ class Line:
 
     @property
     def meaning(self) -> str:
-        """What a server reply line means (``smtplab.protocol.explain``), "" otherwise."""
+        """What a server reply line means in answer to its command (``smtplab.protocol.explain``)."""
         if self.code is None:
             return ""
-        return explain(_render().json_safe(self.text))
+        return explain(_render().json_safe(self.text), command=self.answers, tls=self.tls)
 
     @property
     def marker(self) -> str:
@@ -204,8 +209,12 @@ class Transcript:
         self._texts: list[str | bytes] = []
         self._times = array("d")
         self._kinds = bytearray()
+        self._answers: list[str | None] = []  # the command a server line answers, when told
         self._observers: tuple[Observer, ...] = ()
         self._after_334 = False
+        # Commands still waiting for their reply, oldest first; the greeting answers "no command".
+        self._awaiting: collections.deque[str] = collections.deque([""])
+        self._last_verb = ""
 
     # ------------------------------------------------------------------ recording
 
@@ -248,12 +257,13 @@ class Transcript:
             self._texts.append(text)
             self._times.append(_time.time())
             self._kinds.append(_KIND[sender] + (4 if tls else 0))
+            self._answers.append(None)
             new = self._materialize()
             observers = self._observers
         self._notify(new, observers)
         return new[-1]
 
-    def record(self, sender: str, text: str | bytes, tls: bool) -> None:
+    def record(self, sender: str, text: str | bytes, tls: bool, answers: str | None = None) -> None:
         """Record a line as cheaply as possible (for smtplab's own recorders, on the wire's path).
 
         Args:
@@ -261,12 +271,16 @@ class Transcript:
             text: The line without CRLF, or the raw bytes of a line as read (decoded with
                 ``surrogateescape`` and stripped of CR/LF when first read).
             tls: Whether it travelled inside TLS.
+            answers: For a server line, the command it answers (see :attr:`Line.answers`), when
+                the recorder knows; otherwise it is worked out from the lines before it (each
+                reply answers the oldest command still waiting for one; the first, no command).
         """
         kind = _KIND[sender] + (4 if tls else 0)
         with self._lock:
             self._texts.append(text)
             self._times.append(_time.time())
             self._kinds.append(kind)
+            self._answers.append(answers)
             if not self._observers:
                 return
             new = self._materialize()
@@ -276,19 +290,30 @@ class Transcript:
     def _materialize(self) -> list[Line]:
         """Turn pending records into Lines, in order (holding the lock); returns the new ones."""
         new = []
-        for text, when, kind in zip(self._texts, self._times, self._kinds, strict=True):
+        awaiting = self._awaiting
+        for text, when, kind, answers in zip(
+            self._texts, self._times, self._kinds, self._answers, strict=True
+        ):
             sender, tls = SENDERS[kind & 3], kind > 3
             if not isinstance(text, str):
                 text = text.rstrip(b"\r\n").decode("utf-8", "surrogateescape")
             secret_from = None
             if sender == "client":
                 secret_from = secret_start(text, after_334=self._after_334)
+                self._last_verb = answered_verb(text, after_334=self._after_334)
+                awaiting.append(self._last_verb)
                 self._after_334 = False
             elif sender == "server":
-                self._after_334 = text.startswith("334") and reply_code(text) == 334
-            new.append(Line(sender, text, when, tls, secret_from))
+                code = reply_code(text)
+                if code is not None:
+                    if answers is None:
+                        answers = awaiting[0] if awaiting else self._last_verb
+                    if text[3:4] != "-" and awaiting:  # the reply's last line
+                        awaiting.popleft()
+                self._after_334 = code == 334
+            new.append(Line(sender, text, when, tls, secret_from, answers if sender == "server" else None))
         self._lines.extend(new)
-        del self._texts[:], self._times[:], self._kinds[:]
+        del self._texts[:], self._times[:], self._kinds[:], self._answers[:]
         return new
 
     def _notify(self, new: list[Line], observers: tuple[Observer, ...]) -> None:
@@ -305,8 +330,10 @@ class Transcript:
         """Forget every line (observers stay registered)."""
         with self._lock:
             self._lines.clear()
-            del self._texts[:], self._times[:], self._kinds[:]
+            del self._texts[:], self._times[:], self._kinds[:], self._answers[:]
             self._after_334 = False
+            self._awaiting = collections.deque([""])
+            self._last_verb = ""
 
     # ------------------------------------------------------------------ observers
 
@@ -381,7 +408,7 @@ class Transcript:
         return _render().text(rows, reveal_secrets=reveal_secrets, annotate=annotate, times=times)
 
     def html(self, *, reveal_secrets: bool = False) -> str:
-        """The dialogue as an HTML table: colour by sender, a lock on TLS lines, meanings."""
+        """The dialogue as an HTML table: colour by sender, "TLS" beside TLS lines, meanings."""
         lines = self.lines
         start = lines[0].time if lines else 0.0
         rows = [_render().html_row(line, reveal_secrets=reveal_secrets, start=start) for line in lines]

@@ -70,3 +70,42 @@ async def connect_error(
         with pytest.raises((ssl.SSLError, OSError)) as info:
             await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx, server_hostname=server_hostname)
         return info.value, port
+
+
+async def greet_inside_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An implicit-TLS SMTP server's side (the handshake is done by then): greet, then hang up."""
+    try:
+        writer.write(b"220 mail.other.test ESMTP\r\n")
+        await writer.drain()
+        await reader.readline()
+    except (OSError, ssl.SSLError):
+        pass
+    finally:
+        writer.close()
+
+
+def starttls_peer(context: ssl.SSLContext) -> Callback:
+    """A minimal SMTP server that offers STARTTLS with ``context``: not a lab server."""
+
+    async def speak(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"220 mail.other.test ESMTP\r\n")
+            for _ in range(10):
+                await writer.drain()
+                line = (await reader.readline()).upper()
+                if line.startswith(b"EHLO"):
+                    writer.write(b"250-mail.other.test\r\n250 STARTTLS\r\n")
+                elif line.startswith(b"STARTTLS"):
+                    writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+                    await writer.drain()
+                    await writer.start_tls(context)
+                else:
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    break
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    return speak

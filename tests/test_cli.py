@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import re
+import shlex
 import signal
 import smtplib
 import subprocess
@@ -64,7 +65,11 @@ def test_serve_reports_a_taken_port(capsys):
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         assert main(["serve", "--port", str(squatter.getsockname()[1])]) == 1
-    assert "already in use" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already in use" in err and "leave out --port" in err and "port=0" not in err
+    assert main(["serve", "--host", "192.0.2.1"]) == 2  # TEST-NET-1: never this machine
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err and "allow_remote=" not in err and "host=" not in err
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child is POSIX-specific")
@@ -180,3 +185,182 @@ def test_serve_on_a_private_unix_socket(tmp_path):
         asyncio.run(deliver())
         runner.join(10)
     assert "'via socket'" in out.getvalue() and not runner.is_alive()
+
+
+# -- send stops at a refusal; every hint in the command line's own terms, and every one works ------
+
+
+@contextlib.contextmanager
+def serving(*options: str, cwd=None):
+    """``smtplab serve`` in a subprocess; yields (port or socket path, the lines it printed first)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smtplab", "serve", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+    )
+    try:
+        lines = []
+        for _ in range(20):  # the address, the CA, how to send, "Press Ctrl-C"
+            line = process.stdout.readline()
+            lines.append(line.rstrip("\n"))
+            if not line or "Ctrl-C" in line:
+                break
+        found = re.search(r"listening on (?:unix:(\S+)|\S+:(\d+))", lines[0])
+        assert found, f"serve did not start: {lines} {process.stderr.read()}"
+        yield found.group(1) or int(found.group(2)), lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=10)
+        finally:
+            process.kill()
+
+
+def send(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(["send", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+#: What a terminal user must never be told to do: Python spellings of options and Python names.
+PYTHON_TERMS = re.compile(r"(?<![-\w])[a-z_]+=|default_lab_tls|start_server|kernel|LabTLS|server\.")
+
+
+def test_send_stops_at_a_refused_login_and_exits_non_zero(capsys):
+    with serving(
+        "--tls", "starttls", "--auth", "alice:wonderland", "--cafile", "ca.pem", cwd=os.getcwd()
+    ) as (
+        port,
+        lines,
+    ):
+        cafile = re.search(r"lab CA written to (\S+);", lines[1]).group(1)
+        status, out, err = send(
+            capsys, "--port", str(port), "--tls", "starttls", "--cafile", cafile, "--user", "alice",
+            "--password", "wrong",
+        )  # fmt: skip
+    os.remove("ca.pem")
+    assert status == 1
+    assert "535 5.7.8" in out and "MAIL FROM" not in out and "~> QUIT" in out
+    assert "the server refused the login (535 5.7.8" in err and "check --user and --password" in err
+
+
+def test_send_reaches_serve_on_a_unix_socket(capsys, tmp_path):
+    path = str(tmp_path / "lab.sock")
+    with serving("--unix-socket", path, "--tls", "starttls") as (where, lines):
+        assert where == path
+        hint = next(line for line in lines if line.strip().startswith("smtplab send"))
+        status, out, err = send(capsys, *shlex.split(hint)[2:])
+    assert status == 0, err
+    assert f"connecting to {path}" in out and "<~ 250 2.0.0 OK: queued as" in out
+
+
+@pytest.mark.parametrize(
+    ("serve_options", "send_options"),
+    [
+        ((), ("--tls", "implicit")),  # implicit TLS at a plain port
+        (("--tls", "starttls", "--cafile", "ca.pem"), ("--tls", "implicit")),
+        (("--tls", "starttls", "--cafile", "ca.pem"), ("--tls", "starttls")),  # the lab CA untrusted
+        (("--tls", "implicit", "--cafile", "ca.pem"), ()),  # plain client, implicit port: silence
+        ((), ("--tls", "starttls")),  # no STARTTLS offered
+        (
+            ("--tls", "starttls", "--auth", "alice:wonderland", "--cafile", "ca.pem"),
+            ("--user", "alice", "--password", "wonderland"),
+        ),
+    ],
+    ids=["implicit-at-plain", "implicit-at-starttls", "untrusted", "silent", "no-starttls", "auth-in-clear"],
+)
+def test_every_cli_hint_is_in_cli_terms_and_works(capsys, tmp_path, monkeypatch, serve_options, send_options):
+    """Follow the hints as a learner at a terminal would: each says what to add; one path succeeds."""
+    monkeypatch.chdir(tmp_path)  # where serve wrote ca.pem, the file the hints name
+
+    def follow(argv: list[str], depth: int) -> bool:
+        status, _, err = send(capsys, *argv)
+        if status == 0:
+            return True
+        assert err.startswith("smtplab: ") and not PYTHON_TERMS.search(err), err
+        fixes = re.findall(r"--tls \w+|no --tls option|--cafile \S+", err)
+        assert fixes or depth < 3, err
+        for fix in fixes if depth < 3 else ():
+            fixed = list(argv)
+            if fix.startswith(("--tls", "no --tls")) and "--tls" in fixed:
+                del fixed[fixed.index("--tls") : fixed.index("--tls") + 2]
+            fixed += [] if fix == "no --tls option" else fix.split()
+            if fixed != argv and follow(fixed, depth + 1):
+                return True
+        return False
+
+    with serving(*serve_options, cwd=tmp_path) as (port, _):
+        base = ["--port", str(port), "--timeout", "1", *send_options]
+        assert send(capsys, *base)[0] == 1  # it fails first, as the case says
+        assert follow(base, 0)
+
+
+def test_send_to_a_closed_port_speaks_of_serve_not_of_a_kernel(capsys):
+    from tests.conftest import free_port
+
+    status, _, err = send(capsys, "--port", str(free_port()))
+    assert status == 1 and "nothing is listening" in err
+    assert "kernel" not in err and "smtplab serve" in err and "--port" in err
+
+
+def test_the_ca_option_has_one_spelling_on_both_commands_and_keeps_its_alias():
+    from smtplab.cli import _parser
+
+    for command in (["serve"], ["send", "--port", "25"]):
+        for spelling in ("--cafile", "--ca-file"):
+            assert _parser().parse_args([*command, spelling, "ca.pem"]).cafile == "ca.pem"
+    usage = _parser().format_help() + "".join(
+        action.format_help() for action in _parser()._subparsers._group_actions[0].choices.values()
+    )
+    assert "--cafile PATH, --ca-file PATH" in usage
+
+
+def test_serve_auth_required_refuses_mail_until_a_login(capsys):
+    with serving("--tls", "starttls", "--auth", "alice:wonderland", "--auth-required", cwd=os.getcwd()) as (
+        port,
+        lines,
+    ):
+        cafile = re.search(r"lab CA written to (\S+);", lines[1]).group(1)
+        tls = ["--port", str(port), "--tls", "starttls", "--cafile", cafile]
+        refused = send(capsys, *tls)
+        accepted = send(capsys, *tls, "--user", "alice", "--password", "wonderland")
+    assert (
+        refused[0] == 1 and "530" in refused[1] and "log in first (add --user and --password)" in refused[2]
+    )
+    assert accepted[0] == 0, accepted[2]
+    assert main(["serve", "--auth-required"]) == 2
+    assert "--auth-required needs --auth" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        (),
+        ("--tls", "starttls", "--auth", "alice:wonderland"),
+        ("--tls", "implicit", "--cafile", "lab-ca.pem"),
+        ("--auth", "alice:wonderland"),  # AUTH only inside TLS: the hint says so and sends without
+    ],
+    ids=["plain", "starttls-auth", "implicit", "auth-without-tls"],
+)
+def test_serve_prints_commands_that_match_its_tls_and_auth(tmp_path, options):
+    import shutil
+
+    assert shutil.which("swaks"), "swaks is a peer of these tests"
+    with serving(*options, cwd=tmp_path) as (_port, lines):
+        commands = [line.strip() for line in lines if line.strip().startswith(("smtplab send", "swaks"))]
+        assert len(commands) == 2, lines
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[0] == "smtplab":
+                argv = [sys.executable, "-m", "smtplab", *argv[1:]]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+            assert "250 2.0.0 OK: queued as" in done.stdout, command
+        text = "\n".join(lines)
+        for command in commands:
+            assert ("--tls" in command) == ("--tls" in options), command
+            assert ("alice" in command) == ("--tls" in options and "--auth" in options), command
+    if options == ("--auth", "alice:wonderland"):
+        assert "AUTH is offered only inside TLS" in text and "--tls starttls" in text

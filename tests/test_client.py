@@ -324,3 +324,302 @@ def test_the_fixture_chain_ends_in_a_client_inside_tls_from_the_runs_ca(
     assert client.login("alice", "wonderland").code == 235
     assert client.send("alice@example.test", "bob@example.test", "Subject: chain\r\n\r\nhi").ok
     assert lab_server.mailbox.wait_for(1)[0].auth_user == "alice"
+
+
+# -- TLS errors tell the truth about the server at hand -------------------------------------------
+
+
+@pytest.fixture
+def other_ca(tmp_path):
+    """A CA that is not the lab's (trustme, as a company's own CA would be), its file, and a
+    server context presenting its certificate for mail.other.test only."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA(organization_name="Other Corp")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("mail.other.test").configure_cert(context)
+    ca.cert_pem.write_to_path(str(tmp_path / "other-ca.pem"))
+    return context, str(tmp_path / "other-ca.pem")
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_a_hostname_mismatch_names_the_presented_certificate_not_the_labs(other_ca, tls):
+    from tests.handshake import greet_inside_tls, serving, starttls_peer
+
+    context, cafile = other_ca
+    smtplab.tls.default_lab_tls()  # a lab CA exists in the process, as after any lab TLS server
+
+    async def attempt():
+        served = (
+            serving(context, greet_inside_tls) if tls == "implicit" else serving(None, starttls_peer(context))
+        )
+        async with served as port:
+            client = Client(host="127.0.0.1", port=port, tls=tls, cafile=cafile, timeout=5)
+            with pytest.raises(smtplab.TLSCertificateError) as caught:
+                await client.connect()
+            await client.close()
+            return str(caught.value), caught.value
+
+    message, error = run(attempt())
+    assert "is for mail.other.test; you connected to '127.0.0.1'" in message
+    assert "host='mail.other.test'" in message
+    assert "localhost" not in message and "lab" not in message.lower()
+    assert "administrator" in message
+    assert isinstance(error.original, aiosmtplib.SMTPException | OSError)
+
+
+def test_an_untrusted_non_lab_certificate_is_not_told_to_trust_the_lab_ca(other_ca):
+    from tests.handshake import greet_inside_tls, serving
+
+    context, _ = other_ca
+    smtplab.tls.default_lab_tls()
+
+    async def attempt():
+        async with serving(context, greet_inside_tls) as port:
+            client = Client(host="127.0.0.1", port=port, tls="implicit", timeout=5)
+            with pytest.raises(smtplab.TLSCertificateError) as caught:
+                await client.connect()
+            await client.close()
+            return str(caught.value)
+
+    message = run(attempt())
+    assert "issued by O=Other Corp" in message
+    assert "cafile='ca.pem'" in message
+    assert "lab" not in message.lower()
+
+
+def test_openssl_s_server_certificate_is_named(tmp_path):
+    import re
+    import shutil
+    import subprocess
+
+    assert shutil.which("openssl"), "openssl is needed as a non-lab TLS peer"
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "1", "-subj", "/CN=mx.openssl.test", "-addext", "subjectAltName=DNS:mx.openssl.test"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    peer = subprocess.Popen(
+        ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert", cert, "-key", key],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        port = None
+        for _ in range(20):  # "Using default temp DH parameters", then "ACCEPT 127.0.0.1:PORT"
+            found = re.match(r"ACCEPT 127\.0\.0\.1:(\d+)", peer.stdout.readline())
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "openssl s_server did not say where it listens"
+        for cafile, expected in ((str(cert), "is for mx.openssl.test"), (None, "self-signed certificate")):
+            client = smtplab.SyncClient(host="127.0.0.1", port=port, tls="implicit", cafile=cafile, timeout=5)
+            with pytest.raises(smtplab.TLSCertificateError) as caught:
+                client.connect()
+            client.close()
+            assert expected in str(caught.value) and "lab" not in str(caught.value).lower()
+    finally:
+        peer.kill()
+        peer.communicate(timeout=10)
+
+
+@pytest.mark.server_options(tls="implicit")
+def test_a_lab_server_reached_by_address_is_told_to_trust_the_lab_ca(lab_server):
+    client = smtplab.SyncClient(host=lab_server.host, port=lab_server.port, tls="implicit", timeout=5)
+    with pytest.raises(smtplab.TLSCertificateError) as caught:
+        client.connect()
+    client.close()
+    assert "it is a lab server" in str(caught.value) and "issued by O=smtplab, OU=Lab CA" in str(caught.value)
+    assert "--cafile ca.pem" in smtplab.hints.render(caught.value, "cli")
+
+
+@pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"}, auth_required=True)
+def test_replies_are_explained_in_answer_to_their_command_on_both_sides(lab_server):
+    with smtplab.SyncClient(lab_server, tls="starttls") as client:
+        client.ehlo()
+        refused = client.mail("alice@example.test")
+        login = client.login("alice", "wonderland")
+        result = client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nhi\r\n")
+    assert refused.code == 530 and "STARTTLS" not in refused.meaning and "AUTH" in refused.meaning
+    assert login.code == 235 and result.ok
+    assert client.greeting.answers == "" and "STARTTLS" not in client.greeting.meaning
+    for transcript in (client.transcript, lab_server.transcripts[-1]):
+        meanings = {line.text[:3] + (line.answers or ""): line.meaning for line in transcript.replies}
+        assert "the server's greeting" in meanings["220"] and "STARTTLS" not in meanings["220"]
+        assert "TLS handshake" in meanings["220STARTTLS"]
+        assert "STARTTLS" not in meanings["530MAIL"]
+        assert "Message accepted" in meanings["250."] and "send the message" in meanings["354DATA"]
+
+
+# -- errors that stand on their own ---------------------------------------------------------------
+
+
+def stands_alone(
+    error: BaseException, original: type[BaseException] | tuple[type[BaseException], ...]
+) -> None:
+    """The error is raised in place of another (kept on .original), without the chain behind it."""
+    import traceback
+
+    assert error.__cause__ is None and error.__suppress_context__, "raised without `from None`"
+    assert isinstance(error.original, original), error.original
+    shown = "".join(traceback.format_exception(error))
+    assert "direct cause" not in shown and "During handling" not in shown
+    assert shown.rstrip().splitlines()[-1].startswith(f"smtplab.errors.{type(error).__name__}: ")
+
+
+def test_friendly_connection_errors_stand_on_their_own():
+    with smtplab.start_server(tls="implicit", name="alone-implicit") as implicit:
+        plain = smtplab.start_server(name="alone-plain")
+        plain_port = plain.port
+        with plain:
+            cases = [
+                (dict(host="127.0.0.1", port=implicit.port, timeout=0.3), smtplab.ClientTimeoutError),
+                (dict(host="127.0.0.1", port=implicit.port, tls="implicit"), smtplab.TLSCertificateError),
+                (dict(host="127.0.0.1", port=plain_port, tls="implicit"), smtplab.TLSMismatchError),
+            ]
+            for options, expected in cases:
+                client = SyncClient(**options)
+                with pytest.raises(expected) as caught:
+                    client.connect()
+                client.close()
+                stands_alone(caught.value, (aiosmtplib.SMTPException, OSError))
+    with pytest.raises(smtplab.LabConnectionRefusedError) as caught:
+        SyncClient(host="127.0.0.1", port=plain_port).connect()
+    stands_alone(caught.value, aiosmtplib.SMTPConnectError)
+
+
+def test_a_command_timeout_stands_on_its_own():
+    release = asyncio.Event()
+
+    class Stuck:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            await release.wait()  # never set
+            return "250 OK"
+
+    with smtplab.start_server(handler=Stuck(), name="stuck") as server, SyncClient(server) as client:
+        client.ehlo()
+        client.mail("a@example.test")
+        with pytest.raises(smtplab.ClientTimeoutError) as caught:
+            client.rcpt("b@example.test", timeout=0.2)
+    stands_alone(caught.value, aiosmtplib.SMTPTimeoutError)
+
+
+def test_with_on_the_async_client_says_what_to_use_instead(lab_server):
+    with pytest.raises(TypeError) as caught:
+        with smtplab.Client(lab_server):
+            pass  # never reached
+    assert "async with smtplab.Client(" in str(caught.value) and "smtplab.SyncClient(" in str(caught.value)
+
+
+@pytest.mark.server_options(limits=smtplab.Limits(max_connections=1))
+def test_the_connection_cap_is_a_smtplab_error_naming_the_limit(lab_server):
+    with SyncClient(lab_server):
+        second = SyncClient(lab_server)
+        with pytest.raises(smtplab.ServerBusyError) as caught:
+            second.connect()
+        second.close()
+    error = caught.value
+    assert isinstance(error, aiosmtplib.SMTPConnectResponseError) and error.code == 421
+    assert "Too many connections" in error.message  # the server's own words stay on .message
+    assert "Limits.max_connections allows (1 here)" in str(error)
+    assert "limits=Limits(max_connections=50)" in str(error) and "send_many" in str(error)
+    stands_alone(error, aiosmtplib.SMTPConnectResponseError)
+    assert second.greeting.code == 421 and "refused at connect" in second.greeting.meaning
+
+
+def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation():
+    import traceback
+
+    with pytest.raises(smtplab.LabConnectionRefusedError) as caught:
+        SyncClient(host="127.0.0.1", port=free_port()).connect()
+    frames = traceback.extract_tb(caught.value.__traceback__)
+    assert [frame.name for frame in frames] == [
+        "test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation",
+        "call",  # SyncClient's face: not the loop thread's frames, nor aiosmtplib's
+    ]
+    assert caught.value.original.__traceback__ is not None  # the whole story, for whoever wants it
+
+
+# -- SMTPUTF8 and 8BITMIME (RFC 6531, RFC 6152) ----------------------------------------------------
+
+
+def international_message():
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"] = "Jörg <jörg@例え.test>"
+    message["To"] = "Bob <bob@example.test>"
+    message["Subject"] = "Grüße"
+    message.set_content("Hallo Jörg")
+    return message
+
+
+def test_a_non_ascii_message_asks_for_smtputf8_and_8bitmime_as_stdlib_does(lab_server):
+    import smtplib
+
+    with smtplib.SMTP(*lab_server.address, timeout=5) as stdlib:
+        stdlib.send_message(international_message())
+    with SyncClient(lab_server) as client:
+        assert client.send_message(international_message()).ok
+        assert client.send("jörg@例え.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n").ok
+    theirs, ours, plain = lab_server.mailbox.wait_for(3)
+    mail = [line.text for t in lab_server.transcripts for line in t if line.text.upper().startswith("MAIL")]
+    assert mail[1:] == ["MAIL FROM:<jörg@例え.test> SMTPUTF8 BODY=8BITMIME"] * 2
+    assert mail[0] == "mail FROM:<jörg@例え.test> size=189 SMTPUTF8 BODY=8BITMIME"  # stdlib also says SIZE
+    assert ours.raw == theirs.raw  # the same bytes: UTF-8 headers, the address whole
+    assert ours.raw.startswith("From: Jörg <jörg@例え.test>\r\n".encode())
+    assert b"=?utf-8?" not in ours.raw  # no encoded words, least of all inside an address
+    assert plain.mail_from == "jörg@例え.test"
+
+
+def test_only_what_a_message_needs_is_asked_for(lab_server):
+    with SyncClient(lab_server) as client:
+        client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nplain\r\n")
+        client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n")
+        client.send("alice@example.test", "bob@example.test", "Subject: Grüße\r\n\r\nHallo\r\n")
+    mail = [line.text for line in client.transcript if line.text.startswith("MAIL")]
+    assert mail == [
+        "MAIL FROM:<alice@example.test>",
+        "MAIL FROM:<alice@example.test> BODY=8BITMIME",
+        "MAIL FROM:<alice@example.test> SMTPUTF8 BODY=8BITMIME",
+    ]
+
+
+@pytest.mark.server_options(enable_SMTPUTF8=False)
+def test_a_message_is_refused_before_sending_when_the_server_lacks_smtputf8(lab_server):
+    with SyncClient(lab_server) as client:
+        with pytest.raises(smtplab.ExtensionNotOfferedError) as caught:
+            client.send("jörg@例え.test", "bob@example.test", "Subject: hi\r\n\r\nhi\r\n")
+        assert client.noop().code == 250  # the connection is still good
+    error = caught.value
+    assert error.extension == "SMTPUTF8" and isinstance(error, aiosmtplib.SMTPNotSupported)
+    assert "the sender 'jörg@例え.test' is not ASCII, so this message needs SMTPUTF8 (RFC 6531" in str(error)
+    assert "nothing of the message was sent" in str(error)
+    assert not any(line.text.startswith("MAIL") for line in client.transcript)
+
+
+class No8BitMime:
+    """A handler whose server leaves 8BITMIME out of its EHLO reply, as an old server would."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [line for line in responses if "8BITMIME" not in line]
+
+
+@pytest.mark.server_options(handler=No8BitMime())
+def test_without_8bitmime_raw_8bit_content_is_refused_and_a_message_is_made_7bit(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        assert "8bitmime" not in client.extensions
+        with pytest.raises(smtplab.ExtensionNotOfferedError, match="the body has 8-bit bytes") as caught:
+            client.send("alice@example.test", "bob@example.test", "Subject: hi\r\n\r\nHallo Jörg\r\n")
+        message = international_message()
+        message.replace_header("From", "Jörg <joerg@example.test>")  # ASCII addresses: no SMTPUTF8
+        assert client.send_message(message).ok
+    assert caught.value.extension == "8BITMIME"
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.raw.isascii() and captured.message.get_content().strip() == "Hallo Jörg"
+    assert "converted to 7-bit" in client.transcript.text()
+    assert "MAIL FROM:<joerg@example.test>" in client.transcript.text()  # and nothing asked for

@@ -9,7 +9,7 @@ import pytest
 
 import smtplab.tls as tls_module
 from smtplab.diagnose import exception_chain, explain_ssl_error
-from smtplab.tls import LabTLS
+from smtplab.tls import LabTLS, certificate_summary
 from tests.conftest import run
 from tests.handshake import connect_error
 
@@ -77,15 +77,28 @@ def test_explain_starttls_not_offered() -> None:
     assert "does not offer STARTTLS" in message
 
 
-def test_explain_hostname_defaults_to_default_lab_hosts(lab: LabTLS, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tls_module, "_default", lab)
+def mismatch(asked: str) -> ssl.SSLCertVerificationError:
     error = ssl.SSLCertVerificationError(
-        1, "certificate verify failed: IP address mismatch, certificate is not valid for '10.0.0.7'."
+        1, f"certificate verify failed: IP address mismatch, certificate is not valid for '{asked}'."
     )
     error.verify_code = 64
-    error.verify_message = "IP address mismatch, certificate is not valid for '10.0.0.7'."
-    message = explain_ssl_error(error, host="10.0.0.7", port=8025, expected_mode="starttls")
+    error.verify_message = f"IP address mismatch, certificate is not valid for '{asked}'."
+    return error
+
+
+def test_a_hostname_mismatch_names_only_the_certificate_presented(
+    lab: LabTLS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tls_module, "_default", lab)  # a lab CA exists in this process
+    message = explain_ssl_error(mismatch("10.0.0.7"), host="10.0.0.7", port=8025, expected_mode="starttls")
+    assert "does not list that name; you connected to '10.0.0.7'" in message
+    assert "localhost" not in message and "LabTLS" not in message  # not a lab server, as far as known
+
+    presented = certificate_summary(lab.server_der)
+    message = explain_ssl_error(mismatch("10.0.0.7"), host="10.0.0.7", port=25, certificate=presented)
     assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7'" in message
+    assert "LabTLS.create(hosts=('localhost', '127.0.0.1', '::1', '10.0.0.7'))" in message  # a lab's
+    assert message.render("cli").endswith("connect using one of the certificate's names (--host localhost).")
 
 
 @pytest.mark.parametrize("error", [ValueError("odd"), Exception(), KeyboardInterrupt(), ssl.SSLError()])

@@ -316,3 +316,18 @@ def test_backoff_is_exponential_capped_jittered_and_repeatable():
     with pytest.raises(ValueError, match="numbered from 1"):
         Backoff().ceiling(0)
     assert "seed=3" in repr(backoff)
+
+
+def test_send_many_retries_the_cap_that_the_client_reports_as_a_smtplab_error():
+    limits = smtplab.Limits(max_connections=1)
+    with smtplab.start_server(limits=limits, name="capped") as server:
+        with smtplab.SyncClient(server), pytest.raises(smtplab.ServerBusyError):
+            smtplab.SyncClient(server).connect()  # what every extra worker meets at first
+        messages = [message(n, "bob@example.test") for n in range(6)]
+        result = asyncio.run(
+            send_many(server, messages, connections=3, backoff=Backoff(seed=3), progress=False)
+        )
+        server.mailbox.wait_for(6)
+    assert result.counts[ACCEPTED] == 6
+    # the workers opened together; the server admitted one and refused the others with 421 at first
+    assert sum(w.refusals for w in result.workers) >= 1

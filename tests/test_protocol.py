@@ -10,13 +10,16 @@ from smtplab import protocol
 from smtplab.protocol import (
     COMMANDS,
     ENHANCED_CODES,
+    MAIL_PARAMETERS,
     REPLY_CATEGORIES,
     REPLY_CLASSES,
     REPLY_CODES,
     ParsedReply,
     SessionState,
     State,
+    answered_verb,
     explain,
+    extensions_needed,
     parse_reply_line,
 )
 
@@ -208,6 +211,35 @@ def test_explain_unknown_codes_from_their_digits():
     assert "Transient negative" in explain("401 odd")
     assert "Other or undefined security status" in explain("554 5.7.99 local policy")
     assert explain("5.9.9") == "5.9.9 — Permanent failure (RFC 3463 §2)"
+
+
+def test_a_reply_is_explained_in_answer_to_its_command():
+    greeting = explain("220 mx.example.test ESMTP Postfix", command="")
+    assert greeting == "220 — Service ready: the server's greeting (RFC 5321 §3.1)"
+    assert "TLS handshake now (RFC 3207 §4)" in explain("220 2.0.0 Ready to start TLS", command="STARTTLS")
+    inside = explain("530 5.7.0 Authentication required", command="MAIL FROM:<a@example.test>", tls=True)
+    assert "AUTH" in inside and "STARTTLS" not in inside
+    before = explain("530 5.7.0 Must issue a STARTTLS command first", command="MAIL FROM:<a@b>", tls=False)
+    assert "STARTTLS first" in before
+    assert "challenge, in base64" in explain("334 VXNlcm5hbWU6", command="AUTH")
+    assert "wrong user name or password" in explain("535 Authentication failed", command="AUTH")
+    assert "send the message" in explain("354 End data with <CR><LF>.<CR><LF>", command="DATA")
+    assert "Message accepted" in explain("250 2.0.0 Ok: queued as 4B1C2", command=".")
+    assert "Sender accepted" in explain("250 2.1.0 Ok", command="MAIL FROM:<a@b>")
+    assert "Goodbye" in explain("221 2.0.0 Bye", command="QUIT")
+    # Unknown context: the meaning of the code alone, as before.
+    assert explain("250 OK") == explain("250 OK", command=None)
+    assert "in reply to STARTTLS" in explain("220 ready")
+    # A code the context does not change keeps its own meaning.
+    assert explain("550 5.1.1 no such user", command="RCPT TO:<x@y>") == explain("550 5.1.1 no such user")
+
+
+def test_answered_verb_names_the_command_a_reply_answers():
+    assert answered_verb("mail FROM:<a@b>") == "MAIL"
+    assert answered_verb(".") == "."
+    assert answered_verb("") == ""
+    assert answered_verb("dXNlcg==", after_334=True) == "AUTH"
+    assert answered_verb("*", after_334=True) == "AUTH"
 
 
 @pytest.mark.parametrize(
@@ -474,3 +506,23 @@ def test_bare_line_endings_are_found():
     assert protocol.bare_line_endings(b"a\rb\r\n") == ("CR",)
     assert protocol.bare_line_endings(b"a\r\r\n") == ("CR",)
     assert protocol.bare_line_endings(b"a\n\rb") == ("LF", "CR")
+
+
+def test_extensions_needed_names_each_extension_and_why():
+    assert extensions_needed("a@example.test", ["b@example.test"], b"Subject: hi\r\n\r\nhi\r\n") == {}
+    assert extensions_needed("jörg@例え.test", ["b@example.test"], b"Subject: hi\r\n\r\nhi\r\n") == {
+        "SMTPUTF8": "the sender 'jörg@例え.test' is not ASCII"
+    }
+    assert extensions_needed("a@example.test", ["b@example.test", "zoë@example.test"], b"\r\nhi") == {
+        "SMTPUTF8": "the recipient 'zoë@example.test' is not ASCII"
+    }
+    body = "Subject: hi\n\nHallo Jörg\n".encode()  # bare LF: still a header section and a body
+    assert extensions_needed("a@example.test", ["b@example.test"], body) == {
+        "8BITMIME": "the body has 8-bit bytes"
+    }
+    head = "Subject: Grüße\r\n\r\nhi\r\n".encode()
+    assert extensions_needed("a@example.test", ["b@example.test"], head) == {
+        "SMTPUTF8": "the Subject header is not ASCII",
+        "8BITMIME": "the headers have 8-bit bytes",
+    }
+    assert [MAIL_PARAMETERS[name] for name in ("SMTPUTF8", "8BITMIME")] == ["SMTPUTF8", "BODY=8BITMIME"]

@@ -429,3 +429,23 @@ def test_message_copies_are_bounded(monkeypatch):
     assert (
         f"{len(MESSAGE)} bytes, relayed in plain text: the proxy read it all" in connection.transcript.text()
     )
+
+
+def test_a_client_made_from_the_proxy_trusts_the_lab_ca_behind_it_and_reads_naturally():
+    with lesson_server() as server, smtplab.start_proxy(server) as faithful:
+        with smtplab.SyncClient(faithful, tls="starttls") as client:
+            assert (client.host, client.port) == faithful.address and client.proxy is faithful
+            assert client.tls_active and client.login("alice", "wonderland").code == 235
+        with pytest.raises(LookupError, match=r"proxy.connections\[-1\].transcript"):
+            client.pair()
+    with lesson_server() as server, smtplab.start_proxy(server, strip_starttls=True) as stripping:
+        client = smtplab.SyncClient(stripping, tls="starttls")
+        with pytest.raises(smtplab.TLSMismatchError, match="or the lab proxy removed it") as caught:
+            client.connect()
+        client.close()
+        with smtplab.SyncClient(stripping) as fooled:  # the lesson: a client that does not insist
+            assert "STARTTLS" not in fooled.ehlo().message
+            assert fooled.login("alice", "wonderland").code == 235
+        revealed = stripping.wait_for(2)[-1].transcript.text(reveal_secrets=True)
+    assert "STARTTLS-stripping attack" in str(caught.value)
+    assert base64.b64encode(b"\0alice\0wonderland").decode() in revealed

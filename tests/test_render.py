@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 from smtplab import render
 from smtplab.render import format_address
@@ -31,11 +32,11 @@ def test_display_makes_control_characters_and_bad_bytes_visible():
     assert render.json_safe("plain") == "plain"
 
 
-def test_a_row_has_lock_marker_text_and_meaning_and_hides_the_secret():
+def test_a_row_has_tls_mark_marker_text_and_meaning_and_hides_the_secret():
     t = auth_line_transcript()
     cont, last, auth = t.lines
     row = render.html_row(auth, start=cont.time)
-    assert row.startswith('<tr class="smtplab-client"') and 'title="inside TLS">\U0001f512</td>' in row
+    assert row.startswith('<tr class="smtplab-client"') and 'title="inside TLS"><span' in row
     assert "AUTH PLAIN <span" in row and f">{MASK}</span>" in row and "AGFsaWNl" not in row
     assert "AGFsaWNlAHdvbmRlcmxhbmQ=</span>" in render.html_row(auth, reveal_secrets=True)
     assert f'title="{html.escape(cont.meaning)}"' in render.html_row(cont)  # "250-…" on hover
@@ -74,3 +75,16 @@ def test_mermaid_notes_tls_changes_and_escapes():
     out = t.mermaid().splitlines()
     assert out[3] == "    Client->>Server: MAIL FROM:#60;a#35;b@example.test#62;"
     assert out[4] == "    Note over Client,Server: TLS starts"
+
+
+def test_tls_is_said_in_words_never_by_an_emoji_alone():
+    t = auth_line_transcript()
+    t.event("TLS started (STARTTLS)", tls=True)
+    pair = Transcript.pair(t, t)
+    for shown in (t.html(), pair.html(), render.LEGEND):
+        visible = re.sub(r"<[^>]*>", " ", shown)  # the text a reader sees, without tags or hovers
+        assert "TLS" in visible
+        assert not re.search("[\U0001f300-\U0001faff\u2600-\u27bf]", shown), "an emoji carries meaning"
+    row = render.html_row(t.lines[2])  # the AUTH line, sent inside TLS
+    assert re.sub(r"<[^>]*>", " ", row).split()[0] == "TLS"  # the row's first visible word
+    assert "~>" in t.text() and "inside TLS" in render.LEGEND

@@ -24,6 +24,7 @@ from smtplab.tls import (
     LabTLS,
     TLSFiles,
     TLSSummary,
+    certificate_summary,
     check_tls_mode,
     default_lab_tls,
     summarize,
@@ -124,7 +125,7 @@ def test_system_trust_store_rejects_the_lab_ca(lab: LabTLS) -> None:
     error, port = run(connect_error(lab.server_context(), ssl.create_default_context()))
     assert isinstance(error, ssl.SSLCertVerificationError)
     assert error.reason == "CERTIFICATE_VERIFY_FAILED"
-    message = explain_ssl_error(error, host="localhost", port=port, expected_mode="implicit")
+    message = explain_ssl_error(error, host="localhost", port=port, expected_mode="implicit", lab_tls=lab)
     assert "trust the lab ca" in message.lower()
     assert "cafile=" in message and "tls_context=" in message
 
@@ -141,7 +142,11 @@ def test_wrong_hostname_fails(lab: LabTLS) -> None:
     assert isinstance(error, ssl.SSLCertVerificationError)
     assert error.reason == "CERTIFICATE_VERIFY_FAILED"
     message = explain_ssl_error(
-        error, host="mail.example", port=port, expected_mode="starttls", cert_names=lab.hosts
+        error,
+        host="mail.example",
+        port=port,
+        expected_mode="starttls",
+        certificate=certificate_summary(lab.server_der),
     )
     assert "is for localhost, 127.0.0.1, ::1" in message
     assert "you connected to 'mail.example'" in message

@@ -281,7 +281,7 @@ def test_html_escapes_and_marks() -> None:
     out = t.html()
     assert "<script>" not in out and "<b>title</b>" not in out
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in out
-    assert "\U0001f512" in out  # the TLS lock
+    assert '">TLS</span></td>' in out  # the TLS line marked in words
     assert "rgba(" in out  # semi-transparent colours for light and dark themes
     meaning = t[1].meaning
     assert "250" in meaning
@@ -456,3 +456,42 @@ def test_masking_rule_is_one_function() -> None:
     assert secret_start("*", after_334=True) is None  # a cancel is no secret
     assert masked("YWxpY2U=", after_334=True) == MASK
     assert masked("auth login YWxpY2U=", after_334=False) == f"auth login {MASK}"
+
+
+def test_each_reply_line_knows_the_command_it_answers() -> None:
+    t = Transcript()
+    t.record("event", "connection from 127.0.0.1:50000", False)
+    t.record("server", "220 lab.test ESMTP", False)
+    t.record("client", b"EHLO client\r\n", False)
+    t.record("server", "250-lab.test", False)
+    t.record("server", "250 STARTTLS", False)
+    t.record("client", "STARTTLS", False)
+    t.record("server", "220 2.0.0 Ready to start TLS", False)
+    t.record("client", "MAIL FROM:<a@example.test>", True)  # sent ahead (pipelining):
+    t.record("client", "RCPT TO:<b@example.test>", True)  # both replies come after both commands
+    t.record("server", "530 5.7.0 Authentication required", True)
+    t.record("server", "503 5.5.1 Error: need MAIL command", True)
+    t.record("client", "AUTH LOGIN", True)
+    t.record("server", "334 VXNlcm5hbWU6", True)
+    t.record("client", "YWxpY2U=", True)
+    t.record("server", "334 UGFzc3dvcmQ6", True)
+    t.record("client", "d29uZGVybGFuZA==", True)
+    t.record("server", "235 2.7.0 Authentication successful", True)
+    t.record("client", "DATA", True)
+    t.record("server", "354 End data with <CR><LF>.<CR><LF>", True)
+    t.message_data(1, 10, tls=True)
+    t.record("server", "250 2.0.0 OK: queued", True)
+    replies = {line.text: line for line in t.replies}
+    assert [line.answers for line in t.replies] == [
+        "", "EHLO", "EHLO", "STARTTLS", "MAIL", "RCPT", "AUTH", "AUTH", "AUTH", "DATA", ".",
+    ]  # fmt: skip
+    assert "greeting" in replies["220 lab.test ESMTP"].meaning
+    assert "STARTTLS" not in replies["220 lab.test ESMTP"].meaning
+    assert "TLS handshake" in replies["220 2.0.0 Ready to start TLS"].meaning
+    assert "STARTTLS" not in replies["530 5.7.0 Authentication required"].meaning
+    assert "Message accepted" in replies["250 2.0.0 OK: queued"].meaning
+    text = t.text()
+    assert "# 220 — Service ready: the server's greeting" in text
+    assert "Message accepted" in t.html() and "Message accepted" in t.to_dicts()[-1]["meaning"]
+    t.clear()
+    assert t.server("220 again").answers == ""  # after clear(), a greeting again

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from smtplab.exercises.verdict import MIME_TYPE, Verdict
 
 __all__ = ["CheckCall", "check_calls", "read", "solutions", "verdicts"]
@@ -42,6 +40,8 @@ class CheckCall:
 
 def read(path: str | Path) -> Any:
     """Read a notebook file (nbformat 4)."""
+    import nbformat  # here: it loads jsonschema, seconds on a busy machine for every smtplab command
+
     return nbformat.read(path, as_version=4)
 
 
