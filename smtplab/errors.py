@@ -22,6 +22,7 @@ __all__ = [
     "PortInUseError",
     "RemoteBindWarning",
     "ReplacedServerWarning",
+    "ServerNotRunningError",
     "ServerStartError",
     "SharedHostWarning",
     "SmtpLabError",
@@ -45,6 +46,10 @@ class PortInUseError(SmtpLabError, OSError):
 
 class ServerStartError(SmtpLabError, RuntimeError):
     """The lab server could not start; the message says why and what to change."""
+
+
+class ServerNotRunningError(SmtpLabError, RuntimeError):
+    """The lab server asked to do something is not running; ``server.start()`` first."""
 
 
 class TLSMismatchError(SmtpLabError, ConnectionError):
