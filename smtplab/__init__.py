@@ -39,7 +39,7 @@ from smtplab.errors import (
     TLSMismatchError,
     UnknownExerciseError,
 )
-from smtplab.handlers import CaptureHandler, HandlerError
+from smtplab.handlers import CaptureHandler, HandlerError, Relay
 from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.parallel import Backoff, BatchResult, Delivery, send_many, send_many_sync
@@ -70,6 +70,7 @@ __all__ = [
     "NotYet",
     "PortInUseError",
     "ProxyConnection",
+    "Relay",
     "RemoteBindWarning",
     "ReplacedServerWarning",
     "Reply",
