@@ -109,7 +109,9 @@ class LagMeter:
     def running(self) -> bool:
         """Whether it is measuring now."""
         thread = self._thread
-        return thread is not None and thread.is_alive() and not self._stop.is_set()
+        return (
+            self.state == "measuring" and thread is not None and thread.is_alive() and not self._stop.is_set()
+        )
 
     def start(self) -> LagMeter:
         """Start measuring (again); returns the meter. Does nothing if it is measuring.
