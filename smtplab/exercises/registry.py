@@ -40,7 +40,9 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 00 quickstart
         "00": "quickstart",
         # 01 event loops
+        "01": "event_loops",
         # 02 handlers
+        "02": "hooks",
         # 03 SMTP conversation
         # 04 messages and MIME
         # 05 AUTH
