@@ -140,7 +140,10 @@ class LoopMonitor(LiveBox):
             f'<div style="width:{share:.1f}%;height:100%;background:{_COLOURS[words]}"></div></div>'
             f'<span style="opacity:0.7">{_ms(BAR_FULL)}</span></div>'
         )
-        self.sparkline.value = _sparkline([s.lag for s in samples])
+        lags = [s.lag for s in samples]
+        if meter.waiting:  # the stall going on now, drawn as it grows
+            lags.append(now)
+        self.sparkline.value = _sparkline(lags)
         if not samples and not meter.waiting:
             verdict = "no measurement since the last reset yet"
         elif worst >= BLOCKED:
@@ -173,11 +176,15 @@ def _sparkline(lags: list[float]) -> str:
     limit = _HEIGHT - BLOCKED / top * (_HEIGHT - 4)
     summary = f"lag of the last {len(lags)} measurements, highest {_ms(max(lags))}"
     return (
-        f'<svg width="{_WIDTH + 80}" height="{_HEIGHT}" role="img" aria-label="{escape(summary)}">'
+        f'<svg width="{_WIDTH + 120}" height="{_HEIGHT}" role="img" aria-label="{escape(summary)}">'
         f"<title>{escape(summary)}</title>"
         f'<line x1="0" y1="{limit:.1f}" x2="{_WIDTH}" y2="{limit:.1f}" stroke="grey" stroke-dasharray="4 3"/>'
         f'<text x="{_WIDTH + 4}" y="{limit + 4:.1f}" font-size="11" fill="grey">{_ms(BLOCKED)}: blocked</text>'
         f'<polyline points="{points}" fill="none" stroke="rgb(66, 133, 244)" stroke-width="1.5"/>'
-        f'<text x="{_WIDTH + 4}" y="{_HEIGHT - 2}" font-size="11" fill="grey">0 ms</text>'
-        "</svg>"
+        + (
+            f'<text x="{_WIDTH + 4}" y="{_HEIGHT - 2}" font-size="11" fill="grey">0 ms</text>'
+            if limit < _HEIGHT - 16
+            else ""
+        )
+        + "</svg>"
     )
