@@ -26,7 +26,6 @@ server's event loop, through :meth:`FaultRules.before_reply`.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -39,11 +38,10 @@ from typing import Any
 # The stages are where the adapter's sessions ask (one home: smtplab._aiosmtpd). Importing this
 # module imports aiosmtpd, so the lab server imports it when first needed, as it does the adapter.
 from smtplab._aiosmtpd import STAGES, Intervention
+from smtplab._observers import Observers
 from smtplab.protocol import REPLY_CODES, parse_reply_line
 
 __all__ = ["STAGES", "SUGGESTED_REPLIES", "Fault", "FaultRules", "Firing", "check_stage"]
-
-log = logging.getLogger("smtplab")
 
 #: Replies worth injecting at each stage, as a real server might give them (RFC 5321 §4.2.2,
 #: enhanced codes from RFC 3463): the FaultPanel offers these.
@@ -270,7 +268,7 @@ class FaultRules:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._numbers = 0
-        self._observers: list[Observer] = []
+        self._observers: Observers[Observer] = Observers("a lab server's faults")
         self.history: deque[Firing] = deque(maxlen=_HISTORY_KEPT)
 
     def add(
@@ -337,7 +335,7 @@ class FaultRules:
                 seed=seed if probability < 1.0 else None,
             )
             self._faults.append(fault)
-        self._notify(fault, "armed")
+        self._observers.notify(fault, "armed")
         return fault
 
     @property
@@ -354,7 +352,7 @@ class FaultRules:
             if fault in self._faults:
                 self._faults.remove(fault)
         if was_armed:
-            self._notify(fault, "cancelled")
+            self._observers.notify(fault, "cancelled")
         return was_armed
 
     def cancel_all(self) -> int:
@@ -383,7 +381,7 @@ class FaultRules:
             if chosen is not None:
                 self.history.append(Firing(chosen.number, stage, chosen.action, peer, time.time()))
         if chosen is not None:
-            self._notify(chosen, "fired")
+            self._observers.notify(chosen, "fired")
         return chosen
 
     def before_reply(self, stage: str, session: Any) -> Intervention | None:
@@ -404,21 +402,8 @@ class FaultRules:
 
     def observe(self, callback: Observer) -> Observer:
         """Call ``callback(fault, event)`` on every change; returns it (to unobserve later)."""
-        with self._lock:
-            self._observers.append(callback)
-        return callback
+        return self._observers.add(callback)
 
     def unobserve(self, callback: Observer) -> None:
         """Stop calling ``callback``; does nothing if it was not observing."""
-        with self._lock:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-    def _notify(self, fault: Fault, event: str) -> None:
-        with self._lock:
-            observers = tuple(self._observers)
-        for callback in observers:
-            try:
-                callback(fault, event)
-            except Exception:  # an observer never breaks a session
-                log.exception("a fault observer failed")
+        self._observers.remove(callback)

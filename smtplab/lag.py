@@ -21,7 +21,6 @@ draws it.
 from __future__ import annotations
 
 import concurrent.futures
-import logging
 import threading
 import time
 from collections import deque
@@ -29,14 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from smtplab._observers import Observers
 from smtplab.errors import ServerNotRunningError
 
 if TYPE_CHECKING:
     from smtplab.server import LabServer
 
 __all__ = ["BLOCKED", "SLUGGISH", "LagMeter", "LagSample", "describe_lag"]
-
-log = logging.getLogger("smtplab")
 
 #: A lag from this many seconds on: clients notice (a reply takes visibly longer).
 SLUGGISH = 0.02
@@ -97,7 +95,7 @@ class LagMeter:
         self.state = "stopped"
         self._samples: deque[LagSample] = deque(maxlen=keep)
         self._lock = threading.Lock()
-        self._observers: list[Observer] = []
+        self._observers: Observers[Observer] = Observers("a lag meter")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiting_since: float | None = None  # a job handed to the loop, not run yet
@@ -196,24 +194,14 @@ class LagMeter:
 
     def observe(self, callback: Observer) -> Observer:
         """Call ``callback(meter)`` after each measurement, during a stall, and at stop."""
-        with self._lock:
-            self._observers.append(callback)
-        return callback
+        return self._observers.add(callback)
 
     def unobserve(self, callback: Observer) -> None:
         """Stop calling ``callback``; does nothing if it was not observing."""
-        with self._lock:
-            if callback in self._observers:
-                self._observers.remove(callback)
+        self._observers.remove(callback)
 
     def _notify(self) -> None:
-        with self._lock:
-            observers = tuple(self._observers)
-        for callback in observers:
-            try:
-                callback(self)
-            except Exception:  # an observer never stops the measuring
-                log.exception("a lag meter observer failed")
+        self._observers.notify(self)
 
     # -- the meter's thread ----------------------------------------------------------------------
 

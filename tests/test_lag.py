@@ -102,7 +102,7 @@ def test_an_observer_that_fails_never_stops_the_measuring(lab_server, caplog):
         assert enough.wait(10)
     finally:
         meter.stop()
-    assert "a lag meter observer failed" in caplog.text
+    assert "an observer of a lag meter failed" in caplog.text
 
 
 def test_lag_in_words():
