@@ -21,10 +21,12 @@ def monitor(lab_server):
         widget.close()
 
 
-def test_a_free_loop_runs_smoothly(monitor, lab_server):
+def test_it_measures_by_itself_and_draws_what_it_measured(monitor, lab_server):
     assert monitor.meter.running and monitor.pause_button.description == "Pause"
     assert f"lab server</b> {lab_server.name}" in monitor.caption.value
-    wait_until(monitor.verdict, "value", lambda text: "the loop was not blocked" in text)
+    # Whether the loop was blocked depends on the machine too (a busy one stalls every thread):
+    # only the shape of what is shown is checked here; the stall itself is made below.
+    wait_until(monitor.verdict, "value", lambda text: "longest lag since the last reset:" in text)
     wait_until(monitor.sparkline, "value", lambda text: "<polyline" in text)
     assert "lag now:" in monitor.bar.value and "measuring every 20 ms" in monitor.caption.value
 
@@ -41,8 +43,9 @@ def test_a_blocked_loop_shows_while_it_lasts_and_in_words_afterwards(monitor, la
     text = wait_until(monitor.verdict, "value", lambda text: "the loop was blocked for" in text)
     assert "no client was served meanwhile" in text
     assert measured.wait(10), "the stall was measured once it ended"
+    monitor.pause_button.click()
     monitor.reset_button.click()
-    assert "was blocked" not in monitor.verdict.value
+    assert "no measurement since the last reset yet" in monitor.verdict.value
 
 
 def test_pause_and_resume(monitor):
