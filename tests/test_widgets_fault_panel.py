@@ -29,7 +29,7 @@ def panel(lab_server):
 
 
 def test_arming_by_clicking_is_server_inject_and_the_client_sees_it(panel, lab_server):
-    assert panel.stage.value == "RCPT"
+    assert panel.stage.value == "RCPT" and panel.last.value == ""
     assert panel.action.label == f"reply {SUGGESTED_REPLIES['RCPT'][0]}"
     assert "no fault armed" in panel.armed_list.children[0].value
     assert panel.cancel_all_button.disabled
@@ -42,6 +42,10 @@ def test_arming_by_clicking_is_server_inject_and_the_client_sees_it(panel, lab_s
     assert rcpt(lab_server) == (550, b"5.1.1 No such user here")
     wait_until(panel.history, "value", lambda text: "fault #1 fired at RCPT for 127.0.0.1:" in text)
     assert "no fault armed" in panel.armed_list.children[0].value, "used up: no longer listed"
+    assert (
+        "armed here last: fault #1 at RCPT: reply 550 5.1.1 No such user here; once; fired 1× — used up"
+        in (panel.last.value)
+    )
     assert rcpt(lab_server)[0] == 250
 
 

@@ -49,6 +49,7 @@ class FaultPanel(LiveBox):
         arm_button: Arms the fault.
         cancel_all_button: Cancels every armed fault.
         armed_list: One row per armed fault, with its Cancel button.
+        last: The fault armed here last, and how it has gone (it stays when used up).
         history: The latest firings, in words.
         last_fault: The fault armed last, if any.
     """
@@ -79,6 +80,7 @@ class FaultPanel(LiveBox):
             description="Cancel all", icon="times", tooltip="Cancel every armed fault"
         )
         self.armed_list = ipywidgets.VBox()
+        self.last = ipywidgets.HTML()
         self.history = ipywidgets.HTML()
         self._nothing_armed = ipywidgets.HTML(
             '<span style="font-size:13px;opacity:0.7">no fault armed</span>'
@@ -90,6 +92,7 @@ class FaultPanel(LiveBox):
             widget.layout.width = "auto" if name.endswith("button") else "28em"
         self.action.layout.width = "36em"
         self.armed_list.add_class("smtplab-fault-list")
+        self.last.add_class("smtplab-fault-last")
         self.history.add_class("smtplab-fault-history")
         super().__init__(
             [
@@ -99,6 +102,7 @@ class FaultPanel(LiveBox):
                 ipywidgets.HBox([self.custom, self.delay]),
                 ipywidgets.HBox([self.arm_button, self.cancel_all_button], layout={"grid_gap": "8px"}),
                 self.armed_list,
+                self.last,
                 self.history,
             ]
         )
@@ -182,6 +186,10 @@ class FaultPanel(LiveBox):
             ].value = f'<span style="font-size:13px">{escape(fault.describe())}</span>'
         self.armed_list.children = [self._rows[fault.number][0] for fault in armed] or [self._nothing_armed]
         self.cancel_all_button.disabled = not armed
+        if self.last_fault is not None:
+            self.last.value = (
+                f'<span style="font-size:13px">armed here last: {escape(self.last_fault.describe())}</span>'
+            )
         firings = list(self.rules.history)[-HISTORY_SHOWN:][::-1]
         if firings:
             from smtplab.render import format_address

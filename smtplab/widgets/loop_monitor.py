@@ -31,7 +31,7 @@ class LoopMonitor(LiveBox):
     """How late the server's event loop runs what it is given, live (a :class:`~smtplab.lag.LagMeter`).
 
     A bar shows the lag now; a sparkline the last measurements; a line in words the longest lag
-    since the last reset, and what it means: a loop that *was not blocked* served every client
+    since measuring began (or since the last Reset), and what it means: a loop that *was not blocked* served every client
     at once, a loop that *was blocked* served nobody for that long — a handler hook ran without
     awaiting. Pause stops measuring; Reset forgets the measurements. The monitor stops measuring
     by itself when the server stops (Resume after ``server.start()``).
@@ -42,6 +42,7 @@ class LoopMonitor(LiveBox):
 
     Attributes:
         meter: The :class:`~smtplab.lag.LagMeter` doing the measuring.
+        resets: How many times Reset was pressed (the line in words says since when it counts).
     """
 
     def __init__(self, server: LabServer, *, interval: float = DEFAULT_INTERVAL) -> None:
@@ -49,6 +50,7 @@ class LoopMonitor(LiveBox):
             raise TypeError(f"LoopMonitor watches a LabServer, not {type(server).__name__}")
         self.server = server
         self.meter = LagMeter(server, interval=interval, keep=max(int(20 / interval), 2))
+        self.resets = 0
         self.caption = ipywidgets.HTML()
         self.bar = ipywidgets.HTML(layout=ipywidgets.Layout(width="100%"))
         self.sparkline = ipywidgets.HTML()
@@ -89,6 +91,7 @@ class LoopMonitor(LiveBox):
     def reset(self) -> None:
         """What Reset does: forget the measurements."""
         self.meter.reset()
+        self.resets += 1
         self.refresh()
 
     def stop(self) -> None:
@@ -144,23 +147,16 @@ class LoopMonitor(LiveBox):
         if meter.waiting:  # the stall going on now, drawn as it grows
             lags.append(now)
         self.sparkline.value = _sparkline(lags)
+        since = "since the last reset" if self.resets else "since measuring began"
+        longest = f"longest lag {since}: <b>{_ms(worst)}</b> — "
         if not samples and not meter.waiting:
-            verdict = "no measurement since the last reset yet"
+            verdict = "no measurement since the last reset yet" if self.resets else "no measurement yet"
         elif worst >= BLOCKED:
-            verdict = (
-                f"longest lag since the last reset: <b>{_ms(worst)}</b> — the loop was blocked for "
-                f"{_ms(worst)}: no client was served meanwhile"
-            )
+            verdict = longest + f"the loop was blocked for {_ms(worst)}: no client was served meanwhile"
         elif describe_lag(worst) == "sluggish":
-            verdict = (
-                f"longest lag since the last reset: <b>{_ms(worst)}</b> — the loop was not blocked, "
-                f"but sluggish: a client waited up to {_ms(worst)}"
-            )
+            verdict = longest + f"the loop was not blocked, but sluggish: a client waited up to {_ms(worst)}"
         else:
-            verdict = (
-                f"longest lag since the last reset: <b>{_ms(worst)}</b> — the loop was not blocked: "
-                "it ran smoothly, every client was served at once"
-            )
+            verdict = longest + "the loop was not blocked: it ran smoothly, every client was served at once"
         self.verdict.value = f'<span style="font-size:13px">{verdict}</span>'
 
 
