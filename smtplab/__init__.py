@@ -35,6 +35,7 @@ from smtplab.errors import (
     RemoteBindWarning,
     ReplacedServerWarning,
     ServerBusyError,
+    ServerNotRunningError,
     ServerStartError,
     SharedHostWarning,
     SmtpLabError,
@@ -43,7 +44,7 @@ from smtplab.errors import (
     TLSMismatchError,
     UnknownExerciseError,
 )
-from smtplab.handlers import CaptureHandler, HandlerError
+from smtplab.handlers import CaptureHandler, HandlerError, Relay
 from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage, Mailbox
 from smtplab.parallel import Backoff, BatchResult, Delivery, send_many, send_many_sync
@@ -81,11 +82,13 @@ __all__ = [
     "NotYet",
     "PortInUseError",
     "ProxyConnection",
+    "Relay",
     "RemoteBindWarning",
     "ReplacedServerWarning",
     "Reply",
     "SendResult",
     "ServerBusyError",
+    "ServerNotRunningError",
     "ServerStartError",
     "SharedHostWarning",
     "SmtpLabError",

@@ -39,6 +39,7 @@ __all__ = [
     "RemoteBindWarning",
     "ReplacedServerWarning",
     "ServerBusyError",
+    "ServerNotRunningError",
     "ServerStartError",
     "SharedHostWarning",
     "SmtpLabError",
@@ -87,6 +88,10 @@ class PortInUseError(SmtpLabError, OSError):
 
 class ServerStartError(SmtpLabError, RuntimeError):
     """The lab server could not start; the message says why and what to change."""
+
+
+class ServerNotRunningError(SmtpLabError, RuntimeError):
+    """The lab server asked to do something is not running; ``server.start()`` first."""
 
 
 class TLSMismatchError(SmtpLabError, ConnectionError):

@@ -1,4 +1,4 @@
-"""Server handlers: the capture handler, and the guard around a learner's own handler.
+"""Server handlers: the capture handler, the guard around a learner's own handler, a relay.
 
 aiosmtpd calls *hooks* on a handler object: ``async def handle_RCPT(self, server, session,
 envelope, address, rcpt_options)`` and so on, one per SMTP command, each returning the reply
@@ -14,25 +14,38 @@ A hook aiosmtpd will never call (``handle_rcpt``, ``handle_MAIL_FROM``) is named
 meant, when the server starts. A hook's own reply is sent as written: the lab server offers
 ENHANCEDSTATUSCODES, so a real one would write ``"250 2.1.5 OK"`` where a lesson may write
 ``"250 OK"``.
+
+:class:`Relay` is a teaching handler: it passes each message on to another server, adding the
+``Received:`` header every relay adds (RFC 5321 §4.4), so that a chain of lab servers shows how
+mail travels and what each hop leaves behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import difflib
+import email.utils
 import inspect
+import ipaddress
 import logging
+import re
+import secrets
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smtplab import protocol
 from smtplab.mailbox import CapturedMessage, Mailbox
 
-__all__ = ["CaptureHandler", "Directory", "HandlerError", "LabHandler", "check_handler"]
+if TYPE_CHECKING:
+    from smtplab.server import LabServer
+    from smtplab.transcript import Transcript
+
+__all__ = ["CaptureHandler", "Directory", "HandlerError", "LabHandler", "Relay", "check_handler"]
 
 log = logging.getLogger("smtplab")
 
@@ -351,3 +364,179 @@ def describe_failure(name: str, error: BaseException) -> HandlerError:
     )
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     return HandlerError(hook=name, error=error, traceback=text, reply=reply)
+
+
+# -- a relay ------------------------------------------------------------------------------------
+
+_REPLY_LIMIT = 500  # characters of a relay's reply, its CRLF and code within RFC 5321's 512
+_RECEIVED = re.compile(rb"^Received:", re.IGNORECASE | re.MULTILINE)
+
+
+def _address_literal(peer: Any) -> str:
+    """The client's IP address as RFC 5321 §4.1.3 writes it: ``[127.0.0.1]``, ``[IPv6:::1]``."""
+    host = peer[0] if isinstance(peer, (tuple, list)) and peer else None
+    try:
+        address = ipaddress.ip_address(str(host).split("%")[0])
+    except ValueError:
+        return ""
+    return f"[IPv6:{address}]" if address.version == 6 else f"[{address}]"
+
+
+def received_header(server: Any, session: Any, envelope: Any, *, id: str, now: datetime | None = None) -> str:
+    """The ``Received:`` header a server adds to a message it passes on (RFC 5321 §4.4).
+
+    ``from`` is the name the client gave in EHLO/HELO and its address as the server saw it,
+    ``by`` the server's own name, ``with`` the protocol (RFC 3848: ``ESMTP``, ``ESMTPS`` with
+    TLS, ``ESMTPA`` after AUTH, ``SMTP`` after HELO), ``for`` the recipient when there is only
+    one, and the date last. Folded over several lines, as servers write it.
+    """
+    client = session.host_name or "unknown"
+    literal = _address_literal(session.peer)
+    tls_summary = getattr(server, "tls_summary", None)
+    tls = bool(session.ssl) or (tls_summary is not None and tls_summary() is not None)
+    protocol = "ESMTP" if session.extended_smtp else "SMTP"
+    if session.extended_smtp:
+        protocol += ("S" if tls else "") + ("A" if session.authenticated else "")
+    lines = [
+        f"Received: from {client}{f' ({literal})' if literal else ''}",
+        f"\tby {getattr(server, 'hostname', None) or 'localhost'} (smtplab) with {protocol} id {id}",
+    ]
+    recipients = list(envelope.rcpt_tos)
+    when = email.utils.format_datetime(now or datetime.now(timezone.utc))
+    if len(recipients) == 1:  # one recipient only: naming several would tell each about the others
+        lines.append(f"\tfor <{recipients[0]}>; {when}")
+    else:
+        lines[-1] += f"; {when}"
+    return "\r\n".join(lines)
+
+
+def _received_count(content: bytes) -> int:
+    """How many ``Received:`` headers the message has (in its header block)."""
+    head = content.split(b"\r\n\r\n", 1)[0]
+    return len(_RECEIVED.findall(head))
+
+
+class Relay:
+    """A teaching handler: pass each message on to the next server, as a mail relay does.
+
+    For each message it accepts, the relay adds a ``Received:`` header on top (RFC 5321 §4.4)
+    and sends the message, with the same envelope, to ``next_hop`` — while its own client waits
+    for the verdict, so that the next hop's answer becomes its own: a refusal there (``550``)
+    comes back as this server's refusal, naming the hop that refused. (A relay that answers
+    ``250`` first and passes messages on later would instead send the sender a *bounce*, a
+    report of non-delivery, from the null sender ``<>``.) Chain lab servers with it to watch the
+    headers pile up::
+
+        inbox = smtplab.start_server(name="inbox")
+        edge = smtplab.start_server(name="edge", handler=smtplab.Relay(inbox))
+
+    Args:
+        next_hop: The :class:`~smtplab.server.LabServer` to pass messages to, or a
+            ``(host, port)`` address of any SMTP server.
+        timeout: Seconds to wait for each reply of the next hop.
+        max_hops: Refuse a message that has this many ``Received:`` headers already: it is
+            going round in circles (RFC 5321 §6.3).
+
+    Attributes:
+        transcripts: The relay's own client side of each hand-over, newest last (the last 100).
+    """
+
+    def __init__(
+        self,
+        next_hop: LabServer | tuple[str, int],
+        *,
+        timeout: float = 10.0,
+        max_hops: int = 25,
+    ) -> None:
+        from smtplab.server import LabServer  # the relay is made once a server module is loaded
+
+        if isinstance(next_hop, LabServer):
+            self.next_hop: LabServer | tuple[str, int] = next_hop
+        elif (
+            isinstance(next_hop, tuple)
+            and len(next_hop) == 2
+            and isinstance(next_hop[0], str)
+            and isinstance(next_hop[1], int)
+        ):
+            self.next_hop = (next_hop[0], next_hop[1])
+        else:
+            raise TypeError(
+                f"next_hop is a lab server or a (host, port) address such as ('127.0.0.1', 2525), not {next_hop!r}"
+            )
+        if max_hops < 1:
+            raise ValueError(f"max_hops must be at least 1, not {max_hops!r}")
+        self.timeout = timeout
+        self.max_hops = max_hops
+        self.transcripts: deque[Transcript] = deque(maxlen=100)
+
+    @property
+    def where(self) -> str:
+        """The next hop in words: ``"'inbox' (127.0.0.1:2525)"`` for a lab server, else its address."""
+        from smtplab.render import format_address
+
+        hop = self.next_hop
+        if isinstance(hop, tuple):
+            return format_address(hop)
+        return f"{hop.name!r} ({format_address(hop.address)})"
+
+    def _client(self, name: str) -> Any:
+        from smtplab.client import Client
+
+        hop = self.next_hop
+        if isinstance(hop, tuple):
+            return Client(host=hop[0], port=hop[1], name=name, timeout=self.timeout)
+        return Client(hop, tls=hop.tls, name=name, timeout=self.timeout)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or b""
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        hops = _received_count(content)
+        if hops >= self.max_hops:
+            return (
+                f"554 5.4.6 Routing loop detected: the message has passed {hops} servers already "
+                "(RFC 5321 section 6.3)"
+            )
+        message_id = secrets.token_hex(6).upper()
+        header = received_header(server, session, envelope, id=message_id)
+        forwarded = header.encode("ascii", "replace") + b"\r\n" + content
+        client = self._client(getattr(server, "hostname", None) or "localhost")
+        self.transcripts.append(client.transcript)
+        try:
+            async with client:
+                result = await client.send(envelope.mail_from or "", list(envelope.rcpt_tos), forwarded)
+        except (OSError, asyncio.TimeoutError) as error:
+            return _one_line(
+                f"451 4.4.1 No answer from the next hop, {self.where}: {type(error).__name__}: "
+                f"{error}; try again later"
+            )
+        except Exception as error:  # noqa: BLE001 - an SMTP error from the next hop's client
+            return _one_line(f"451 4.4.0 Relaying to {self.where} failed: {type(error).__name__}: {error}")
+        return self._verdict(result, message_id, len(envelope.rcpt_tos))
+
+    def _verdict(self, result: Any, message_id: str, wanted: int) -> str:
+        """This server's reply, from the next hop's answer (the next hop named when it refused)."""
+        refused = result.refused
+        if result.ok:
+            note = ""
+            if refused:
+                listing = "; ".join(
+                    f"{address}: {reply.code} {reply.message}" for address, reply in refused.items()
+                )
+                note = f"; refused there: {listing} (a relay that queues would bounce those to the sender)"
+            relayed = f"for {len(result.accepted)} of {wanted} recipients" if refused else ""
+            return _one_line(
+                f"250 2.0.0 OK: relayed to {self.where} {relayed} as {message_id}{note}".replace("  ", " "),
+                limit=_REPLY_LIMIT,
+            )
+        reply = result.reply
+        code = reply.code if reply is not None and reply.code >= 400 else 451
+        enhanced = (reply.enhanced if reply is not None else None) or f"{code // 100}.0.0"
+        said = f"{reply.code} {reply.message}" if reply is not None else "no reply"
+        # RFC 5321 §4.5.3.1.5: a reply line may have 512 octets, room for a few hops' words.
+        return _one_line(
+            f"{code} {enhanced} Refused by the next hop, {self.where}: {said}", limit=_REPLY_LIMIT
+        )
+
+    def __repr__(self) -> str:
+        return f"<Relay to {self.where}>"

@@ -15,6 +15,7 @@ insides), whose sessions report back through plain callbacks.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import inspect
 import logging
@@ -25,7 +26,7 @@ import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import (
@@ -34,6 +35,7 @@ from smtplab.errors import (
     PortInUseError,
     RemoteBindWarning,
     ReplacedServerWarning,
+    ServerNotRunningError,
     ServerStartError,
     SharedHostWarning,
     SmtpLabError,
@@ -55,7 +57,10 @@ if TYPE_CHECKING:
 
     from smtplab._aiosmtpd import LabController
     from smtplab.auth import LabAuthenticator
+    from smtplab.faults import Fault, FaultRules
     from smtplab.tls import LabTLS, TLSMode
+
+T = TypeVar("T")
 
 __all__ = [
     "LabServer",
@@ -216,6 +221,8 @@ class LabServer:
         self._lock = threading.RLock()
         self._observers: list[Callable[[LabServer], object]] = []
         self.observer_errors: list[Exception] = []
+        self._fault_rules: FaultRules | None = None
+        self._pending: set[concurrent.futures.Future[Any]] = set()
 
     # -- facts ----------------------------------------------------------------------------
 
@@ -383,7 +390,11 @@ class LabServer:
             handler,
             sock,
             limits=self.limits,
-            callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
+            callbacks=Callbacks(
+                opened=self._session_opened,
+                handler_error=self._report,
+                before_reply=self.fault_rules.before_reply,
+            ),
             name=f"smtplab-server-{where}",
             server_hostname=self.hostname,
             ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
@@ -413,6 +424,8 @@ class LabServer:
                 return
             _servers.discard(self)
             controller.stop()
+            for future in list(self._pending):  # what call_in_loop() scheduled never runs now
+                future.cancel()
             self.mailbox.close()
             if self._socket_path is not None:
                 _remove_socket(self._socket_path, self._socket_dir)
@@ -441,6 +454,106 @@ class LabServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    # -- faults and the server's loop -------------------------------------------------------
+
+    @property
+    def fault_rules(self) -> FaultRules:
+        """The :class:`~smtplab.faults.FaultRules` this server consults before each reply."""
+        if self._fault_rules is None:
+            from smtplab.faults import FaultRules  # imports aiosmtpd, as starting does
+
+            self._fault_rules = FaultRules()
+        return self._fault_rules
+
+    def inject(
+        self,
+        stage: str,
+        *,
+        reply: str | int | None = None,
+        disconnect: bool = False,
+        delay: float = 0.0,
+        times: int | None = 1,
+        probability: float = 1.0,
+        seed: int | None = None,
+    ) -> Fault:
+        """Make the server fail on purpose at ``stage``, the next time(s) it comes.
+
+        Example: ``server.inject("RCPT", reply="550 5.1.1 No such user here")`` refuses the next
+        ``RCPT TO``. Faults stay armed across restarts; the server's transcript marks each reply
+        a fault gave (see :mod:`smtplab.faults`).
+
+        Args:
+            stage: Where: ``"connect"`` (instead of the greeting), ``"EHLO"``, ``"MAIL"``,
+                ``"RCPT"``, ``"DATA"``, ``"end of data"`` (the verdict after the content: nothing
+                is stored) or ``"AUTH"``.
+            reply: The reply to give instead of the usual one: a 4xx or 5xx line such as
+                ``"451 4.3.0 Try again later"``, or only its code (``451``).
+            disconnect: Hang up instead of replying.
+            delay: Seconds to hold the reply back first (other sessions go on meanwhile).
+            times: How many times it fires; ``None``: every time, until cancelled.
+            probability: Fire only this often (0 to 1), drawn from a generator seeded by ``seed``.
+            seed: The seed, for the same run every time (one is drawn and kept on the fault if omitted).
+
+        Returns:
+            The :class:`~smtplab.faults.Fault`: ``.cancel()`` it, read ``.fired``; a ``with`` block
+            cancels it at its end.
+
+        Raises:
+            ValueError: An unknown stage, a reply that is not a refusal, or another value the
+                fault cannot take; the message lists the valid ones.
+        """
+        return self.fault_rules.add(
+            stage,
+            reply=reply,
+            disconnect=disconnect,
+            delay=delay,
+            times=times,
+            probability=probability,
+            seed=seed,
+        )
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults armed now (not cancelled, not used up), oldest first."""
+        return self.fault_rules.armed if self._fault_rules is not None else []
+
+    def call_in_loop(self, function: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Run ``function(*args)`` on the server's event loop, in its thread, soon; from any thread.
+
+        The server's sessions and handler hooks run there, one at a time: while ``function``
+        runs, no client is served. Keep it short (this is how ``LoopMonitor`` measures how late
+        the loop runs what it is given).
+
+        Returns:
+            A :class:`concurrent.futures.Future` of its result; cancelled if the server stops first.
+
+        Raises:
+            ServerNotRunningError: The server is not running.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            self._pending.discard(future)
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(*args))
+                except BaseException as error:  # noqa: BLE001 - handed to whoever waits
+                    future.set_exception(error)
+
+        controller = self._controller
+        try:
+            if controller is None:
+                raise RuntimeError("not running")
+            self._pending.add(future)
+            controller.loop.call_soon_threadsafe(run)
+        except RuntimeError:  # stopped, or its loop closed a moment ago
+            self._pending.discard(future)
+            raise ServerNotRunningError(
+                f"the lab server {self.name!r} is not running, so nothing runs on its loop: "
+                "call server.start() first"
+            ) from None
+        return future
 
     # -- called from the server's thread --------------------------------------------------
 

@@ -227,3 +227,185 @@ def test_directory_expands_lists_one_member_per_line():
     assert directory.expand("nobody") == ["550 5.1.1 nobody: no such list here (lists: empty, team)"]
     (refusal,) = Directory().expand("team")
     assert refusal.startswith("502 5.5.1 EXPN is disabled") and "start_server(lists=" in refusal
+
+
+# -- the relay ------------------------------------------------------------------------------------
+
+
+class RefuseNobody:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+
+MESSAGE = b"Subject: two hops\r\nFrom: alice@example.test\r\n\r\n.leading dot\r\nHello.\r\n"
+
+
+@pytest.fixture
+def chain():
+    """inbox (refuses nobody@) <- hub (relay) <- edge (relay): three lab servers, all stopped after."""
+    import smtplab
+
+    inbox = smtplab.start_server(name="inbox", hostname="inbox.example.test", handler=RefuseNobody())
+    hub = smtplab.start_server(name="hub", hostname="hub.example.test", handler=smtplab.Relay(inbox))
+    edge = smtplab.start_server(name="edge", hostname="edge.example.test", handler=smtplab.Relay(hub))
+    try:
+        yield edge, hub, inbox
+    finally:
+        smtplab.stop_all()
+
+
+def send_via(server, recipients, content=MESSAGE):
+    import smtplab
+
+    with smtplab.SyncClient(server, name="laptop.example.test") as client:
+        return client.send("alice@example.test", recipients, content)
+
+
+def test_a_relay_passes_the_message_on_with_its_envelope_and_a_received_header_on_top(chain):
+    import email
+    import email.policy
+
+    edge, hub, inbox = chain
+    result = send_via(edge, ["bob@example.test"])
+    assert result.ok and result.reply.message.startswith(
+        f"2.0.0 OK: relayed to 'hub' (127.0.0.1:{hub.port}) as "
+    )
+    (arrived,) = inbox.mailbox.wait_for(1)
+    assert (arrived.mail_from, arrived.rcpt_tos) == ("alice@example.test", ("bob@example.test",))
+    received = email.message_from_bytes(arrived.raw, policy=email.policy.default).get_all("Received")
+    newest, oldest = (" ".join(str(value).split()) for value in received)  # headers pile up on top
+    assert newest.startswith(
+        "from edge.example.test ([127.0.0.1]) by hub.example.test (smtplab) with ESMTP id "
+    )
+    assert oldest.startswith(
+        "from laptop.example.test ([127.0.0.1]) by edge.example.test (smtplab) with ESMTP id "
+    )
+    assert newest.split(" for <bob@example.test>; ")[1] and oldest.split(" for <bob@example.test>; ")[1]
+    assert arrived.raw.endswith(MESSAGE), "the message itself is passed on byte for byte"
+    assert arrived.raw.count(b"Received:") == 2 and arrived.raw.startswith(b"Received: from edge")
+    # Every hop keeps what it received, without its own header; the relays' own client sides.
+    assert edge.mailbox.latest.raw == MESSAGE
+    assert hub.mailbox.latest.raw.count(b"Received:") == 1
+    relay = edge.handler
+    assert "-> MAIL FROM:<alice@example.test>" in relay.transcripts[-1].text(annotate=False)
+    assert repr(relay) == f"<Relay to 'hub' (127.0.0.1:{hub.port})>"
+
+
+def test_a_refusal_at_the_last_hop_comes_back_as_the_first_hops_refusal(chain):
+    edge, hub, inbox = chain
+    result = send_via(edge, ["nobody@example.test"])
+    assert not result.ok and result.reply.code == 550 and result.reply.enhanced == "5.1.1"
+    text = result.reply.message
+    assert text.startswith(f"5.1.1 Refused by the next hop, 'hub' (127.0.0.1:{hub.port}): 550 5.1.1 Refused")
+    assert "'inbox'" in text and text.endswith("No such user here")
+    assert len(inbox.mailbox) == len(hub.mailbox) == len(edge.mailbox) == 0, "nobody kept it"
+
+
+def test_a_temporary_failure_at_the_next_hop_stays_temporary(chain):
+    edge, _, inbox = chain
+    inbox.inject("end of data", reply="451 4.3.0 Try again later")
+    result = send_via(edge, ["bob@example.test"])
+    assert (result.reply.code, result.reply.enhanced) == (451, "4.3.0")
+    assert result.reply.message.endswith("451 4.3.0 Try again later")
+    assert send_via(edge, ["bob@example.test"]).ok, "the fault fired once; the retry goes through"
+
+
+def test_a_partial_refusal_is_named_in_the_acceptance(chain):
+    _, hub, inbox = chain  # hub relays to inbox: read hub's own reply
+    result = send_via(hub, ["nobody@example.test", "carol@example.test"])
+    assert result.ok
+    assert "for 1 of 2 recipients" in result.reply.message
+    assert "refused there: nobody@example.test: 550 5.1.1 No such user here" in result.reply.message
+    assert inbox.mailbox.wait_for(1)[0].rcpt_tos == ("carol@example.test",)
+
+
+def test_a_next_hop_that_does_not_answer_gives_a_temporary_failure():
+    import smtplab
+    from tests.conftest import free_port
+
+    port = free_port()  # nothing listens there
+    with smtplab.start_server(name="edge", handler=smtplab.Relay(("127.0.0.1", port))) as edge:
+        result = send_via(edge, ["bob@example.test"])
+    assert (result.reply.code, result.reply.enhanced) == (451, "4.4.1")
+    assert f"No answer from the next hop, 127.0.0.1:{port}" in result.reply.message
+
+
+def test_a_relay_to_itself_stops_at_the_hop_limit():
+    import smtplab
+    from tests.conftest import free_port
+
+    port = free_port()
+    relay = smtplab.Relay(("127.0.0.1", port), max_hops=3)
+    with smtplab.start_server(name="loop", port=port, handler=relay) as server:
+        result = send_via(server, ["bob@example.test"])
+    assert result.reply.code == 554 and "5.4.6 Routing loop detected" in result.reply.message
+    assert "has passed 3 servers already" in result.reply.message
+
+
+def test_a_relay_over_starttls_says_esmtps(lab_tls):
+    import smtplab
+
+    inbox = smtplab.start_server(name="inbox", tls="starttls", lab_tls=lab_tls)
+    edge = smtplab.start_server(name="edge", tls="starttls", lab_tls=lab_tls, handler=smtplab.Relay(inbox))
+    try:
+        with smtplab.SyncClient(edge, tls="starttls") as client:
+            assert client.send("alice@example.test", ["bob@example.test"], MESSAGE).ok
+        (arrived,) = inbox.mailbox.wait_for(1)
+    finally:
+        smtplab.stop_all()
+    assert b"(smtplab) with ESMTPS id" in arrived.raw, "the client reached the edge over TLS"
+
+
+@pytest.mark.parametrize(
+    ("fields", "protocol"),
+    [
+        ({"extended_smtp": False}, "SMTP"),
+        ({}, "ESMTP"),
+        ({"ssl": {"cipher": "x"}}, "ESMTPS"),
+        ({"authenticated": True}, "ESMTPA"),
+        ({"ssl": {"cipher": "x"}, "authenticated": True}, "ESMTPSA"),
+    ],
+)
+def test_the_received_header_names_the_protocol_as_rfc_3848_does(fields, protocol):
+    from datetime import datetime, timezone
+
+    from smtplab.handlers import received_header
+
+    session = SimpleNamespace(
+        **{"host_name": "laptop.test", "peer": ("::1", 5000, 0, 0), "ssl": None, "authenticated": False}
+        | {"extended_smtp": True}
+        | fields
+    )
+    server = SimpleNamespace(hostname="edge.test")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    header = received_header(server, session, envelope(), id="ABC", now=when)
+    assert header == (
+        "Received: from laptop.test ([IPv6:::1])\r\n"
+        f"\tby edge.test (smtplab) with {protocol} id ABC\r\n"
+        "\tfor <bob@example.test>; Fri, 02 Jan 2026 03:04:05 +0000"
+    )
+    two = received_header(server, session, envelope(rcpt_tos=["a@x.test", "b@x.test"]), id="D", now=when)
+    assert "for <" not in two and two.endswith(f"with {protocol} id D; Fri, 02 Jan 2026 03:04:05 +0000")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "words"),
+    [
+        ((("127.0.0.1", "25"),), TypeError, r"a \(host, port\) address"),
+        (("127.0.0.1:25",), TypeError, "a lab server or"),
+        ((("127.0.0.1", 25),), None, ""),
+    ],
+)
+def test_a_relay_needs_somewhere_to_send(arguments, error, words):
+    from smtplab.handlers import Relay
+
+    if error is None:
+        assert Relay(*arguments).where == "127.0.0.1:25"
+        with pytest.raises(ValueError, match="max_hops"):
+            Relay(*arguments, max_hops=0)
+        return
+    with pytest.raises(error, match=words):
+        Relay(*arguments)

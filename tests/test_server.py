@@ -659,3 +659,30 @@ def test_a_mistyped_lab_option_is_named_with_the_one_meant():
     with pytest.raises(TypeError, match=r"'unix_sock'\. Did you mean 'unix_socket'\?"):
         smtplab.LabServer(unix_sock=True)
     assert smtplab.running_servers() == []
+
+
+def test_call_in_loop_runs_on_the_servers_own_thread_and_loop(lab_server):
+    import asyncio
+    import threading
+
+    def where() -> tuple[str, bool]:
+        return threading.current_thread().name, asyncio.get_running_loop().is_running()
+
+    name, running = lab_server.call_in_loop(where).result(5)
+    assert name == f"smtplab-server-{lab_server.port}" and running
+    assert lab_server.call_in_loop(pow, 2, 10).result(5) == 1024
+    with pytest.raises(ZeroDivisionError):
+        lab_server.call_in_loop(lambda: 1 / 0).result(5)
+
+
+def test_call_in_loop_on_a_stopped_server_says_to_start_it():
+    server = smtplab.LabServer(name="not-yet")
+    with pytest.raises(smtplab.ServerNotRunningError, match=r"call server.start\(\) first"):
+        server.call_in_loop(print)
+    server.start()
+    try:
+        assert server.call_in_loop(len, "abc").result(5) == 3
+    finally:
+        server.stop()
+    with pytest.raises(smtplab.ServerNotRunningError):
+        server.call_in_loop(print)

@@ -40,7 +40,9 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 00 quickstart
         "00": "quickstart",
         # 01 event loops
+        "01": "event_loops",
         # 02 handlers
+        "02": "hooks",
         # 03 SMTP conversation
         # 04 messages and MIME
         # 05 AUTH
@@ -254,6 +256,8 @@ def exercise_by_id(exercise_id: str) -> Exercise:
     if exercise_id in exercises:
         return exercises[exercise_id]
     close = difflib.get_close_matches(str(exercise_id), list(exercises), n=3)
+    notebook = str(exercise_id).split(".")[0]
+    close.sort(key=lambda candidate: candidate.split(".")[0] != notebook)  # the same notebook's first
     suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownExerciseError(
         f"there is no exercise {exercise_id!r}.{suggestion} Ids are 'NN.M' as in the exercise's "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -50,6 +51,45 @@ def code_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
 
 def stream_text(cell: nbformat.NotebookNode) -> str:
     return "".join(out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream")
+
+
+SLEEPS = {("time", "sleep"), ("asyncio", "sleep")}
+
+
+def sleeps_outside_hooks(source: str) -> list[int]:
+    """Lines that use ``time.sleep`` or ``asyncio.sleep`` outside a handler hook (``handle_*``).
+
+    A notebook waits on events, never on a sleep; a hook that sleeps is the thing a lesson about
+    blocking and awaiting shows, so there it is allowed.
+    """
+    lines = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+    found: list[int] = []
+
+    def visit(node: ast.AST, in_hook: bool) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_hook = in_hook or node.name.startswith("handle_")
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and (node.value.id, node.attr) in SLEEPS
+            and not in_hook
+        ):
+            found.append(node.lineno)
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_hook)
+
+    visit(ast.parse(lines), False)
+    return found
+
+
+def test_sleeps_are_allowed_only_inside_handler_hooks():
+    assert sleeps_outside_hooks("time.sleep(1)") == [1]
+    assert sleeps_outside_hooks("x = 1\nawait asyncio.sleep(1)") == [2]
+    assert sleeps_outside_hooks("def wait():\n    time.sleep(1)") == [2]
+    hook = "class Slow:\n    async def handle_DATA(self, *args):\n        {}\n        return '250 OK'"
+    assert sleeps_outside_hooks(hook.format("time.sleep(0.5)")) == []
+    assert sleeps_outside_hooks(hook.format("await asyncio.to_thread(time.sleep, 0.5)")) == []
+    assert sleeps_outside_hooks("script = 'time.sleep(1)'") == [], "text about a sleep is no sleep"
 
 
 def test_there_are_notebooks():
@@ -108,8 +148,7 @@ def test_notebook_is_committed_clean(path: Path) -> None:
     assert "widgets" not in notebook.metadata, "saved widget state: clear it before committing"
     for cell in code_cells(notebook):
         assert cell.outputs == [] and cell.execution_count is None, f"cell {cell.id} carries outputs"
-        source = cell.source
-        assert "time.sleep" not in source and "asyncio.sleep" not in source, "wait on events instead"
+        assert not sleeps_outside_hooks(cell.source), f"wait on events instead of sleeping:\n{cell.source}"
     assert sum("cleanup" in cell.metadata.get("tags", []) for cell in notebook.cells) == 1, (
         "one code cell tagged 'cleanup' stops what the notebook started"
     )
