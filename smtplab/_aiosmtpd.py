@@ -29,6 +29,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -77,7 +78,11 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
         "_timeout_duration",  # named in that 421
         "_handler_coroutine",  # hanging up from inside a command
         "_call_handler_hook",  # limits and handler errors around every hook
-        "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list
+        "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list; EHLO composed here
+        "_set_rset_state",  # EHLO, composed here, resets the transaction as aiosmtpd's does
+        "_tls_protocol",  # EHLO: STARTTLS offered until it is done; AUTH once it is
+        "_decode_data",  # EHLO: 8BITMIME only when content stays bytes
+        "_auth_methods",  # EHLO: the AUTH mechanisms offered
         "_authenticator",  # CRAM-MD5 hands its answer to the authenticator
         "_authenticate",
         "_reader",  # the session's StreamReader (readuntil is recorded)
@@ -118,6 +123,15 @@ STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
         "(RFC 5321 section 4.5.3.1.6); nothing was stored"
     ),
 }
+
+#: The EHLO keywords stock aiosmtpd offers (each when it can: STARTTLS with a TLS context, SIZE
+#: with a size limit …); a lab server's ``extensions=`` switches them one by one.
+STOCK_EXTENSIONS = frozenset({"8BITMIME", "SMTPUTF8", "STARTTLS", "AUTH", "HELP"})
+
+# MAIL FROM parameters and the extension that gives each its meaning (RFC 1870, 6152, 6531).
+_MAIL_PARAMETERS = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
+# "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
+_ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
 
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
@@ -212,11 +226,15 @@ class LabSMTP(SMTP):
             without one, ``max_connections`` is not enforced.
         callbacks: How to report to the lab (:class:`Callbacks`); without them nothing is recorded.
         sessions: A set the session is in while its connection is open (the Controller's).
+        extensions: The EHLO keywords switched on (names of :data:`smtplab.protocol.EXTENSIONS`);
+            ``None``: those stock aiosmtpd offers. One switched off is neither offered nor
+            accepted (see :meth:`ehlo_keywords`).
         **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
             here win over ``limits``.
 
     Attributes:
         transcript: The session's record (from ``callbacks.opened``), or ``None``.
+        extensions: The EHLO keywords switched on.
     """
 
     def __init__(
@@ -227,6 +245,7 @@ class LabSMTP(SMTP):
         gate: ConnectionGate | None = None,
         callbacks: Callbacks | None = None,
         sessions: set[LabSMTP] | None = None,
+        extensions: frozenset[str] | None = None,
         **kwargs: Any,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
@@ -253,6 +272,11 @@ class LabSMTP(SMTP):
         self._tls_on = False
         self._in_data = False
         self._recording_reader: asyncio.StreamReader | None = None
+        # RFC 2034 §3: a server that did not offer ENHANCEDSTATUSCODES sends reply codes alone.
+        self._codes_alone = extensions is not None and "ENHANCEDSTATUSCODES" not in extensions
+        if extensions is None:  # what stock aiosmtpd offers (its replies are left as they are)
+            extensions = STOCK_EXTENSIONS | ({"SIZE"} if self.data_size_limit else set())
+        self.extensions = frozenset(extensions)
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -380,6 +404,7 @@ class LabSMTP(SMTP):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        reply = self._worded(reply)
         self._said(reply)
         transport.write(reply.encode("ascii", "replace") + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
@@ -442,11 +467,20 @@ class LabSMTP(SMTP):
             self._greeted = True
             if self._ask is not None and await self._stage_done("connect"):
                 return
-        reword = STOCK_REPLIES.get(text)
-        if reword is not None:
-            status = text = reword(self)
+        reworded = self._worded(text)
+        if reworded != text:
+            status = text = reworded
         self._said(text)
         await super().push(status)
+
+    def _worded(self, text: str) -> str:
+        """A reply as the lab says it: stock words replaced, enhanced codes only where offered."""
+        reword = STOCK_REPLIES.get(text)
+        if reword is not None:
+            text = reword(self)
+        if self._codes_alone:
+            text = _ENHANCED_CODE.sub("", text, count=1).rstrip()
+        return text
 
     async def _push_lines(self, lines: list[str]) -> None:
         for line in lines:
@@ -505,16 +539,90 @@ class LabSMTP(SMTP):
             await self.push(f"501 {code} Bad {what} address: {problem}")
         return True
 
+    def ehlo_keywords(self) -> list[str]:
+        """The extension lines of this session's EHLO reply, in order, e.g. ``["SIZE 1000", "HELP"]``.
+
+        An extension switched on is offered when it can be, as stock aiosmtpd does: STARTTLS
+        until TLS is on, AUTH once TLS is on (or with ``auth_require_tls=False``), 8BITMIME
+        unless ``decode_data=True``. SIZE without a size limit is offered bare: no fixed
+        maximum (RFC 1870 §4).
+        """
+        on = self.extensions
+        tls_done = self._tls_protocol is not None
+        offered = {
+            "SIZE": f"SIZE {self.data_size_limit}" if self.data_size_limit else "SIZE",
+            "8BITMIME": "8BITMIME" if not self._decode_data else None,
+            "SMTPUTF8": "SMTPUTF8" if self.enable_SMTPUTF8 else None,
+            "ENHANCEDSTATUSCODES": "ENHANCEDSTATUSCODES",
+            "STARTTLS": "STARTTLS" if self.tls_context and not tls_done else None,
+            "AUTH": (
+                "AUTH " + " ".join(sorted(self._auth_methods))
+                if self._auth_methods and (not self._auth_require_tls or tls_done)
+                else None
+            ),
+            "HELP": "HELP",
+        }
+        return [line for name, line in offered.items() if name in on and line]
+
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
-        # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
+        # The one place the EHLO reply is composed (RFC 5321 §4.1.1.1): the server's name, then
+        # one line per extension switched on (ehlo_keywords), as aiosmtpd 1.4.6 would send them
+        # to the same handler hooks.
         if self._ask is not None and await self._stage_done("EHLO"):
             return
-        await super().smtp_EHLO(hostname)
+        if not hostname:
+            await self.push("501 Syntax: EHLO hostname")
+            return
+        self._set_rset_state()
+        assert self.session is not None
+        self.session.extended_smtp = True
+        keywords = self.ehlo_keywords()
+        # MAIL FROM may grow by its parameters (aiosmtpd's allowance: SIZE=… 26, SMTPUTF8 10).
+        grown = 26 * any(k.startswith("SIZE") for k in keywords) + 10 * ("SMTPUTF8" in keywords)
+        self.command_size_limits["MAIL"] = self.command_size_limit + grown
+        lines = [self.hostname, *keywords]
+        if self._ehlo_hook_ver == "old":  # a 4-parameter handle_EHLO gives the last line itself
+            for line in lines:
+                await self.push(f"250-{line}")
+            await self.push(await self._call_handler_hook("EHLO", hostname))
+            return
+        response = [f"250{'-' if n < len(lines) - 1 else ' '}{line}" for n, line in enumerate(lines)]
+        if self._ehlo_hook_ver is None:
+            self.session.host_name = hostname
+        else:  # a 5-parameter handle_EHLO gets the reply and returns the one to send
+            response = await self._call_handler_hook("EHLO", hostname, response)
+        for line in response:
+            await self.push(line)
+
+    async def _not_offered(self, what: str, reply: str) -> bool:
+        """Refuse what an extension switched off would allow; True if refused."""
+        extension = protocol.EXTENSIONS[what]
+        await self.push(
+            f"{reply}: this server does not offer {what} ({extension.rfc}), so it is not in its EHLO reply"
+        )
+        return True
+
+    async def _unoffered_parameter(self, arg: str | None) -> bool:
+        """555 for a MAIL FROM parameter whose extension is switched off (RFC 5321 §4.1.1.11)."""
+        if not arg or ">" not in arg or self.session is None or not self.session.extended_smtp:
+            return False  # aiosmtpd's own checks answer these
+        if self.envelope is not None and self.envelope.mail_from:
+            return False  # a nested MAIL: aiosmtpd answers 503
+        for word in arg.rsplit(">", 1)[1].split():
+            keyword = word.split("=", 1)[0].upper()
+            extension = _MAIL_PARAMETERS.get(keyword)
+            if extension is not None and extension not in self.extensions:
+                return await self._not_offered(
+                    extension, f"555 5.5.4 MAIL FROM parameter {word} not recognized"
+                )
+        return False
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
+            return
+        if await self._unoffered_parameter(arg):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
@@ -549,6 +657,9 @@ class LabSMTP(SMTP):
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
+        if "AUTH" not in self.extensions:
+            await self._not_offered("AUTH", "502 5.5.1 AUTH not implemented")
+            return
         if self._ask is not None and await self._stage_done("AUTH"):
             return
         self._last_reply = ""
@@ -581,9 +692,15 @@ class LabSMTP(SMTP):
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str | None) -> None:
         # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
+        if "HELP" not in self.extensions:
+            await self._not_offered("HELP", "502 5.5.1 HELP not implemented")
+            return
         if await self.check_auth_needed("HELP"):
             return
-        available = sorted(n for n, m in self._smtp_methods.items() if self._syntax_available(m))
+        switched_off = {"AUTH", "STARTTLS"} - self.extensions
+        available = sorted(
+            n for n, m in self._smtp_methods.items() if self._syntax_available(m) and n not in switched_off
+        )
         if arg:
             name = arg.upper()
             command = protocol.COMMANDS.get(name)
@@ -683,6 +800,7 @@ class LabController(Controller):
         limits: The limits every session enforces.
         callbacks: How sessions report to the lab; ``None`` records nothing.
         name: The thread's name.
+        extensions: The EHLO keywords switched on (see :class:`LabSMTP`); ``None``: stock aiosmtpd's.
         **kwargs: Keywords of aiosmtpd's ``Controller`` and ``SMTP``.
 
     Attributes:
@@ -698,6 +816,7 @@ class LabController(Controller):
         limits: Limits,
         callbacks: Callbacks | None = None,
         name: str = "smtplab-server",
+        extensions: frozenset[str] | None = None,
         **kwargs: Any,
     ) -> None:
         address = sock.getsockname()  # a Unix-domain socket's name is its path
@@ -706,6 +825,7 @@ class LabController(Controller):
         self.address = address
         self.limits = limits
         self.callbacks = callbacks
+        self.extensions = extensions
         self.gate = ConnectionGate(limits.max_connections)
         self.sessions: set[LabSMTP] = set()
         self._sock = sock
@@ -718,6 +838,7 @@ class LabController(Controller):
             gate=self.gate,
             callbacks=self.callbacks,
             sessions=self.sessions,
+            extensions=self.extensions,
             **self.SMTP_kwargs,
         )
 

@@ -84,6 +84,7 @@ SMTP_METHODS = {
     "_call_handler_hook": (["self", "command", "args"], True),
     "_syntax_available": (["self", "method"], False),
     "_authenticate": (["self", "mechanism", "auth_data"], False),
+    "_set_rset_state": (["self"], False),
     # Public, but overridden or called by the adapter with these arguments:
     "push": (["self", "status"], True),
     "check_helo_needed": (["self", "helo"], True),
@@ -118,6 +119,52 @@ def test_smtp_attributes_start_as_the_adapter_expects(smtp: SMTP) -> None:
     assert isinstance(SMTP.command_size_limits, dict) and SMTP.command_size_limits["MAIL"] == 512
     assert (SMTP.line_length_limit, SMTP.command_size_limit) == (1001, 512)
     assert isinstance(smtp._create_session(), Session)
+    assert smtp._tls_protocol is None  # set by smtp_STARTTLS
+    assert smtp._decode_data is False  # the default of decode_data=
+    assert sorted(smtp._auth_methods) == ["LOGIN", "PLAIN"]  # the built-in mechanisms, by name
+
+
+class _Pushed:
+    """Keeps what a session pushes instead of writing it."""
+
+    pushed: list[str]
+
+    async def push(self, status: Any) -> None:
+        self.pushed.append(status)
+
+
+class _StockSMTP(_Pushed, SMTP):
+    pass
+
+
+class _LabSMTP(_Pushed, _aiosmtpd.LabSMTP):
+    pass
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"data_size_limit": 2000},
+        {"data_size_limit": 1000, "enable_SMTPUTF8": True},
+        {"data_size_limit": None, "decode_data": True, "auth_require_tls": False},
+    ],
+    ids=["defaults", "smtputf8", "no-limit-decoded-auth"],
+)
+def test_the_lab_composes_the_ehlo_reply_stock_aiosmtpd_would_send(
+    loop: Any, options: dict[str, Any]
+) -> None:
+    # LabSMTP.smtp_EHLO composes the reply itself (to switch extensions off); with no switches
+    # it must say what aiosmtpd's own smtp_EHLO says.
+    replies = []  # LabSMTP's own limits would win over aiosmtpd's defaults: give data_size_limit
+    for cls in (_StockSMTP, _LabSMTP):
+        session = cls(Hooks(), loop=loop, **options)
+        session.pushed, session.session = [], Session(loop)
+        loop.run_until_complete(
+            SMTP.smtp_EHLO(session, "me") if cls is _StockSMTP else session.smtp_EHLO("me")
+        )
+        replies.append(session.pushed)
+    assert replies[0] == replies[1]
+    assert replies[0][0] == "250-" + replies[0][0][4:] and replies[0][-1] == "250 HELP"
 
 
 def test_smtp_reads_line_limits_from_the_instance() -> None:
@@ -258,6 +305,9 @@ def test_every_name_the_adapters_list_is_checked_here() -> None:
             "_ehlo_hook_ver",
             "_authenticator",
             "_smtp_methods",
+            "_tls_protocol",
+            "_decode_data",
+            "_auth_methods",
             "_reader",
             "command_size_limits",
             "line_length_limit",
