@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
+#: ``callback(sender, data, tls)`` for :meth:`Client.observe_wire`.
+WireObserver = Callable[[str, bytes, bool], object]
+
 #: The name the client gives in EHLO/HELO unless told otherwise (``.test``: RFC 2606 §2).
 DEFAULT_CLIENT_NAME = "client.smtplab.test"
 
@@ -239,6 +242,10 @@ class Client:
         self._expect_data = False
         self._data_sent = False
         self._tls_on = False  # kept as a flag: recording asks for every line
+        self._by_line = False  # message content sent with data_line() rather than data()
+        self._by_line_count = self._by_line_size = 0
+        self._wire_observers: tuple[WireObserver, ...] = ()
+        self.wire_errors: list[Exception] = []
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -321,8 +328,10 @@ class Client:
         self._smtp = smtp
         self._tls_on = self.tls == "implicit"
         self.state = protocol.SessionState(tls=self._tls_on)
-        self._in_auth = self._expect_data = False
-        _aiosmtplib.record(smtp, written=self._record_written, replied=self._record_response)
+        self._in_auth = self._expect_data = self._by_line = False
+        _aiosmtplib.record(
+            smtp, written=self._record_written, replied=self._record_response, received=self._record_received
+        )
         self._session_address = self.local_address
         from smtplab.render import format_address
 
@@ -330,6 +339,10 @@ class Client:
         if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
+        if self._wire_observers:  # read inside connect(), before recording began: as its lines
+            self._record_received(
+                ("\r\n".join(self.greeting.lines) + "\r\n").encode("utf-8", "surrogateescape")
+            )
         if self.tls == "starttls" and self.greeting.code == 220:
             await self.starttls(timeout=timeout)
         return self._result(self.greeting)
@@ -514,6 +527,19 @@ class Client:
     def _record_written(self, data: bytes) -> None:
         """Every write on the connection (from the recording protocol), in order."""
         tls = self._tls_on
+        if self._wire_observers:
+            self._tell_wire("client", data, tls)
+        if self._expect_data and self._by_line:  # content from data_line(), then end_data()'s "."
+            if data != b".\r\n":  # a content line "." was stuffed to "..": this is the end
+                self._by_line_count += 1
+                self._by_line_size += len(data)
+                return
+            self._expect_data = self._by_line = False
+            self._data_sent = True
+            if self.record:
+                self.transcript.message_data(self._by_line_count, self._by_line_size, tls=tls)
+            self._last_command = "."
+            return
         if self._expect_data:  # the message content after 354: one summary, then the "."
             self._expect_data = False
             self._data_sent = True
@@ -531,6 +557,38 @@ class Client:
             if self.record:
                 self.transcript.record("client", line, tls)
 
+    def _record_received(self, data: bytes) -> None:
+        """Every read on the connection (from the recording protocol), as the bytes arrived."""
+        if self._wire_observers:
+            self._tell_wire("server", data, self._tls_on)
+
+    def _tell_wire(self, sender: str, data: bytes, tls: bool) -> None:
+        for callback in self._wire_observers:
+            try:
+                callback(sender, data, tls)
+            except Exception as error:  # noqa: BLE001 - an observer must never break the connection
+                if len(self.wire_errors) < 100:
+                    self.wire_errors.append(error)
+
+    def observe_wire(self, callback: WireObserver) -> WireObserver:
+        """Call ``callback(sender, data, tls)`` with the bytes of every write and read, as they cross.
+
+        ``sender`` is ``"client"`` or ``"server"``, ``data`` the exact bytes (CR LF and all; inside
+        TLS, the SMTP bytes before encryption), ``tls`` whether the connection is encrypted. It
+        runs on the client's event loop; an exception it raises is kept on :attr:`wire_errors`.
+        The greeting is read inside :meth:`connect`, before recording starts: it is passed on
+        as its lines, each ended by CR LF. Returns the callback (so this works as a decorator).
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if callback not in self._wire_observers:
+            self._wire_observers = (*self._wire_observers, callback)
+        return callback
+
+    def unobserve_wire(self, callback: WireObserver) -> None:
+        """Stop calling ``callback``; safe for a callback never registered."""
+        self._wire_observers = tuple(cb for cb in self._wire_observers if cb != callback)
+
     def _record_response(self, response: aiosmtplib.SMTPResponse) -> None:
         """Every reply read on the connection (from the recording protocol), in order."""
         self._record_reply(response, self._last_command)
@@ -545,7 +603,8 @@ class Client:
             else:
                 self.transcript.record("server", f"{response.code} {response.message}".rstrip(), tls)
         if response.code == 354:
-            self._expect_data = True
+            self._expect_data, self._by_line = True, False
+            self._by_line_count = self._by_line_size = 0
         word = "." if command == "." else (command.split(" ", 1)[0].upper() if command else "")
         if word and not self._in_auth:
             self.state.advance(word, response.code)
@@ -648,6 +707,52 @@ class Client:
             _aiosmtplib.hang_up(self.smtp)
             raise
         return self._result(self._last_reply)
+
+    async def data_line(self, line: str) -> bytes:
+        """Send one line of message content, after ``DATA`` was answered ``354``; no reply comes.
+
+        The line gets its CR LF, and a line starting with "." gets one more in front
+        (dot-stuffing, RFC 5321 §4.5.2) so the server cannot take it for the end of the message;
+        it removes the extra dot again. End the content with :meth:`end_data`. For a whole
+        message at once, :meth:`data` does all of this.
+
+        Returns:
+            The bytes sent, e.g. ``b"..hidden\r\n"`` for ``".hidden"``.
+
+        Raises:
+            SmtpLabError: The server has not answered ``DATA`` with ``354`` (yet).
+            ValueError: The line holds a CR or LF: send one line at a time.
+        """
+        self._check_in_data("data_line()")
+        if "\r" in line or "\n" in line:
+            raise ValueError(
+                f"data_line() sends one line, and {line!r} holds a line break: call it once per line "
+                "(the line ending is added for you)"
+            )
+        data = line.encode("utf-8", "surrogateescape") + b"\r\n"
+        if data.startswith(b"."):
+            data = b"." + data
+        self._by_line = True
+        _aiosmtplib.write(self.smtp, data)
+        return data
+
+    async def end_data(self, *, timeout: float | None = None) -> Reply:
+        """Send the line holding only "." that ends message content, and return the final reply.
+
+        ``250`` means the server took the message; after the reply the session can start
+        another one (RFC 5321 §4.1.1.4).
+        """
+        self._check_in_data("end_data()")
+        self._by_line = True
+        return await self._command(".", timeout=timeout)
+
+    def _check_in_data(self, what: str) -> None:
+        if self.state.state is not protocol.State.DATA or not self._expect_data:
+            raise SmtpLabError(
+                f"{what} sends message content, which the server takes only after it answered DATA "
+                f"with 354; the session is {self.state.state.value}: send DATA first "
+                "(await client.raw('DATA')), after RCPT TO"
+            )
 
     async def rset(self, *, timeout: float | None = None) -> Reply:
         """``RSET`` (RFC 5321 §4.1.1.5): abandon the current transaction."""

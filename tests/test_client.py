@@ -324,3 +324,59 @@ def test_the_fixture_chain_ends_in_a_client_inside_tls_from_the_runs_ca(
     assert client.login("alice", "wonderland").code == 235
     assert client.send("alice@example.test", "bob@example.test", "Subject: chain\r\n\r\nhi").ok
     assert lab_server.mailbox.wait_for(1)[0].auth_user == "alice"
+
+
+# -- message content line by line, and the bytes on the wire --------------------------------------
+
+
+def test_message_content_line_by_line_is_dot_stuffed_and_recorded_like_data(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        with pytest.raises(
+            smtplab.SmtpLabError, match=r"only after it answered DATA with 354; the session is greeted"
+        ):
+            client.data_line("too early")
+        client.mail("alice@example.test")
+        client.rcpt("bob@example.test")
+        assert client.raw("DATA").code == 354 and client.state.state is State.DATA
+        sent = [client.data_line(line) for line in ("Subject: dots", "", ".hidden", ".", "..two", "end")]
+        assert sent == [b"Subject: dots\r\n", b"\r\n", b"..hidden\r\n", b"..\r\n", b"...two\r\n", b"end\r\n"]
+        with pytest.raises(ValueError, match=r"sends one line, and 'a\\r\\nb' holds a line break"):
+            client.data_line("a\r\nb")
+        reply = client.end_data()
+        assert reply.code == 250 and client.state.state is State.GREETED
+        with pytest.raises(smtplab.SmtpLabError, match="send DATA first"):
+            client.end_data()
+        assert wire(client.transcript)[-2:] == ["-> .", f"<- {reply.code} {reply.message}"]
+        summary = [line.text for line in client.transcript if line.sender == "event"][-1]
+        assert summary == f"message data: 6 lines, {sum(map(len, sent))} bytes"
+        assert wire(client.pair().client) == wire(client.server_transcript)  # both ends agree
+    message = lab_server.mailbox.wait_for(1)[0]
+    assert message.raw == b"Subject: dots\r\n\r\n.hidden\r\n.\r\n..two\r\nend\r\n"
+
+
+def test_a_message_with_no_content_lines_ends_at_once(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo(), client.mail("alice@example.test"), client.rcpt("bob@example.test")
+        assert client.raw("DATA").code == 354
+        assert client.end_data().code == 250
+    assert lab_server.mailbox.wait_for(1)[0].raw == b""
+
+
+@pytest.mark.server_options(tls="starttls")
+def test_wire_observers_see_every_byte_both_ways_and_whether_inside_tls(lab_server):
+    seen: list[tuple[str, bytes, bool]] = []
+    client = SyncClient(lab_server, tls="starttls")
+    client.observe_wire(lambda *chunk: seen.append(chunk))
+    client.observe_wire(lambda *chunk: 1 / 0)  # a broken observer breaks nothing
+    with client:
+        client.noop()
+    assert seen[0] == ("server", f"{client.greeting}\r\n".encode(), False)  # the greeting, as its lines
+    assert seen[1] == ("client", b"EHLO client.smtplab.test\r\n", False)
+    assert ("client", b"STARTTLS\r\n", False) in seen
+    assert ("client", b"NOOP\r\n", True) in seen and ("client", b"QUIT\r\n", True) in seen
+    said = b"".join(data for sender, data, tls in seen if sender == "server" and tls)
+    assert said == b"250 OK\r\n221 Bye\r\n"  # NOOP and QUIT answered inside TLS
+    assert b"250-SIZE" in b"".join(data for sender, data, tls in seen if sender == "server" and not tls)
+    assert client.wire_errors and all(isinstance(e, ZeroDivisionError) for e in client.wire_errors)
+    client.unobserve_wire(seen.append)  # never registered: nothing happens
