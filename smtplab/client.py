@@ -231,7 +231,7 @@ class Client:
             "client_cert": client_cert,
             "client_key": client_key,
         }
-        self.transcript = Transcript(title=f"client to {self._where()}")
+        self.transcript = Transcript(title=f"client to {self.where}")
         self.state = protocol.SessionState(tls=tls == "implicit")
         self.greeting: Reply | None = None
         self._last_reply = Reply(0, "")
@@ -272,6 +272,14 @@ class Client:
         return _aiosmtplib.extensions(self._smtp) if self._smtp is not None else {}
 
     @property
+    def last_reply(self) -> Reply:
+        """The server's latest reply on this connection (code 0 before the first one).
+
+        A ``334`` here means the server waits for an answer to its AUTH challenge, not a command.
+        """
+        return self._last_reply
+
+    @property
     def tls_active(self) -> bool:
         """Whether the connection is encrypted right now."""
         return self._tls_on and self.connected
@@ -298,7 +306,7 @@ class Client:
             start_tls=False,  # never upgrade silently (aiosmtplib's default start_tls=None does)
             tls_context=self._tls_context() if self.tls else None,
         )
-        self._event(f"connecting to {self._where()}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        self._event(f"connecting to {self.where}{' with implicit TLS' if self.tls == 'implicit' else ''}")
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
@@ -347,8 +355,9 @@ class Client:
             await self.starttls(timeout=timeout)
         return self._result(self.greeting)
 
-    def _where(self) -> str:
-        """``host:port``, or the path of a lab server's Unix-domain socket."""
+    @property
+    def where(self) -> str:
+        """Where the client connects: ``host:port``, or the path of a lab server's Unix-domain socket."""
         path = getattr(self.server, "socket_path", None)
         return path or f"{self.host}:{self.port}"
 
@@ -632,7 +641,11 @@ class Client:
         except aiosmtplib.SMTPTimeoutError as error:
             self._event("connection closed by the client after a timeout")
             raise self._timeout_error(masked(line, after_334=self._in_auth).split(" ")[0], timeout) from error
-        return self._result(self._last_reply)
+        reply = self._last_reply
+        verb = line.split(" ", 1)[0].upper()
+        if verb in ("EHLO", "HELO") and reply.code == 250:  # also when sent with raw()
+            _aiosmtplib.note_hello(self.smtp, verb, aiosmtplib.SMTPResponse(reply.code, reply.message))
+        return self._result(reply)
 
     @staticmethod
     def _timeout_error(command: str, timeout: float) -> ClientTimeoutError:
@@ -658,17 +671,11 @@ class Client:
 
     async def ehlo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
         """``EHLO`` (RFC 5321 §4.1.1.1): say hello and ask for the server's extensions."""
-        reply = await self._command("EHLO", name or self.name, timeout=timeout)
-        if reply.code == 250:
-            _aiosmtplib.note_hello(self.smtp, "EHLO", aiosmtplib.SMTPResponse(reply.code, reply.message))
-        return reply
+        return await self._command("EHLO", name or self.name, timeout=timeout)
 
     async def helo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
         """``HELO``: the original greeting, without extensions."""
-        reply = await self._command("HELO", name or self.name, timeout=timeout)
-        if reply.code == 250:
-            _aiosmtplib.note_hello(self.smtp, "HELO", aiosmtplib.SMTPResponse(reply.code, reply.message))
-        return reply
+        return await self._command("HELO", name or self.name, timeout=timeout)
 
     async def mail(self, sender: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
         """``MAIL FROM:<sender>`` (RFC 5321 §4.1.1.2): start a transaction; ``""`` is the null sender."""

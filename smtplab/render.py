@@ -503,3 +503,53 @@ def state_mermaid(current: Any = None) -> str:
         out.append("    classDef now fill:#ffd27f,stroke:#a15c00,stroke-width:3px,color:#000")
         out.append(f"    class {current.value} now")
     return "\n".join(out)
+
+
+# -- raw bytes on the wire ------------------------------------------------------------------------
+
+_WIRE_LINES = re.compile(rb"[^\n]*\n|[^\n]+$")
+_CRLF = (
+    '<span class="smtplab-crlf" style="background-color:rgba(128, 128, 128, 0.25);border-radius:3px" '
+    'title="CR LF (\\r\\n, bytes 13 and 10): the end of an SMTP line">\u240d\u240a</span>'
+)
+_BARE = {
+    b"\n": "a bare LF (\\n, byte 10) without its CR: SMTP lines end with CR LF",
+    b"\r": "a bare CR (\\r, byte 13) without its LF: SMTP lines end with CR LF",
+}
+#: What the signs in a rendering of raw bytes stand for.
+WIRE_LEGEND = (
+    "\u240d\u240a = CR LF (\\r\\n, bytes 13 and 10), the end of every SMTP line; \u240a alone = a bare LF"
+)
+
+
+def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
+    """HTML table rows for bytes that crossed the wire: one row per line, every CR and LF visible.
+
+    Args:
+        sender: ``"client"`` or ``"server"``; said in words in the first column.
+        data: The exact bytes.
+        tls: Whether they travelled inside TLS (a lock, and the words "inside TLS" on hover).
+    """
+    rows = []
+    who = "client \u2192" if sender == "client" else "\u2190 server"
+    for raw in _WIRE_LINES.findall(data):
+        ending = b"\r\n" if raw.endswith(b"\r\n") else raw[-1:] if raw[-1:] in _BARE else b""
+        body = display(raw[: len(raw) - len(ending)].decode("utf-8", "surrogateescape"))
+        if ending == b"\r\n":
+            end = _CRLF
+        elif ending:
+            picture = display(ending.decode())
+            end = f'<span class="smtplab-bare" style="outline:1px dashed currentColor" title="{_BARE[ending]}">{picture}</span>'
+        else:
+            end = '<span style="opacity:0.6" title="no line ending yet">(no line ending)</span>'
+        lock = (
+            f'<td style="{TD};padding-right:0" title="inside TLS">{LOCK}</td>'
+            if tls
+            else f'<td style="{TD}"></td>'
+        )
+        rows.append(
+            f'<tr class="smtplab-wire-{sender}" style="background-color:{_ROW_BACKGROUND[sender]}">'
+            f'<td style="{TD};white-space:nowrap;border-left:3px solid {_ROW_EDGE[sender]}">{who}</td>{lock}'
+            f'<td style="{TD};white-space:pre-wrap;word-break:break-all">{_html.escape(body, quote=True)}{end}</td></tr>'
+        )
+    return rows

@@ -380,3 +380,11 @@ def test_wire_observers_see_every_byte_both_ways_and_whether_inside_tls(lab_serv
     assert b"250-SIZE" in b"".join(data for sender, data, tls in seen if sender == "server" and not tls)
     assert client.wire_errors and all(isinstance(e, ZeroDivisionError) for e in client.wire_errors)
     client.unobserve_wire(seen.append)  # never registered: nothing happens
+
+
+def test_a_greeting_sent_with_raw_still_tells_the_client_what_the_server_offers(lab_server):
+    with SyncClient(lab_server) as client:
+        assert client.extensions == {}
+        assert client.raw("EHLO by-hand.test").code == 250
+        assert {"size", "8bitmime", "help"} <= set(client.extensions) and client.state.esmtp
+        assert client.last_reply.code == 250 and client.where == f"{lab_server.host}:{lab_server.port}"
