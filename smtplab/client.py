@@ -352,7 +352,11 @@ class Client:
                 ("\r\n".join(self.greeting.lines) + "\r\n").encode("utf-8", "surrogateescape")
             )
         if self.tls == "starttls" and self.greeting.code == 220:
-            await self.starttls(timeout=timeout)
+            try:
+                await self.starttls(timeout=timeout)
+            except BaseException:
+                await self.close()  # no TLS: hang up rather than leave a plain-text session open
+                raise
         return self._result(self.greeting)
 
     @property

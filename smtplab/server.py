@@ -534,7 +534,7 @@ def _checked_extensions(
         "SMTPUTF8": options.get("enable_SMTPUTF8", True),
         "ENHANCEDSTATUSCODES": True,
         "STARTTLS": tls == "starttls",
-        "AUTH": True,
+        "AUTH": auth is not None or "auth_callback" in options,  # a server with no users offers no AUTH
         "HELP": True,
     }
     if extensions is None:
@@ -588,6 +588,11 @@ def _check_extension_conflicts(
         raise ValueError(
             "tls='starttls' is there to offer STARTTLS: to switch STARTTLS off, leave tls out "
             '(tls=None) instead of extensions={"STARTTLS": False}'
+        )
+    if chosen["AUTH"] and not defaults["AUTH"]:
+        raise ValueError(
+            'extensions={"AUTH": True} needs users to log in: give them with auth=, e.g. '
+            'auth={"alice": "wonderland"} (AUTH is then on by itself)'
         )
     if not chosen["AUTH"] and auth is not None:
         raise ValueError(

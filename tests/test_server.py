@@ -426,7 +426,7 @@ def test_a_lab_server_offers_every_extension_it_can_by_default(lab_server):
         "SMTPUTF8": True,
         "ENHANCEDSTATUSCODES": True,
         "STARTTLS": False,  # no tls="starttls"
-        "AUTH": True,  # offered once TLS is on (auth_require_tls)
+        "AUTH": False,  # no users: auth= switches it on (offered once TLS is on)
         "HELP": True,
     }
     with Wire(lab_server.address) as wire:
@@ -449,11 +449,13 @@ SWITCHED_OFF = {  # what a server without the extension answers (RFC 5321 §4.1.
     "HELP": ("HELP", "502 5.5.1 HELP not implemented: this server does not offer HELP"),
     "AUTH": ("AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=", "502 5.5.1 AUTH not implemented"),
 }
+USERS = {"alice": "wonderland"}
 
 
 @pytest.mark.parametrize("name", sorted(SWITCHED_OFF))
 def test_an_extension_switched_off_is_not_offered_and_using_it_is_refused(name):
     command, refusal = SWITCHED_OFF[name]
+    users = USERS if name == "AUTH" else None  # AUTH is on by default only with users
     with smtplab.start_server(name="switched", extensions={name: False}, auth_require_tls=False) as server:
         assert server.extensions[name] is False
         with Wire(server.address) as wire:
@@ -463,7 +465,7 @@ def test_an_extension_switched_off_is_not_offered_and_using_it_is_refused(name):
             assert reply.startswith(refusal)
             assert f"does not offer {name} (RFC " in reply
             assert wire.command("MAIL FROM:<a@example.test>") == ["250 OK"], "the session goes on"
-    with smtplab.start_server(name="switched", auth_require_tls=False) as server:  # the same, offered
+    with smtplab.start_server(name="switched", auth=users, auth_require_tls=False) as server:  # offered
         with Wire(server.address) as wire:
             assert any(k.split(" ")[0] == name for k in ehlo_keywords(wire))
             assert not wire.command(command)[-1].startswith(refusal[:3])
@@ -510,6 +512,7 @@ def test_extension_names_are_case_insensitive_and_a_stopped_server_keeps_them():
         ({"STARTTLS": True}, {"tls": "implicit"}, ValueError, r"encrypted from the first byte"),
         ({"STARTTLS": False}, {"tls": "starttls"}, ValueError, r"leave tls out \(tls=None\)"),
         ({"AUTH": False}, {"auth": {"alice": "wonderland"}}, ValueError, r"give one or the other"),
+        ({"AUTH": True}, {}, ValueError, r"needs users to log in: give them with auth="),
         ({"8BITMIME": True}, {"decode_data": True}, ValueError, r"contradicts decode_data=True"),
         ({"SMTPUTF8": True}, {"enable_SMTPUTF8": False}, ValueError, r"contradicts enable_SMTPUTF8=False"),
         ({"SMTPUTF8": False}, {"enable_SMTPUTF8": True}, ValueError, r"contradicts enable_SMTPUTF8=True"),
@@ -532,6 +535,8 @@ def test_the_fixes_the_extension_errors_suggest_work(lab_tls):
         assert not server.extensions["STARTTLS"]
     with smtplab.start_server(name="fixed", extensions={"AUTH": False}) as server:  # auth= left out
         assert not server.extensions["AUTH"]
+    with smtplab.start_server(name="fixed", auth={"alice": "wonderland"}) as server:  # AUTH: True
+        assert server.extensions["AUTH"]
     with smtplab.start_server(name="fixed", decode_data=True) as server:
         assert not server.extensions["8BITMIME"]
     with smtplab.start_server(name="fixed", enable_SMTPUTF8=False) as server:

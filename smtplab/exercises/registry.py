@@ -42,6 +42,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 01 event loops
         # 02 handlers
         # 03 SMTP conversation
+        "03": "conversation",
         # 04 messages and MIME
         # 05 AUTH
         # 06 SSL and STARTTLS
