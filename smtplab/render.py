@@ -508,17 +508,24 @@ def state_mermaid(current: Any = None) -> str:
 # -- raw bytes on the wire ------------------------------------------------------------------------
 
 _WIRE_LINES = re.compile(rb"[^\n]*\n|[^\n]+$")
+# Line endings are written out in words, in a small box: control pictures (U+240D, U+240A) are
+# missing from many fonts, and a box of nothing would carry the meaning.
+_ENDING_STYLE = (
+    "font-family:var(--jp-ui-font-family, sans-serif);font-size:9px;padding:0 2px;margin-left:2px;"
+    "border-radius:3px;white-space:nowrap"
+)
 _CRLF = (
-    '<span class="smtplab-crlf" style="background-color:rgba(128, 128, 128, 0.25);border-radius:3px" '
-    'title="CR LF (\\r\\n, bytes 13 and 10): the end of an SMTP line">\u240d\u240a</span>'
+    f'<span class="smtplab-crlf" style="{_ENDING_STYLE};background-color:rgba(128, 128, 128, 0.25)" '
+    'title="CR LF (\\r\\n, bytes 13 and 10): the end of an SMTP line">CR LF</span>'
 )
 _BARE = {
-    b"\n": "a bare LF (\\n, byte 10) without its CR: SMTP lines end with CR LF",
-    b"\r": "a bare CR (\\r, byte 13) without its LF: SMTP lines end with CR LF",
+    b"\n": ("LF", "a bare LF (\\n, byte 10) without its CR: SMTP lines end with CR LF"),
+    b"\r": ("CR", "a bare CR (\\r, byte 13) without its LF: SMTP lines end with CR LF"),
 }
-#: What the signs in a rendering of raw bytes stand for.
+#: What the boxes in a rendering of raw bytes stand for.
 WIRE_LEGEND = (
-    "\u240d\u240a = CR LF (\\r\\n, bytes 13 and 10), the end of every SMTP line; \u240a alone = a bare LF"
+    "CR LF = the two bytes \\r\\n (13, 10) that end every SMTP line; LF or CR alone, in a dashed box, "
+    "a bare line ending"
 )
 
 
@@ -528,7 +535,7 @@ def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
     Args:
         sender: ``"client"`` or ``"server"``; said in words in the first column.
         data: The exact bytes.
-        tls: Whether they travelled inside TLS (a lock, and the words "inside TLS" on hover).
+        tls: Whether they travelled inside TLS (said as "TLS", and "inside TLS" on hover).
     """
     rows = []
     who = "client \u2192" if sender == "client" else "\u2190 server"
@@ -538,12 +545,12 @@ def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
         if ending == b"\r\n":
             end = _CRLF
         elif ending:
-            picture = display(ending.decode())
-            end = f'<span class="smtplab-bare" style="outline:1px dashed currentColor" title="{_BARE[ending]}">{picture}</span>'
+            word, why = _BARE[ending]
+            end = f'<span class="smtplab-bare" style="{_ENDING_STYLE};outline:1px dashed currentColor" title="{why}">{word}</span>'
         else:
             end = '<span style="opacity:0.6" title="no line ending yet">(no line ending)</span>'
         lock = (
-            f'<td style="{TD};padding-right:0" title="inside TLS">{LOCK}</td>'
+            f'<td style="{TD};padding-right:0" title="inside TLS">TLS</td>'
             if tls
             else f'<td style="{TD}"></td>'
         )

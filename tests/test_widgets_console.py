@@ -18,7 +18,7 @@ from smtplab.widgets import CommandConsole
 
 def shown(html_text: str) -> str:
     """What a reader sees in an HTML value: tags dropped (a space between blocks), entities decoded."""
-    spaced = re.sub(r"<(br|/?div|/td|/th|/tr)\b[^>]*>", " ", html_text)
+    spaced = re.sub(r"<(br|/?div|/td|/th|/tr|span class=\"smtplab-)\b[^>]*>", " ", html_text)
     return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", spaced))).strip()
 
 
@@ -95,14 +95,16 @@ def test_a_data_session_line_by_line_shows_dot_stuffing_as_it_happens(console, l
     type_in(console, ".hidden")
 
     message = shown(console.data_view.value)
-    assert ".hidden client → ..hidden␍␊ dot-stuffed: a line starting with . gets one more" in message
+    assert ".hidden client → ..hidden CR LF dot-stuffed: a line starting with . gets one more" in message
     assert console.steps[-1].wire == b"..hidden\r\n" and console.steps[-1].reply is None
 
     console.buttons["."].click()  # the same as typing a lone "."
 
     reply = shown(console.reply_view.value)
     assert "You sent . The server answered Done (2yz) 250" in reply and "data → greeted" in reply
-    assert ". client → .␍␊ a line holding only . : the end of the message" in shown(console.data_view.value)
+    assert ". client → . CR LF a line holding only . : the end of the message" in shown(
+        console.data_view.value
+    )
     captured = lab_server.mailbox.wait_for(1)[0]
     assert captured.raw == b"Subject: Typed by hand\r\n\r\nHello Bob,\r\n.hidden\r\n"
     assert captured.rcpt_tos == ("bob@example.test",) and captured.mail_from == "alice@example.test"
@@ -114,11 +116,11 @@ def test_the_raw_wire_shows_every_byte_both_ways_with_cr_lf_visible(console):
     console.wire_toggle.value = True
     assert console.wire_view.layout.display is None and console.wire_toggle.description == "Hide raw bytes"
     wire = shown(console.wire_view.value)
-    assert "← server 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6)␍␊" in wire
-    assert "client → EHLO client.smtplab.test␍␊ ← server 250-smtplab.test␍␊ ← server 250-SIZE" in wire
-    assert "␍␊ = CR LF (\\r\\n, bytes 13 and 10)" in wire
+    assert "← server 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6) CR LF" in wire
+    assert "client → EHLO client.smtplab.test CR LF ← server 250-smtplab.test CR LF ← server 250-SIZE" in wire
+    assert "CR LF = the two bytes \\r\\n (13, 10) that end every SMTP line" in wire
     console.buttons["NOOP"].click()
-    assert shown(console.wire_view.value).endswith("client → NOOP␍␊ ← server 250 OK␍␊")
+    assert shown(console.wire_view.value).endswith("client → NOOP CR LF ← server 250 OK CR LF")
     console.wire_toggle.value = False
     assert console.wire_view.layout.display == "none"
 
