@@ -330,7 +330,7 @@ def mermaid(rows: Iterable[tuple[Line, str, str]], *, reveal_secrets: bool) -> s
 # leads: the picture cannot disagree with the machine. The current state is marked in words
 # ("you are here") as well as by colour and a thicker border.
 
-_BOX_W, _BOX_H, _GAP, _MARGIN, _ROW_Y = 104, 44, 68, 14, 44
+_BOX_W, _BOX_H, _GAP, _MARGIN, _ROW_Y = 104, 44, 76, 14, 44
 _NOW_FILL = "rgba(255, 170, 0, 0.35)"
 _NOW_WORDS = "you are here"
 _SVG_TEXT = "font-family:var(--jp-ui-font-family, sans-serif);font-size:11px"
@@ -529,6 +529,24 @@ WIRE_LEGEND = (
 )
 
 
+def wire_text(line: bytes) -> str:
+    """One line of raw bytes as HTML: its text, escaped, then its line ending in words.
+
+    ``CR LF`` in a grey box for the ending SMTP wants; ``LF`` or ``CR`` in a dashed box for a
+    bare one; "(no line ending)" when the line has none yet. Each says what it is on hover.
+    """
+    ending = b"\r\n" if line.endswith(b"\r\n") else line[-1:] if line[-1:] in _BARE else b""
+    body = display(line[: len(line) - len(ending)].decode("utf-8", "surrogateescape"))
+    if ending == b"\r\n":
+        end = _CRLF
+    elif ending:
+        word, why = _BARE[ending]
+        end = f'<span class="smtplab-bare" style="{_ENDING_STYLE};outline:1px dashed currentColor" title="{why}">{word}</span>'
+    else:
+        end = '<span style="opacity:0.6" title="no line ending yet">(no line ending)</span>'
+    return f"{_html.escape(body, quote=True)}{end}"
+
+
 def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
     """HTML table rows for bytes that crossed the wire: one row per line, every CR and LF visible.
 
@@ -537,26 +555,13 @@ def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
         data: The exact bytes.
         tls: Whether they travelled inside TLS (said as "TLS", and "inside TLS" on hover).
     """
-    rows = []
     who = "client \u2192" if sender == "client" else "\u2190 server"
-    for raw in _WIRE_LINES.findall(data):
-        ending = b"\r\n" if raw.endswith(b"\r\n") else raw[-1:] if raw[-1:] in _BARE else b""
-        body = display(raw[: len(raw) - len(ending)].decode("utf-8", "surrogateescape"))
-        if ending == b"\r\n":
-            end = _CRLF
-        elif ending:
-            word, why = _BARE[ending]
-            end = f'<span class="smtplab-bare" style="{_ENDING_STYLE};outline:1px dashed currentColor" title="{why}">{word}</span>'
-        else:
-            end = '<span style="opacity:0.6" title="no line ending yet">(no line ending)</span>'
-        lock = (
-            f'<td style="{TD};padding-right:0" title="inside TLS">TLS</td>'
-            if tls
-            else f'<td style="{TD}"></td>'
-        )
-        rows.append(
-            f'<tr class="smtplab-wire-{sender}" style="background-color:{_ROW_BACKGROUND[sender]}">'
-            f'<td style="{TD};white-space:nowrap;border-left:3px solid {_ROW_EDGE[sender]}">{who}</td>{lock}'
-            f'<td style="{TD};white-space:pre-wrap;word-break:break-all">{_html.escape(body, quote=True)}{end}</td></tr>'
-        )
-    return rows
+    lock = (
+        f'<td style="{TD};padding-right:0" title="inside TLS">TLS</td>' if tls else f'<td style="{TD}"></td>'
+    )
+    return [
+        f'<tr class="smtplab-wire-{sender}" style="background-color:{_ROW_BACKGROUND[sender]}">'
+        f'<td style="{TD};white-space:nowrap;border-left:3px solid {_ROW_EDGE[sender]}">{who}</td>{lock}'
+        f'<td style="{TD};white-space:pre-wrap;word-break:break-all">{wire_text(raw)}</td></tr>'
+        for raw in _WIRE_LINES.findall(data)
+    ]

@@ -95,16 +95,14 @@ def test_a_data_session_line_by_line_shows_dot_stuffing_as_it_happens(console, l
     type_in(console, ".hidden")
 
     message = shown(console.data_view.value)
-    assert ".hidden client → ..hidden CR LF dot-stuffed: a line starting with . gets one more" in message
+    assert ".hidden ..hidden CR LF dot-stuffed: a line starting with . gets one more" in message
     assert console.steps[-1].wire == b"..hidden\r\n" and console.steps[-1].reply is None
 
     console.buttons["."].click()  # the same as typing a lone "."
 
     reply = shown(console.reply_view.value)
     assert "You sent . The server answered Done (2yz) 250" in reply and "data → greeted" in reply
-    assert ". client → . CR LF a line holding only . : the end of the message" in shown(
-        console.data_view.value
-    )
+    assert ". . CR LF a line holding only . : the end of the message" in shown(console.data_view.value)
     captured = lab_server.mailbox.wait_for(1)[0]
     assert captured.raw == b"Subject: Typed by hand\r\n\r\nHello Bob,\r\n.hidden\r\n"
     assert captured.rcpt_tos == ("bob@example.test",) and captured.mail_from == "alice@example.test"

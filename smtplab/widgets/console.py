@@ -165,10 +165,17 @@ class CommandConsole(LiveBox):
         self.command.add_class("smtplab-console-command")
         self.send_button = ipywidgets.Button(description="Send", icon="paper-plane", button_style="primary")
         self.send_button.add_class("smtplab-console-send")
-        self.connect_button = ipywidgets.Button(description="Connect", icon="plug")
-        self.wire_toggle = ipywidgets.ToggleButton(
-            value=show_wire, description="Show raw bytes", icon="eye", tooltip="The exact bytes both ways"
+        self.connect_button = ipywidgets.Button(
+            description="Connect", icon="plug", layout=ipywidgets.Layout(width="auto", flex="0 0 auto")
         )
+        self.wire_toggle = ipywidgets.ToggleButton(
+            value=show_wire,
+            description="Show raw bytes",
+            icon="eye",
+            tooltip="The exact bytes both ways",
+            layout=ipywidgets.Layout(width="auto", flex="0 0 auto"),
+        )
+        self.wire_toggle.add_class("smtplab-console-wire-toggle")
         self.buttons: dict[str, ipywidgets.Button] = {}
         for verb in _BUTTONS:
             label = "end message (.)" if verb == _END else verb
@@ -178,7 +185,7 @@ class CommandConsole(LiveBox):
             button.add_class("smtplab-console-verb")
             self.buttons[verb] = button
         self._button_verbs = {id(button): verb for verb, button in self.buttons.items()}
-        self.status = ipywidgets.HTML()
+        self.status = ipywidgets.HTML(layout=ipywidgets.Layout(flex="1 1 auto"))
         self.diagram = ipywidgets.HTML()
         self.diagram.add_class("smtplab-console-diagram")
         self.reply_view = ipywidgets.HTML()
@@ -456,11 +463,12 @@ class CommandConsole(LiveBox):
         if reply is not None:
             first = reply.code // 100
             verdict = f"{_VERDICTS.get(first, '?')} ({first}yz)"
-            lines = "<br>".join(escape(line) for line in reply.lines)
+            lines = "\n".join(escape(line) for line in reply.lines)
             parts.append(
                 f'<b>The server answered</b> <span style="background-color:{_VERDICT_COLOURS.get(first, "none")};'
                 f'padding:0 4px;border-radius:3px"><b>{escape(verdict)}</b></span>'
-                f'<div style="font-family:var(--jp-code-font-family, monospace);margin:2px 0 2px 1em">{lines}</div>'
+                '<div style="font-family:var(--jp-code-font-family, monospace);margin:2px 0 2px 1em;'
+                f'line-height:1.35;white-space:pre-wrap">{lines}</div>'
             )
             parts.append(f"<b>Meaning</b>: {escape(reply.meaning)}")
             if reply.code == 334:
@@ -499,11 +507,12 @@ class CommandConsole(LiveBox):
                 note = "dot-stuffed: a line starting with . gets one more on the wire; the server removes it"
             else:
                 note = ""
-            wire = "".join(render.wire_rows("client", sent))
             shown = escape(typed) if typed else '<span style="opacity:0.6">(empty line)</span>'
             rows.append(
-                f'<tr><td style="{render.TD}">{shown}</td><td style="{render.TD}"><table>{wire}</table></td>'
-                f'<td style="{render.TD};opacity:0.8">{escape(note)}</td></tr>'
+                f'<tr><td style="{render.TD};white-space:pre">{shown}</td>'
+                f'<td style="{render.TD};white-space:pre">{render.wire_text(sent)}</td>'
+                f'<td style="{render.TD};font-family:var(--jp-ui-font-family, sans-serif);opacity:0.8">'
+                f"{escape(note)}</td></tr>"
             )
         head = (
             f'<tr><th style="{render.TD}">you typed</th><th style="{render.TD}">on the wire</th>'
