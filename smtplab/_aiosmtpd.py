@@ -128,8 +128,6 @@ STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
 #: with a size limit …); a lab server's ``extensions=`` switches them one by one.
 STOCK_EXTENSIONS = frozenset({"8BITMIME", "SMTPUTF8", "STARTTLS", "AUTH", "HELP"})
 
-# MAIL FROM parameters and the extension that gives each its meaning (RFC 1870, 6152, 6531).
-_MAIL_PARAMETERS = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
 # "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
 _ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
 
@@ -611,7 +609,7 @@ class LabSMTP(SMTP):
             return False  # a nested MAIL: aiosmtpd answers 503
         for word in arg.rsplit(">", 1)[1].split():
             keyword = word.split("=", 1)[0].upper()
-            extension = _MAIL_PARAMETERS.get(keyword)
+            extension = protocol.MAIL_PARAMETERS.get(keyword)
             if extension is not None and extension not in self.extensions:
                 return await self._not_offered(
                     extension, f"555 5.5.4 MAIL FROM parameter {word} not recognized"

@@ -36,8 +36,10 @@ from dataclasses import dataclass
 
 __all__ = [
     "COMMANDS",
+    "COMMAND_ORDER",
     "ENHANCED_CODES",
     "EXTENSIONS",
+    "MAIL_PARAMETERS",
     "REPLY_CATEGORIES",
     "REPLY_CLASSES",
     "REPLY_CODES",
@@ -441,6 +443,10 @@ EXTENSIONS: dict[str, Extension] = {
     )
 }
 
+#: The MAIL FROM parameters an extension gives meaning to, and that extension (RFC 1870 §6,
+#: RFC 6152 §2, RFC 6531 §3.4): a server that does not offer it answers 555 to the parameter.
+MAIL_PARAMETERS: dict[str, str] = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
+
 
 # --------------------------------------------------------------------------------------------
 # Reading replies
@@ -647,7 +653,8 @@ _STATE_MEANINGS = {
 
 
 _END_OF_DATA = "."  # the line that ends message content (RFC 5321 §4.1.1.4)
-_ORDER = (
+#: Every command, in the order a session usually uses them (the order of ``allowed()``).
+COMMAND_ORDER = (
     "EHLO",
     "HELO",
     "STARTTLS",
@@ -724,7 +731,7 @@ class SessionState:
         """Return the commands that make sense now, in the order a session usually uses them."""
         if self.state is State.DATA:
             return [_END_OF_DATA]
-        return [name for name in _ORDER if self.check(name) is None]
+        return [name for name in COMMAND_ORDER if self.check(name) is None]
 
     def check(self, command: str) -> str | None:
         """Say whether ``command`` makes sense now.
@@ -760,7 +767,7 @@ class SessionState:
         if verb not in COMMANDS:
             return (
                 f"{verb or 'An empty line'} is not an SMTP command smtplab knows; the "
-                "server answers 500 (command unrecognized). Known commands: " + ", ".join(_ORDER) + "."
+                "server answers 500 (command unrecognized). Known commands: " + ", ".join(COMMAND_ORDER) + "."
             )
         rule = getattr(self, f"_check_{verb.lower()}", None)
         return rule() if rule is not None else None
@@ -989,7 +996,7 @@ def transitions() -> list[Transition]:
     for source in State:
         if source is State.CLOSED:
             continue
-        for command in (*_ORDER, _END_OF_DATA):
+        for command in (*COMMAND_ORDER, _END_OF_DATA):
             machine = SessionState()
             machine.state, machine.esmtp = source, source is not State.CONNECTED
             if machine.check(command) is not None:

@@ -39,27 +39,12 @@ _VERDICT_COLOURS = {
     4: "rgba(234, 134, 0, 0.18)",
     5: "rgba(217, 48, 37, 0.15)",
 }
-# One button per command, in the order a session uses them; each is shown only when valid.
-_BUTTONS = (
-    "EHLO",
-    "HELO",
-    "STARTTLS",
-    "AUTH",
-    "MAIL",
-    "RCPT",
-    "DATA",
-    _END,
-    "RSET",
-    "NOOP",
-    "VRFY",
-    "EXPN",
-    "HELP",
-    "QUIT",
-)
-# Commands that are extensions: offered only if the EHLO reply lists them (after EHLO).
-_OFFERED_ONLY = ("STARTTLS", "AUTH", "HELP")
-# MAIL FROM parameters and the extension each needs (RFC 1870, 6152, 6531).
-_PARAMETERS = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
+# One button per command, in the order a session uses them (the end of a message after DATA);
+# each is shown only when it is valid.
+_AFTER_DATA = protocol.COMMAND_ORDER.index("DATA") + 1
+_BUTTONS = (*protocol.COMMAND_ORDER[:_AFTER_DATA], _END, *protocol.COMMAND_ORDER[_AFTER_DATA:])
+# Commands that are extensions (STARTTLS, AUTH, HELP): offered only if the EHLO reply lists them.
+_OFFERED_ONLY = frozenset(protocol.COMMANDS) & frozenset(protocol.EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -380,9 +365,9 @@ class CommandConsole(LiveBox):
         wanted = [verb] if verb in _OFFERED_ONLY else []
         if verb == "MAIL":
             wanted += [
-                _PARAMETERS[w.split("=")[0].upper()]
+                protocol.MAIL_PARAMETERS[w.split("=")[0].upper()]
                 for w in words[2:]
-                if w.split("=")[0].upper() in _PARAMETERS
+                if w.split("=")[0].upper() in protocol.MAIL_PARAMETERS
             ]
         for name in wanted:
             if name not in offered:
