@@ -5,13 +5,15 @@ This module answers the questions a learner asks while reading an SMTP conversat
 no sockets and runs no event loop, so widgets, notebooks, the transcript and error messages can
 all share one source of truth.
 
-- :data:`COMMANDS` — every command smtplab speaks, with syntax, purpose and the RFC section.
+- :data:`COMMANDS` — every command smtplab speaks, with syntax, purpose and the RFC section;
+  :data:`COMMAND_ORDER` — the order a session usually uses them in.
 - :data:`REPLY_CODES` — the reply codes of RFC 5321 §4.2 plus those of AUTH (RFC 4954),
   STARTTLS (RFC 3207) and "no mail here" (RFC 7504). :data:`REPLY_CLASSES` and
   :data:`REPLY_CATEGORIES` give the meaning of the first and second digit for any other code.
 - :data:`ENHANCED_CODES` — enhanced status codes such as ``5.7.8`` (RFC 3463, RFC 4954).
 - :data:`EXTENSIONS` — the ESMTP extensions a server lists in its EHLO reply, and what a server
-  without one answers when a client uses it anyway.
+  without one answers when a client uses it anyway; :data:`MAIL_PARAMETERS` — the MAIL FROM
+  parameters they bring.
 - :func:`parse_reply_line`, :func:`reply_code` and :func:`explain` — read one reply line and say
   what it means (the one reply grammar of smtplab: transcripts and the client use it too).
 - :func:`argument_problem` — the one hygiene rule for command arguments (control characters,
