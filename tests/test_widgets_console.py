@@ -237,3 +237,18 @@ def test_in_a_kernel_commands_run_in_order_on_its_loop(lab_server):
 
     asyncio.run(scenario())
     assert lab_server.mailbox.wait_for(1)[0].raw == b"Subject: from a kernel\r\n\r\n..\r\n"
+
+
+def test_commands_waiting_their_turn_end_quietly_when_the_kernel_stops(lab_server):
+    async def scenario() -> None:
+        console = CommandConsole(lab_server)
+        futures = [console.submit("NOOP") for _ in range(3)]  # queued behind the connection
+        tasks = list(console._tasks)
+        for task in tasks:
+            task.cancel()  # what a kernel shutting down does to its tasks
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(future.cancelled() for future in futures) and console.idle.is_set()
+        console.close()
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())  # and no "coroutine was never awaited" when they are collected

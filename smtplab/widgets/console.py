@@ -6,9 +6,10 @@ import asyncio
 import base64
 import binascii
 import concurrent.futures
+import functools
 import threading
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = ["CommandConsole", "Step"]
 WIRE_KEPT = 400
 
 _END = "."  # the line that ends message content (RFC 5321 §4.1.1.4)
+Action = Callable[[], Coroutine[Any, Any, "Step"]]  # made when its turn comes
 _VERDICTS = {  # the first digit of a reply, in words (RFC 5321 §4.2.1)
     2: "Done",
     3: "Go on",
@@ -228,15 +230,16 @@ class CommandConsole(LiveBox):
         """
         if line is None:
             line, self.command.value = self.command.value, ""
-        return self._perform(self._send_line(line))
+        return self._perform(lambda: self._send_line(line))
 
     def connect(self) -> concurrent.futures.Future[Step]:
         """Connect (again): the server's greeting is the first reply."""
-        return self._perform(self._connect())
+        return self._perform(self._connect)
 
     # -- running actions in order ------------------------------------------------------------
 
-    def _perform(self, action: Coroutine[Any, Any, Step]) -> concurrent.futures.Future[Step]:
+    def _perform(self, action: Action) -> concurrent.futures.Future[Step]:
+        """Run ``action`` after those before it: on the kernel's loop, or here and now without one."""
         future: concurrent.futures.Future[Step] = concurrent.futures.Future()
         self.last_future = future
         self.idle.clear()
@@ -254,29 +257,30 @@ class CommandConsole(LiveBox):
             return future
         task = loop.create_task(self._in_kernel(action, future))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(functools.partial(self._task_done, future))
         return future
 
-    async def _in_order(self, action: Coroutine[Any, Any, Step]) -> Step:
+    async def _in_order(self, action: Action) -> Step:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one command at a time, in the order typed (FIFO)
-            return await action
+            return await action()  # made only now: one cancelled while waiting never existed
 
-    async def _in_kernel(
-        self, action: Coroutine[Any, Any, Step], future: concurrent.futures.Future[Step]
-    ) -> None:
+    async def _in_kernel(self, action: Action, future: concurrent.futures.Future[Step]) -> None:
         try:
             step = await self._in_order(action)
-        except asyncio.CancelledError:
-            future.cancel()
-            self._pending -= 1
-            self.idle.set()
-            raise
         except Exception as error:  # noqa: BLE001 - never lost in a task
             self._done(future, None, error)
         else:
             self._done(future, step, None)
+
+    def _task_done(self, future: concurrent.futures.Future[Step], task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() and not future.done():  # the kernel is shutting down
+            future.cancel()
+            self._pending -= 1
+            if self._pending == 0:
+                self.idle.set()
 
     def _done(
         self, future: concurrent.futures.Future[Step], step: Step | None, error: BaseException | None
