@@ -19,6 +19,11 @@ The rest of smtplab talks to this module through plain objects:
 Each stage of a session — connect, EHLO, MAIL, RCPT, DATA, end of data, AUTH — asks the lab once,
 before its reply, through :meth:`LabSMTP.intervene` and ``Callbacks.before_reply``: one place where
 a lab can hold back, replace or refuse a reply (an :class:`Intervention`).
+
+What the session says has two more single homes: :data:`STOCK_REPLIES`, the lab's words (with
+the enhanced status codes of RFC 3463) for each of aiosmtpd's stock replies, and
+:meth:`LabSMTP.compose_ehlo`, where the EHLO reply aiosmtpd wrote gets the lab's keywords
+(:attr:`LabSMTP.EHLO_KEYWORDS`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
@@ -38,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd import __version__ as AIOSMTPD_VERSION
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Session, TLSSetupException, syntax
 
 from smtplab import protocol
 from smtplab.errors import ServerStartError
@@ -77,12 +83,9 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
         "_timeout_cb",  # a 421 before closing an idle connection
         "_timeout_duration",  # named in that 421
         "_handler_coroutine",  # hanging up from inside a command
+        "_handle_client",  # the session's task: its log records are the session's notes
         "_call_handler_hook",  # limits and handler errors around every hook
-        "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list; EHLO composed here
-        "_set_rset_state",  # EHLO, composed here, resets the transaction as aiosmtpd's does
-        "_tls_protocol",  # EHLO: STARTTLS offered until it is done; AUTH once it is
-        "_decode_data",  # EHLO: 8BITMIME only when content stays bytes
-        "_auth_methods",  # EHLO: the AUTH mechanisms offered
+        "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list
         "_authenticator",  # CRAM-MD5 hands its answer to the authenticator
         "_authenticate",
         "_reader",  # the session's StreamReader (readuntil is recorded)
@@ -103,30 +106,129 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
     "asyncio.BaseSelectorEventLoop": ("_transports",),  # every connection, aborted at stop
 }
 
-#: aiosmtpd's own stock replies to a limit, and the lab's words for each (with an enhanced
-#: status code and the limit itself). Every reply a session sends passes through
-#: :meth:`LabSMTP.push`, which looks it up here: the one place where stock replies are reworded.
-STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
-    "552 Error: Too much mail data": lambda s: (
+
+def _coded(enhanced: str, more: str = "") -> Callable[..., str]:
+    """aiosmtpd's own words with the enhanced status code RFC 3463 gives them (and ``more``)."""
+    return lambda session, text, *parts: f"{text[:3]} {enhanced} {text[4:]}{more}"
+
+
+def _ok(session: LabSMTP, text: str) -> str:
+    # RFC 3463 §3.2: X.1.0 for a sender (other address status), X.1.5 for a valid recipient.
+    return f"250 {_OK_CODES.get(session._replying_to, '2.0.0')} OK"
+
+
+_OK_CODES = {"MAIL": "2.1.0", "RCPT": "2.1.5"}
+
+
+def _not_recognized(session: LabSMTP, text: str, command: str) -> str:
+    if command.isprintable() and command.isascii():
+        return f'500 5.5.1 Error: command "{command}" not recognized (HELP lists the commands)'
+    return (
+        "500 5.5.2 Error: binary data, not an SMTP command (a client that starts TLS at once, "
+        "on a port that speaks plain text first?)"
+    )
+
+
+def _strict_ascii(session: LabSMTP, text: str) -> str:
+    if session._in_data:  # RFC 3463 §3.7: X.6.0 media; RFC 6531 §3.5: X.6.7 a non-ASCII address
+        return (
+            "500 5.6.0 Error: strict ASCII mode: the message has 8-bit bytes, and this server is ASCII only"
+        )
+    return "500 5.6.7 Error: strict ASCII mode: a command has non-ASCII characters, and this server does not offer SMTPUTF8"
+
+
+def _need_rcpt(session: LabSMTP, text: str) -> str:
+    envelope, accepted = session._unrecorded_recipients
+    if envelope is not session.envelope or not accepted:
+        return "503 5.5.1 Error: need RCPT command"
+    return (
+        "503 5.5.1 Error: need RCPT command: no recipient is in the envelope, though handle_RCPT "
+        f"answered 2xx to {accepted} RCPT TO; a handle_RCPT that accepts an address must append it "
+        "to envelope.rcpt_tos"
+    )
+
+
+#: aiosmtpd's own stock replies, by their text as aiosmtpd writes it (``{name}`` where it puts
+#: a value), and the lab's words for each: the enhanced status code RFC 2034 §4 asks for once
+#: ENHANCEDSTATUSCODES is advertised (RFC 3463 codes: X.5.1 bad sequence or command, X.5.2
+#: syntax, X.5.4 arguments, X.7.0 security), and the limit itself where one was hit. Every reply
+#: a session sends passes through :meth:`LabSMTP.push`, which looks it up here: the one place
+#: where stock replies are reworded. A handler hook's own reply is sent as the hook wrote it.
+#:
+#: Not here, by RFC 2034 §4: the greeting and the replies to HELO and EHLO (``501 Syntax: EHLO
+#: hostname``), sent before the extension is agreed, and the 3yz replies (354, 334), for which
+#: RFC 3463 has no class.
+STOCK_REPLIES: dict[str, Callable[..., str]] = {
+    "552 Error: Too much mail data": lambda s, _: (
         f"552 5.3.4 Message too big: the limit is {s.data_size_limit} bytes (SIZE in the EHLO "
         "reply); nothing was stored"
     ),
-    "552 Error: message size exceeds fixed maximum message size": lambda s: (
+    "552 Error: message size exceeds fixed maximum message size": lambda s, _: (
         f"552 5.3.4 Message size exceeds the limit of {s.data_size_limit} bytes (SIZE in the EHLO reply)"
     ),
-    "500 Command line too long": lambda s: (
+    "500 Command line too long": lambda s, _: (
         f"500 5.5.2 Command line too long: the limit is {s.command_size_limit} bytes "
         "(RFC 5321 section 4.5.3.1.4)"
     ),
-    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s: (
+    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s, _: (
         f"500 5.5.2 Line too long: a message line may have {s.line_length_limit} bytes at most "
         "(RFC 5321 section 4.5.3.1.6); nothing was stored"
     ),
+    "250 OK": _ok,
+    "221 Bye": _coded("2.0.0"),
+    "220 Ready to start TLS": _coded("2.0.0"),
+    "252 Cannot VRFY user, but will accept message and attempt delivery": _coded("2.0.0"),
+    "500 Error: bad syntax": _coded("5.5.2", ": a command is a name such as NOOP, in ASCII"),
+    '500 Error: command "{command}" not recognized': _not_recognized,
+    "500 Error: strict ASCII mode": _strict_ascii,
+    "500 Error: command 'AUTH' not recognized": _coded("5.5.1", ": AUTH needs EHLO, not HELO"),
+    "503 Error: send {helo} first": _coded("5.5.1"),
+    "503 Error: nested MAIL command": _coded("5.5.1"),
+    "503 Error: need MAIL command": _coded("5.5.1"),
+    "503 Error: need RCPT command": _need_rcpt,
+    "503 Already authenticated": _coded("5.5.1"),
+    "530 Must issue a STARTTLS command first": _coded("5.7.0"),  # RFC 3207 §4's own words
+    "554 Command refused due to lack of security": _coded("5.7.0"),
+    "454 TLS not available": _coded("4.7.0"),
+    "501 Not enough value": _coded("5.5.4", ": AUTH needs a mechanism, e.g. AUTH PLAIN"),
+    "501 Too many values": _coded("5.5.4", ": AUTH <mechanism> [initial-response]"),
+    "501 Syntax: QUIT": _coded("5.5.4"),
+    "501 Syntax: RSET": _coded("5.5.4"),
+    "501 Syntax: DATA": _coded("5.5.4"),
+    "501 Syntax: STARTTLS": _coded("5.5.4"),
+    "501 Syntax: VRFY <address>": _coded("5.5.4"),
+    "502 Could not VRFY {arg}": _coded("5.5.4"),
+    "501 Syntax: MAIL FROM: <address>{extended}": _coded("5.5.4"),  # + " [SP <mail-parameters>]"
+    "501 Syntax: RCPT TO: <address>{extended}": _coded("5.5.4"),
+    "501 Error: BODY can only be one of 7BIT, 8BITMIME": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 takes no arguments": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 disabled": _coded("5.5.4"),
+    "555 MAIL FROM parameters not recognized or not implemented": _coded("5.5.4"),
+    "555 RCPT TO parameters not recognized or not implemented": _coded("5.5.4"),
 }
 
-#: The EHLO keywords stock aiosmtpd offers (each when it can: STARTTLS with a TLS context, SIZE
-#: with a size limit …); a lab server's ``extensions=`` switches them one by one.
-STOCK_EXTENSIONS = frozenset({"8BITMIME", "SMTPUTF8", "STARTTLS", "AUTH", "HELP"})
+# The stock replies with a value in them, as patterns ('500 Error: command "(.*)" not
+# recognized'), by their reply code: most lines are looked up in STOCK_REPLIES alone.
+_STOCK_PATTERNS: dict[str, list[tuple[re.Pattern[str], Callable[..., str]]]] = {}
+for _text, _reword in STOCK_REPLIES.items():
+    if "{" in _text:
+        _pattern = re.compile(re.sub(r"\\\{\w+\\\}", "(.*)", re.escape(_text)))
+        _STOCK_PATTERNS.setdefault(_text[:3], []).append((_pattern, _reword))
+
+
+def reworded(session: LabSMTP, text: str) -> str | None:
+    """The lab's words for one of aiosmtpd's :data:`STOCK_REPLIES`, or ``None`` for any other line."""
+    reword = STOCK_REPLIES.get(text)
+    if reword is not None:
+        return reword(session, text)
+    if text[4:5].isdigit() and text[5:6] == ".":  # "250 2.1.5 …": has its enhanced code already
+        return None
+    for pattern, reword in _STOCK_PATTERNS.get(text[:3], ()):
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return reword(session, text, *match.groups())
+    return None
+
 
 # "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
 _ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
@@ -223,16 +325,18 @@ class LabSMTP(SMTP):
         gate: The :class:`~smtplab.limits.ConnectionGate` shared by the sessions of one server;
             without one, ``max_connections`` is not enforced.
         callbacks: How to report to the lab (:class:`Callbacks`); without them nothing is recorded.
+            An exception in a session (not in a handler hook) is reported through
+            ``handler_error`` as ``"the SMTP session"``.
         sessions: A set the session is in while its connection is open (the Controller's).
-        extensions: The EHLO keywords switched on (names of :data:`smtplab.protocol.EXTENSIONS`);
-            ``None``: those stock aiosmtpd offers. One switched off is neither offered nor
-            accepted (see :meth:`ehlo_keywords`).
+        switched_off: Extensions switched off (names of :data:`smtplab.protocol.EXTENSIONS`,
+            e.g. ``{"SIZE", "HELP"}``): left out of the EHLO reply (:meth:`compose_ehlo`), and
+            refused when used anyway, as a server without them would.
         **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
             here win over ``limits``.
 
     Attributes:
         transcript: The session's record (from ``callbacks.opened``), or ``None``.
-        extensions: The EHLO keywords switched on.
+        switched_off: The extensions switched off.
     """
 
     def __init__(
@@ -243,7 +347,7 @@ class LabSMTP(SMTP):
         gate: ConnectionGate | None = None,
         callbacks: Callbacks | None = None,
         sessions: set[LabSMTP] | None = None,
-        extensions: frozenset[str] | None = None,
+        switched_off: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
@@ -270,11 +374,14 @@ class LabSMTP(SMTP):
         self._tls_on = False
         self._in_data = False
         self._recording_reader: asyncio.StreamReader | None = None
-        # RFC 2034 §3: a server that did not offer ENHANCEDSTATUSCODES sends reply codes alone.
-        self._codes_alone = extensions is not None and "ENHANCEDSTATUSCODES" not in extensions
-        if extensions is None:  # what stock aiosmtpd offers (its replies are left as they are)
-            extensions = STOCK_EXTENSIONS | ({"SIZE"} if self.data_size_limit else set())
-        self.extensions = frozenset(extensions)
+        self._replying_to: str | None = None  # MAIL or RCPT while aiosmtpd answers one of them
+        # Recipients a handle_RCPT hook accepted without adding them to this envelope.
+        self._unrecorded_recipients: tuple[Any, int] = (None, 0)
+        self._hook_reply: Any = None  # a handler hook's reply, sent as written
+        self._ehlo_lines: list[str] | None = None  # the EHLO reply while aiosmtpd composes it
+        self.switched_off = frozenset(switched_off)
+        # RFC 2034 §3: a server that does not offer ENHANCEDSTATUSCODES sends reply codes alone.
+        self._codes_alone = "ENHANCEDSTATUSCODES" in self.switched_off
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -327,8 +434,8 @@ class LabSMTP(SMTP):
         # Said on the next loop turn, once the connection is fully set up.
         self.loop.call_soon(
             self._goodbye,
-            f"421 4.7.0 {self.hostname} Too many connections ({self._gate.limit} open, the server's "
-            "limit): try again later",
+            f"421 4.7.0 {self.hostname} Too many connections: {self._gate.limit} are open, this server's "
+            "limit (Limits.max_connections); try again later",
         )
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -381,6 +488,39 @@ class LabSMTP(SMTP):
 
         return summarize(info)
 
+    # -- what goes wrong in a session ----------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        _SESSION.set(self)  # this task's context: aiosmtpd's log records from here are this session's
+        await super()._handle_client()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """What aiosmtpd does with an exception a command raised (outside a handler hook).
+
+        Stock aiosmtpd logs its traceback (printed into a notebook or a terminal) and answers
+        ``500 Error: (Name) text``. A client that breaks off the TLS handshake after STARTTLS
+        is no error of the server's: the transcript notes it in one line (aiosmtpd then closes
+        the connection). Anything else is reported to the lab (kept in ``server.errors``, with
+        its traceback) and answered ``451 4.3.0``: a local error in processing (RFC 5321 §4.2.3).
+        A handler's own ``handle_exception`` still decides, as in aiosmtpd.
+        """
+        if hasattr(self.event_handler, "handle_exception"):
+            return await super().handle_exception(error)
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            self._event(f"TLS handshake failed after STARTTLS: {_one_line(cause)}")
+            return ""  # not sent: aiosmtpd closes the connection
+        if self._callbacks is None:
+            log.error(
+                "%r: SMTP session error: %s", self.session.peer if self.session else None, _one_line(error)
+            )
+            return f"451 4.3.0 Error in the SMTP session: {type(error).__name__}"
+        return self._callbacks.handler_error("the SMTP session", error)
+
+    def note(self, text: str) -> None:
+        """Note one line in this session's transcript (what aiosmtpd would have logged)."""
+        self._event(text)
+
     # -- ending a connection -----------------------------------------------------------------
 
     def _timeout_cb(self) -> None:
@@ -402,7 +542,8 @@ class LabSMTP(SMTP):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        reply = self._worded(reply)
+        if self._codes_alone:
+            reply = _codes_alone(reply)
         self._said(reply)
         transport.write(reply.encode("ascii", "replace") + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
@@ -465,20 +606,17 @@ class LabSMTP(SMTP):
             self._greeted = True
             if self._ask is not None and await self._stage_done("connect"):
                 return
-        reworded = self._worded(text)
-        if reworded != text:
-            status = text = reworded
+        if self._ehlo_lines is not None:
+            self._ehlo_lines.append(text)  # sent once composed (smtp_EHLO)
+            return
+        if status is not self._hook_reply:
+            lab_words = reworded(self, text)
+            if lab_words is not None:
+                status = text = lab_words
+        if self._codes_alone:
+            status = text = _codes_alone(text)
         self._said(text)
         await super().push(status)
-
-    def _worded(self, text: str) -> str:
-        """A reply as the lab says it: stock words replaced, enhanced codes only where offered."""
-        reword = STOCK_REPLIES.get(text)
-        if reword is not None:
-            text = reword(self)
-        if self._codes_alone:
-            text = _ENHANCED_CODE.sub("", text, count=1).rstrip()
-        return text
 
     async def _push_lines(self, lines: list[str]) -> None:
         for line in lines:
@@ -537,61 +675,77 @@ class LabSMTP(SMTP):
             await self.push(f"501 {code} Bad {what} address: {problem}")
         return True
 
-    def ehlo_keywords(self) -> list[str]:
-        """The extension lines of this session's EHLO reply, in order, e.g. ``["SIZE 1000", "HELP"]``.
+    async def _needs_smtputf8(self, arg: str | None, command: str) -> bool:
+        """Refuse a non-ASCII address sent without SMTPUTF8, as RFC 6531 says; True if refused.
 
-        An extension switched on is offered when it can be, as stock aiosmtpd does: STARTTLS
-        until TLS is on, AUTH once TLS is on (or with ``auth_require_tls=False``), 8BITMIME
-        unless ``decode_data=True``. SIZE without a size limit is offered bare: no fixed
-        maximum (RFC 1870 §4).
+        RFC 6531 §3.4: a client may send a non-ASCII address only in a transaction whose MAIL
+        FROM has the SMTPUTF8 parameter (offered in the EHLO reply); §3.5: otherwise the server
+        answers 553 with the enhanced code X.6.7. The reply stays ASCII: this client has not
+        said it reads UTF-8.
         """
-        on = self.extensions
-        tls_done = self._tls_protocol is not None
-        offered = {
-            "SIZE": f"SIZE {self.data_size_limit}" if self.data_size_limit else "SIZE",
-            "8BITMIME": "8BITMIME" if not self._decode_data else None,
-            "SMTPUTF8": "SMTPUTF8" if self.enable_SMTPUTF8 else None,
-            "ENHANCEDSTATUSCODES": "ENHANCEDSTATUSCODES",
-            "STARTTLS": "STARTTLS" if self.tls_context and not tls_done else None,
-            "AUTH": (
-                "AUTH " + " ".join(sorted(self._auth_methods))
-                if self._auth_methods and (not self._auth_require_tls or tls_done)
-                else None
-            ),
-            "HELP": "HELP",
-        }
-        return [line for name, line in offered.items() if name in on and line]
+        if not arg or arg.isascii() or not self.enable_SMTPUTF8:
+            return False
+        address, params = _address_and_parameters(arg)
+        if address.isascii():
+            return False  # a parameter that is not ASCII: aiosmtpd's own checks answer
+        extended = self.session is not None and self.session.extended_smtp
+        envelope = self.envelope
+        if command == "MAIL" and extended and "SMTPUTF8" in params:
+            return False
+        if command == "RCPT" and (envelope is None or not envelope.mail_from or envelope.smtp_utf8):
+            return False  # no MAIL yet (aiosmtpd says so), or one with SMTPUTF8
+        if await self.check_helo_needed() or await self.check_auth_needed(command):
+            return True
+        if not extended:
+            how = "SMTPUTF8 is an ESMTP extension: greet with EHLO (not HELO), then send MAIL FROM:<...> SMTPUTF8"
+        elif command == "MAIL":
+            how = "To use it, send MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        else:
+            how = "Send RSET, then MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        if command == "MAIL":
+            what = "sender address refused: it needs SMTPUTF8 (RFC 6531)."
+        else:
+            what = (
+                "recipient address refused: it needs SMTPUTF8 (RFC 6531), and this transaction's "
+                "MAIL FROM had no SMTPUTF8 parameter."
+            )
+        await self.push(f"553 5.6.7 Non-ASCII {what} {how}")
+        return True
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
-        # The one place the EHLO reply is composed (RFC 5321 §4.1.1.1): the server's name, then
-        # one line per extension switched on (ehlo_keywords), as aiosmtpd 1.4.6 would send them
-        # to the same handler hooks.
         if self._ask is not None and await self._stage_done("EHLO"):
             return
-        if not hostname:
-            await self.push("501 Syntax: EHLO hostname")
-            return
-        self._set_rset_state()
-        assert self.session is not None
-        self.session.extended_smtp = True
-        keywords = self.ehlo_keywords()
-        # MAIL FROM may grow by its parameters (aiosmtpd's allowance: SIZE=… 26, SMTPUTF8 10).
-        grown = 26 * any(k.startswith("SIZE") for k in keywords) + 10 * ("SMTPUTF8" in keywords)
-        self.command_size_limits["MAIL"] = self.command_size_limit + grown
-        lines = [self.hostname, *keywords]
-        if self._ehlo_hook_ver == "old":  # a 4-parameter handle_EHLO gives the last line itself
-            for line in lines:
-                await self.push(f"250-{line}")
-            await self.push(await self._call_handler_hook("EHLO", hostname))
-            return
-        response = [f"250{'-' if n < len(lines) - 1 else ' '}{line}" for n, line in enumerate(lines)]
-        if self._ehlo_hook_ver is None:
-            self.session.host_name = hostname
-        else:  # a 5-parameter handle_EHLO gets the reply and returns the one to send
-            response = await self._call_handler_hook("EHLO", hostname, response)
-        for line in response:
-            await self.push(line)
+        # aiosmtpd writes its EHLO reply (and a handle_EHLO hook changes it); the lab collects
+        # those lines and sends what compose_ehlo() makes of them.
+        self._ehlo_lines = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            lines, self._ehlo_lines = self._ehlo_lines, None
+        await self._push_lines(self.compose_ehlo(lines))
+
+    #: Keywords the lab adds to aiosmtpd's EHLO reply: ENHANCEDSTATUSCODES (RFC 2034), as every
+    #: reply after EHLO carries an enhanced status code (:data:`STOCK_REPLIES`).
+    EHLO_KEYWORDS: tuple[str, ...] = ("ENHANCEDSTATUSCODES",)
+
+    def compose_ehlo(self, lines: list[str]) -> list[str]:
+        """The EHLO composition point: aiosmtpd's reply lines in, the lab's reply out.
+
+        aiosmtpd writes the server's name, then the keywords its options call for (SIZE,
+        8BITMIME, SMTPUTF8, STARTTLS, AUTH) and HELP; a learner's ``handle_EHLO`` may have
+        changed them. The lab leaves out the extensions switched off (:attr:`switched_off`) and
+        adds :attr:`EHLO_KEYWORDS` before the last line (RFC 5321 §4.1.1.1: one keyword per line,
+        ``250-`` on every line but the last). A refusal is sent as it is.
+        """
+        if not lines or not all(line[:4] in ("250-", "250 ") for line in lines):
+            return lines
+        off = self.switched_off
+        texts = [lines[0][4:], *(line[4:] for line in lines[1:] if line[4:].split(" ")[0].upper() not in off)]
+        added = [keyword for keyword in self.EHLO_KEYWORDS if keyword not in texts[1:] and keyword not in off]
+        at = len(texts) - 1 if len(texts) > 1 else 1
+        texts[at:at] = added
+        return [f"250{'-' if n < len(texts) - 1 else ' '}{text}" for n, text in enumerate(texts)]
 
     async def _not_offered(self, what: str, reply: str) -> bool:
         """Refuse what an extension switched off would allow; True if refused."""
@@ -610,7 +764,7 @@ class LabSMTP(SMTP):
         for word in arg.rsplit(">", 1)[1].split():
             keyword = word.split("=", 1)[0].upper()
             extension = protocol.MAIL_PARAMETERS.get(keyword)
-            if extension is not None and extension not in self.extensions:
+            if extension is not None and extension in self.switched_off:
                 return await self._not_offered(
                     extension, f"555 5.5.4 MAIL FROM parameter {word} not recognized"
                 )
@@ -620,15 +774,23 @@ class LabSMTP(SMTP):
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
             return
+        if await self._needs_smtputf8(arg, "MAIL"):
+            return
         if await self._unoffered_parameter(arg):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
-        await super().smtp_MAIL(arg)
+        self._replying_to = "MAIL"
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._replying_to = None
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self._bad_address(arg, "RCPT", "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
+            return
+        if await self._needs_smtputf8(arg, "RCPT"):
             return
         limit = self.limits.max_recipients
         envelope = self.envelope
@@ -645,7 +807,24 @@ class LabSMTP(SMTP):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
-        await super().smtp_RCPT(arg)
+        self._replying_to = "RCPT"
+        self._last_reply = ""
+        recorded = len(envelope.rcpt_tos) if envelope is not None else 0
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._replying_to = None
+        if (
+            self._last_reply.startswith("2")
+            and envelope is self.envelope
+            and envelope is not None
+            and len(envelope.rcpt_tos) == recorded
+            and hasattr(self.event_handler, "handle_RCPT")
+        ):
+            # The hook answered yes but kept nothing: DATA will answer "503 need RCPT command".
+            before, accepted = self._unrecorded_recipients
+            self._unrecorded_recipients = (envelope, accepted + 1 if before is envelope else 1)
+            self._event("handle_RCPT accepted the address but did not append it to envelope.rcpt_tos")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -655,7 +834,7 @@ class LabSMTP(SMTP):
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
-        if "AUTH" not in self.extensions:
+        if "AUTH" in self.switched_off:
             await self._not_offered("AUTH", "502 5.5.1 AUTH not implemented")
             return
         if self._ask is not None and await self._stage_done("AUTH"):
@@ -690,14 +869,15 @@ class LabSMTP(SMTP):
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str | None) -> None:
         # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
-        if "HELP" not in self.extensions:
+        if "HELP" in self.switched_off:
             await self._not_offered("HELP", "502 5.5.1 HELP not implemented")
             return
         if await self.check_auth_needed("HELP"):
             return
-        switched_off = {"AUTH", "STARTTLS"} - self.extensions
         available = sorted(
-            n for n, m in self._smtp_methods.items() if self._syntax_available(m) and n not in switched_off
+            n
+            for n, m in self._smtp_methods.items()
+            if self._syntax_available(m) and n not in self.switched_off
         )
         if arg:
             name = arg.upper()
@@ -706,12 +886,15 @@ class LabSMTP(SMTP):
                 await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
                 return
             where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
-            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
+            await self.push(f"214 2.0.0 {command.syntax} - {command.purpose} ({where})")
             return
         lines = ["Commands of this lab server (HELP <command> for one):"]
         lines += [protocol.COMMANDS[n].syntax for n in available if n in protocol.COMMANDS]
         lines.append("End of HELP")
-        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
+        # RFC 2034 §4: the same enhanced code on every line of a reply.
+        await self._push_lines(
+            [f"214{'-' if n < len(lines) - 1 else ' '}2.0.0 {t}" for n, t in enumerate(lines)]
+        )
 
     async def _not_a_web_server(self, arg: str | None) -> None:
         # A browser (or a proxy probe) aimed at the SMTP port: answer briefly and hang up,
@@ -740,15 +923,88 @@ class LabSMTP(SMTP):
                 if reply is not None:
                     return reply
         try:
-            return await super()._call_handler_hook(command, *args)
-        except Exception as error:
-            log.exception("handle_%s raised", command)
+            self._hook_reply = await super()._call_handler_hook(command, *args)
+            return self._hook_reply
+        except Exception as error:  # noqa: BLE001 - reported to the lab, answered 451
+            log.error("handle_%s raised %s", command, _one_line(error))  # no traceback: see server.errors
             if command == "PROXY":
                 return False
             reply = f"451 4.3.0 Error in handle_{command}: {type(error).__name__}"
             if self._callbacks is not None:
                 reply = self._callbacks.handler_error(f"handle_{command}", error)
             return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _codes_alone(reply: str) -> str:
+    """``"250 2.1.0 OK"`` -> ``"250 OK"``: a reply without its enhanced status code."""
+    return _ENHANCED_CODE.sub("", reply, count=1).rstrip()
+
+
+def _one_line(error: BaseException) -> str:
+    """``SSLError: [SSL: UNEXPECTED_MESSAGE] unexpected message (_ssl.c:1006)``, on one line."""
+    return _printable(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` on one line, control characters escaped (``\\x16``), at most ``limit`` characters."""
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# The lab session whose task is running (set in LabSMTP._handle_client): aiosmtpd logs with the
+# peer only, and a log record is attributed to its session through this.
+_SESSION: contextvars.ContextVar[LabSMTP | None] = contextvars.ContextVar("smtplab_session", default=None)
+
+
+class _LabThread(threading.Thread):
+    """The thread of a lab server's event loop (each session of that server runs on it)."""
+
+
+class _SessionNotes(logging.Filter):
+    """aiosmtpd's warnings and tracebacks from a lab server become one-line notes.
+
+    aiosmtpd logs through the ``mail.log`` logger; with no logging set up, Python prints each
+    warning — ``unrecognised: ^V^C…`` for a binary line, a traceback for a failed TLS
+    handshake — on stderr, which is the notebook's cell or the ``smtplab serve`` terminal. On a
+    lab server's thread, a record of WARNING or more goes instead to the session's transcript as
+    one line (or, outside a session, to the ``smtplab`` logger at INFO); records from other
+    aiosmtpd servers, and INFO and below, pass as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not isinstance(threading.current_thread(), _LabThread):
+            return True
+        message, args = record.msg, record.args
+        if isinstance(message, str) and message.startswith("%r ") and isinstance(args, tuple) and args:
+            message, args = message[3:], args[1:]  # aiosmtpd starts with the peer: the session says it
+        try:
+            text = str(message) % args if args else str(message)
+        except (TypeError, ValueError):
+            text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        session = _SESSION.get()
+        if session is not None:
+            session.note(f"aiosmtpd: {_printable(text)}")
+        else:
+            log.info("aiosmtpd on a lab server: %s", _printable(text))
+        return False
+
+
+def _quiet_aiosmtpd_logs() -> None:
+    """Put :class:`_SessionNotes` on aiosmtpd's logger, once (it only acts on lab servers' threads)."""
+    logger = logging.getLogger("mail.log")
+    if not any(isinstance(f, _SessionNotes) for f in logger.filters):
+        logger.addFilter(_SessionNotes())
+
+
+def _address_and_parameters(arg: str) -> tuple[str, list[str]]:
+    """``"FROM:<a@b> SMTPUTF8"`` -> ``("FROM:<a@b>", ["SMTPUTF8"])``: the address, the parameters."""
+    if ">" in arg:
+        address, _, rest = arg.rpartition(">")
+        return address, rest.upper().split()
+    address, *params = arg.split()
+    return address, [param.upper() for param in params]
 
 
 def _headline(summary: TLSSummary | None) -> str:
@@ -798,7 +1054,7 @@ class LabController(Controller):
         limits: The limits every session enforces.
         callbacks: How sessions report to the lab; ``None`` records nothing.
         name: The thread's name.
-        extensions: The EHLO keywords switched on (see :class:`LabSMTP`); ``None``: stock aiosmtpd's.
+        switched_off: The extensions switched off (see :class:`LabSMTP`).
         **kwargs: Keywords of aiosmtpd's ``Controller`` and ``SMTP``.
 
     Attributes:
@@ -814,7 +1070,7 @@ class LabController(Controller):
         limits: Limits,
         callbacks: Callbacks | None = None,
         name: str = "smtplab-server",
-        extensions: frozenset[str] | None = None,
+        switched_off: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         address = sock.getsockname()  # a Unix-domain socket's name is its path
@@ -823,7 +1079,7 @@ class LabController(Controller):
         self.address = address
         self.limits = limits
         self.callbacks = callbacks
-        self.extensions = extensions
+        self.switched_off = switched_off
         self.gate = ConnectionGate(limits.max_connections)
         self.sessions: set[LabSMTP] = set()
         self._sock = sock
@@ -836,7 +1092,7 @@ class LabController(Controller):
             gate=self.gate,
             callbacks=self.callbacks,
             sessions=self.sessions,
-            extensions=self.extensions,
+            switched_off=self.switched_off,
             **self.SMTP_kwargs,
         )
 
@@ -855,7 +1111,8 @@ class LabController(Controller):
     def start(self) -> None:
         """Start the server's thread; returns once it is serving (or raises why not)."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name, daemon=True)
+        _quiet_aiosmtpd_logs()
+        self._thread = _LabThread(target=self._run, args=(ready,), name=self._name, daemon=True)
         self._thread.start()
         if not ready.wait(self.ready_timeout):
             raise ServerStartError(

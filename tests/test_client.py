@@ -376,7 +376,7 @@ def test_wire_observers_see_every_byte_both_ways_and_whether_inside_tls(lab_serv
     assert ("client", b"STARTTLS\r\n", False) in seen
     assert ("client", b"NOOP\r\n", True) in seen and ("client", b"QUIT\r\n", True) in seen
     said = b"".join(data for sender, data, tls in seen if sender == "server" and tls)
-    assert said == b"250 OK\r\n221 Bye\r\n"  # NOOP and QUIT answered inside TLS
+    assert said == b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n"  # NOOP and QUIT answered inside TLS
     assert b"250-SIZE" in b"".join(data for sender, data, tls in seen if sender == "server" and not tls)
     assert client.wire_errors and all(isinstance(e, ZeroDivisionError) for e in client.wire_errors)
     client.unobserve_wire(seen.append)  # never registered: nothing happens

@@ -77,7 +77,7 @@ def test_a_503_is_explained_by_the_state_machine(console):
     step = console.steps[-1]
     assert step.reply.code == 503 and step.prediction.startswith("DATA needs at least one accepted RCPT TO")
     reply = shown(console.reply_view.value)
-    assert "503 Error: need RCPT command" in reply and "Meaning: 503 — Bad sequence of commands" in reply
+    assert "503 5.5.1 Error: need RCPT command" in reply and "Meaning: 503 5.5.1 — " in reply
     assert f"Why: {step.prediction}" in reply and "State: still greeted" in reply
     assert "DATA" not in visible(console), "the button for DATA appears only when it is valid"
 
@@ -118,7 +118,7 @@ def test_the_raw_wire_shows_every_byte_both_ways_with_cr_lf_visible(console):
     assert "client → EHLO client.smtplab.test CR LF ← server 250-smtplab.test CR LF ← server 250-SIZE" in wire
     assert "CR LF = the two bytes \\r\\n (13, 10) that end every SMTP line" in wire
     console.buttons["NOOP"].click()
-    assert shown(console.wire_view.value).endswith("client → NOOP CR LF ← server 250 OK CR LF")
+    assert shown(console.wire_view.value).endswith("client → NOOP CR LF ← server 250 2.0.0 OK CR LF")
     console.wire_toggle.value = False
     assert console.wire_view.layout.display == "none"
 

@@ -137,7 +137,7 @@ CODES = [code for _, code, _ in _replies()]
 
 def test_the_puzzles_are_real_sessions_shown_with_gaps():
     assert sorted(shuffled_transcript()) == sorted(RIGHT) and shuffled_transcript() != RIGHT
-    assert RIGHT[0].startswith("S: 220 ") and RIGHT[-1] == "S: 221 Bye" and "C: ." in RIGHT
+    assert RIGHT[0].startswith("S: 220 ") and RIGHT[-1] == "S: 221 2.0.0 Bye" and "C: ." in RIGHT
     blanked = blanked_transcript()
     assert [line for line in blanked if line.startswith("S: ")] and all(
         line.startswith(f"S: {BLANK}") for line in blanked if line.startswith("S: ")
