@@ -80,6 +80,20 @@ def test_a_503_is_explained_by_the_state_machine(console):
     assert "503 5.5.1 Error: need RCPT command" in reply and "Meaning: 503 5.5.1 — " in reply
     assert f"Why: {step.prediction}" in reply and "State: still greeted" in reply
     assert "DATA" not in visible(console), "the button for DATA appears only when it is valid"
+    console.buttons["NOOP"].click()
+    earlier = shown(console.reply_view.value).split("Earlier, newest first", 1)[1]
+    assert earlier.startswith(f"DATA → 503 5.5.1 Error: need RCPT command (Refused) Why: {step.prediction}")
+    assert "EHLO client.smtplab.test → 250 HELP (Done)" in earlier and earlier.endswith(
+        "connected → 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6) (Done)"
+    )
+
+
+def test_it_says_so_when_the_lab_server_stops(console, lab_server):
+    lab_server.stop()
+    assert "not connected: the lab server 'test-test_it_says_so_when_the_lab_server_stops' has stopped" in (
+        shown(console.status.value)
+    )
+    assert visible(console) == [] and not console.connect_button.disabled
 
 
 def test_a_data_session_line_by_line_shows_dot_stuffing_as_it_happens(console, lab_server):

@@ -26,6 +26,8 @@ __all__ = ["CommandConsole", "Step"]
 
 #: Chunks of raw bytes the wire view keeps (the newest).
 WIRE_KEPT = 400
+#: Earlier steps listed under the latest one (the newest).
+EARLIER_SHOWN = 50
 
 _END = "."  # the line that ends message content (RFC 5321 §4.1.1.4)
 Action = Callable[[], Coroutine[Any, Any, "Step"]]  # made when its turn comes
@@ -212,6 +214,8 @@ class CommandConsole(LiveBox):
         self.wire_toggle.observe(self._on_wire_toggle_value, names="value")
         self.command.on_msg(self._on_command_msg)  # Enter in the field ("submit")
         client.observe_wire(self._on_client_wire)
+        if client.server is not None:
+            client.server.observe(self._on_server_change)  # says so when the lab server stops
         if client.connected and client.greeting is not None:  # a client connected already
             self.steps.append(
                 Step("connect", "(connect)", client.greeting, None, State.CONNECTED, client.state.state)
@@ -387,7 +391,7 @@ class CommandConsole(LiveBox):
     def valid_now(self) -> list[str]:
         """The commands the buttons offer now: valid in this state and, for extensions, offered."""
         client = self.client
-        if not client.connected:
+        if not client.connected or (client.server is not None and not client.server.running):
             return []
         if client.last_reply.code == 334:  # an AUTH challenge waits for its answer
             return []
@@ -407,7 +411,8 @@ class CommandConsole(LiveBox):
             state if client.connected or state is State.CLOSED else None, valid
         )
         self.connect_button.description = "Connect again" if client.transcript.lines else "Connect"
-        self.connect_button.disabled = client.connected and state is not State.CLOSED
+        stopped = client.server is not None and not client.server.running
+        self.connect_button.disabled = client.connected and state is not State.CLOSED and not stopped
         in_data = state is State.DATA and client.connected
         self.command.placeholder = (
             "a line of the message (a line holding only . ends it), then Enter"
@@ -417,7 +422,7 @@ class CommandConsole(LiveBox):
             else "type a command, e.g. EHLO me, then Enter"
         )
         self.status.value = self._status_html()
-        self.reply_view.value = self._step_html(self.steps[-1]) if self.steps else ""
+        self.reply_view.value = self._steps_html()
         self.data_view.value = self._message_html()
         self.data_view.layout.display = None if self._message or in_data else "none"
         self.wire_view.layout.display = None if self.wire_toggle.value else "none"
@@ -426,7 +431,10 @@ class CommandConsole(LiveBox):
 
     def _status_html(self) -> str:
         client = self.client
-        if not client.connected:
+        server = client.server
+        if server is not None and not server.running:
+            text = f"not connected: the lab server '{escape(server.name)}' has stopped"
+        elif not client.connected:
             text = "not connected"
         else:
             how = "inside TLS" if client.tls_active else "plain text"
@@ -437,6 +445,36 @@ class CommandConsole(LiveBox):
                 )
                 text += f" · the EHLO reply offered: {escape(offered)}"
         return f'<span style="font-size:12px">{text}</span>'
+
+    def _steps_html(self) -> str:
+        """The latest step in full, then the earlier ones, newest first, a line each."""
+        if not self.steps:
+            return ""
+        earlier = [self._step_line(step) for step in reversed(self.steps[-EARLIER_SHOWN - 1 : -1])]
+        if not earlier:
+            return self._step_html(self.steps[-1])
+        items = "".join(f'<li style="margin:0">{line}</li>' for line in earlier)
+        return (
+            f"{self._step_html(self.steps[-1])}"
+            '<details style="font-size:12px"><summary>Earlier, newest first</summary>'
+            f'<ul style="margin:2px 0;padding-left:1.5em">{items}</ul></details>'
+        )
+
+    @staticmethod
+    def _step_line(step: Step) -> str:
+        """One step in a line: what was sent, the reply's last line in words, why it was refused."""
+        sent = "connected" if step.kind == "connect" else f"<code>{escape(step.sent)}</code>"
+        if step.reply is not None:
+            first = step.reply.code // 100
+            said = f" \u2192 {escape(step.reply.lines[-1])} ({escape(_VERDICTS.get(first, '?'))})"
+        elif step.kind == "data":
+            said = " \u2192 a line of the message, no reply"
+        else:
+            said = f" \u2192 {escape(step.note or (type(step.error).__name__ if step.error else 'no reply'))}"
+        why = ""
+        if step.prediction is not None and step.reply is not None and step.reply.code >= 400:
+            why = f' <span style="opacity:0.8">Why: {escape(step.prediction)}</span>'
+        return f"{sent}{said}{why}"
 
     def _step_html(self, step: Step) -> str:
         said = "You typed" if step.note is not None else "You sent"
@@ -551,6 +589,9 @@ class CommandConsole(LiveBox):
         if self.wire_toggle.value:
             self.request_refresh()
 
+    def _on_server_change(self, server: LabServer) -> None:  # the thread that started or stopped it
+        self.request_refresh()
+
     def _template(self, verb: str) -> str:
         """What a button sends."""
         return {
@@ -567,6 +608,8 @@ class CommandConsole(LiveBox):
 
     def _unobserve_models(self) -> None:
         self.client.unobserve_wire(self._on_client_wire)
+        if self.client.server is not None:
+            self.client.server.unobserve(self._on_server_change)
         if not self.client.connected:
             return
         # Drop the connection (as a crashed client would), on the loop that owns it.
