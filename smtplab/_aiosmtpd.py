@@ -230,6 +230,9 @@ def reworded(session: LabSMTP, text: str) -> str | None:
     return None
 
 
+# "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
+_ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
+
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
 
@@ -325,11 +328,15 @@ class LabSMTP(SMTP):
             An exception in a session (not in a handler hook) is reported through
             ``handler_error`` as ``"the SMTP session"``.
         sessions: A set the session is in while its connection is open (the Controller's).
+        switched_off: Extensions switched off (names of :data:`smtplab.protocol.EXTENSIONS`,
+            e.g. ``{"SIZE", "HELP"}``): left out of the EHLO reply (:meth:`compose_ehlo`), and
+            refused when used anyway, as a server without them would.
         **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
             here win over ``limits``.
 
     Attributes:
         transcript: The session's record (from ``callbacks.opened``), or ``None``.
+        switched_off: The extensions switched off.
     """
 
     def __init__(
@@ -340,6 +347,7 @@ class LabSMTP(SMTP):
         gate: ConnectionGate | None = None,
         callbacks: Callbacks | None = None,
         sessions: set[LabSMTP] | None = None,
+        switched_off: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         self.limits = limits if limits is not None else Limits()
@@ -371,6 +379,9 @@ class LabSMTP(SMTP):
         self._unrecorded_recipients: tuple[Any, int] = (None, 0)
         self._hook_reply: Any = None  # a handler hook's reply, sent as written
         self._ehlo_lines: list[str] | None = None  # the EHLO reply while aiosmtpd composes it
+        self.switched_off = frozenset(switched_off)
+        # RFC 2034 §3: a server that does not offer ENHANCEDSTATUSCODES sends reply codes alone.
+        self._codes_alone = "ENHANCEDSTATUSCODES" in self.switched_off
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -531,6 +542,8 @@ class LabSMTP(SMTP):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self._codes_alone:
+            reply = _codes_alone(reply)
         self._said(reply)
         transport.write(reply.encode("ascii", "replace") + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
@@ -600,6 +613,8 @@ class LabSMTP(SMTP):
             lab_words = reworded(self, text)
             if lab_words is not None:
                 status = text = lab_words
+        if self._codes_alone:
+            status = text = _codes_alone(text)
         self._said(text)
         await super().push(status)
 
@@ -719,23 +734,49 @@ class LabSMTP(SMTP):
 
         aiosmtpd writes the server's name, then the keywords its options call for (SIZE,
         8BITMIME, SMTPUTF8, STARTTLS, AUTH) and HELP; a learner's ``handle_EHLO`` may have
-        changed them. The lab adds :attr:`EHLO_KEYWORDS` before the last line (RFC 5321
-        §4.1.1.1: one keyword per line, ``250-`` on every line but the last). A refusal is
-        sent as it is.
+        changed them. The lab leaves out the extensions switched off (:attr:`switched_off`) and
+        adds :attr:`EHLO_KEYWORDS` before the last line (RFC 5321 §4.1.1.1: one keyword per line,
+        ``250-`` on every line but the last). A refusal is sent as it is.
         """
         if not lines or not all(line[:4] in ("250-", "250 ") for line in lines):
             return lines
-        texts = [line[4:] for line in lines]
-        added = [keyword for keyword in self.EHLO_KEYWORDS if keyword not in texts[1:]]
+        off = self.switched_off
+        texts = [lines[0][4:], *(line[4:] for line in lines[1:] if line[4:].split(" ")[0].upper() not in off)]
+        added = [keyword for keyword in self.EHLO_KEYWORDS if keyword not in texts[1:] and keyword not in off]
         at = len(texts) - 1 if len(texts) > 1 else 1
         texts[at:at] = added
         return [f"250{'-' if n < len(texts) - 1 else ' '}{text}" for n, text in enumerate(texts)]
+
+    async def _not_offered(self, what: str, reply: str) -> bool:
+        """Refuse what an extension switched off would allow; True if refused."""
+        extension = protocol.EXTENSIONS[what]
+        await self.push(
+            f"{reply}: this server does not offer {what} ({extension.rfc}), so it is not in its EHLO reply"
+        )
+        return True
+
+    async def _unoffered_parameter(self, arg: str | None) -> bool:
+        """555 for a MAIL FROM parameter whose extension is switched off (RFC 5321 §4.1.1.11)."""
+        if not arg or ">" not in arg or self.session is None or not self.session.extended_smtp:
+            return False  # aiosmtpd's own checks answer these
+        if self.envelope is not None and self.envelope.mail_from:
+            return False  # a nested MAIL: aiosmtpd answers 503
+        for word in arg.rsplit(">", 1)[1].split():
+            keyword = word.split("=", 1)[0].upper()
+            extension = protocol.MAIL_PARAMETERS.get(keyword)
+            if extension is not None and extension in self.switched_off:
+                return await self._not_offered(
+                    extension, f"555 5.5.4 MAIL FROM parameter {word} not recognized"
+                )
+        return False
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
             return
         if await self._needs_smtputf8(arg, "MAIL"):
+            return
+        if await self._unoffered_parameter(arg):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
@@ -793,6 +834,9 @@ class LabSMTP(SMTP):
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
+        if "AUTH" in self.switched_off:
+            await self._not_offered("AUTH", "502 5.5.1 AUTH not implemented")
+            return
         if self._ask is not None and await self._stage_done("AUTH"):
             return
         self._last_reply = ""
@@ -825,9 +869,16 @@ class LabSMTP(SMTP):
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str | None) -> None:
         # RFC 5321 §4.1.1.8: the reply to HELP is 214; stock aiosmtpd answers 250.
+        if "HELP" in self.switched_off:
+            await self._not_offered("HELP", "502 5.5.1 HELP not implemented")
+            return
         if await self.check_auth_needed("HELP"):
             return
-        available = sorted(n for n, m in self._smtp_methods.items() if self._syntax_available(m))
+        available = sorted(
+            n
+            for n, m in self._smtp_methods.items()
+            if self._syntax_available(m) and n not in self.switched_off
+        )
         if arg:
             name = arg.upper()
             command = protocol.COMMANDS.get(name)
@@ -882,6 +933,11 @@ class LabSMTP(SMTP):
             if self._callbacks is not None:
                 reply = self._callbacks.handler_error(f"handle_{command}", error)
             return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _codes_alone(reply: str) -> str:
+    """``"250 2.1.0 OK"`` -> ``"250 OK"``: a reply without its enhanced status code."""
+    return _ENHANCED_CODE.sub("", reply, count=1).rstrip()
 
 
 def _one_line(error: BaseException) -> str:
@@ -998,6 +1054,7 @@ class LabController(Controller):
         limits: The limits every session enforces.
         callbacks: How sessions report to the lab; ``None`` records nothing.
         name: The thread's name.
+        switched_off: The extensions switched off (see :class:`LabSMTP`).
         **kwargs: Keywords of aiosmtpd's ``Controller`` and ``SMTP``.
 
     Attributes:
@@ -1013,6 +1070,7 @@ class LabController(Controller):
         limits: Limits,
         callbacks: Callbacks | None = None,
         name: str = "smtplab-server",
+        switched_off: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         address = sock.getsockname()  # a Unix-domain socket's name is its path
@@ -1021,6 +1079,7 @@ class LabController(Controller):
         self.address = address
         self.limits = limits
         self.callbacks = callbacks
+        self.switched_off = switched_off
         self.gate = ConnectionGate(limits.max_connections)
         self.sessions: set[LabSMTP] = set()
         self._sock = sock
@@ -1033,6 +1092,7 @@ class LabController(Controller):
             gate=self.gate,
             callbacks=self.callbacks,
             sessions=self.sessions,
+            switched_off=self.switched_off,
             **self.SMTP_kwargs,
         )
 

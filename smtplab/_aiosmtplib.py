@@ -26,14 +26,16 @@ __all__ = [
     "note_hello",
     "record",
     "send_data",
+    "write",
 ]
 
 #: Every aiosmtplib name used here beyond its documented API, by owner: checked by
 #: tests/test_upstream_contract.py.
 UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
     "aiosmtplib.protocol.SMTPProtocol": (
-        "write",  # recorded: every byte the client sends
+        "write",  # recorded: every byte the client sends; message content line by line
         "read_response",  # recorded: every reply, once, in order
+        "data_received",  # recorded: every byte the server sends, as it arrives
         "execute_data_command",  # DATA, the content and the final reply under the command lock
     ),
     "aiosmtplib.SMTP": (
@@ -50,6 +52,7 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
 
 Written = Callable[[bytes], None]
 Replied = Callable[[aiosmtplib.SMTPResponse], None]
+Received = Callable[[bytes], None]
 
 
 class _RecordingProtocol(SMTPProtocol):
@@ -57,6 +60,12 @@ class _RecordingProtocol(SMTPProtocol):
 
     _smtplab_written: Written
     _smtplab_replied: Replied
+    _smtplab_received: Received | None
+
+    def data_received(self, data: bytes) -> None:
+        if self._smtplab_received is not None:
+            self._smtplab_received(data)
+        super().data_received(data)
 
     def write(self, data: bytes) -> None:
         super().write(data)
@@ -68,7 +77,9 @@ class _RecordingProtocol(SMTPProtocol):
         return response
 
 
-def record(smtp: aiosmtplib.SMTP, *, written: Written, replied: Replied) -> None:
+def record(
+    smtp: aiosmtplib.SMTP, *, written: Written, replied: Replied, received: Received | None = None
+) -> None:
     """Report everything ``smtp``'s connection writes and reads from now on.
 
     Call it right after ``connect()`` (the greeting is already read by then: record it yourself).
@@ -81,6 +92,7 @@ def record(smtp: aiosmtplib.SMTP, *, written: Written, replied: Replied) -> None
         written: Called with the bytes of every write: one or more command lines, or the whole
             message content after ``354``.
         replied: Called with every reply read, exactly once, in order.
+        received: Called with the bytes of every read, as they arrive (inside TLS: decrypted).
     """
     protocol = smtp.protocol
     if protocol is None:
@@ -88,6 +100,19 @@ def record(smtp: aiosmtplib.SMTP, *, written: Written, replied: Replied) -> None
     protocol.__class__ = _RecordingProtocol
     protocol._smtplab_written = written  # type: ignore[attr-defined]
     protocol._smtplab_replied = replied  # type: ignore[attr-defined]
+    protocol._smtplab_received = received  # type: ignore[attr-defined]
+
+
+def write(smtp: aiosmtplib.SMTP, data: bytes) -> None:
+    """Write ``data`` on the connection, expecting no reply (message content sent line by line).
+
+    Raises:
+        aiosmtplib.SMTPServerDisconnected: The connection is gone.
+    """
+    protocol = smtp.protocol
+    if protocol is None or not smtp.is_connected:
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    protocol.write(data)
 
 
 async def send_data(smtp: aiosmtplib.SMTP, content: bytes, *, timeout: float | None) -> None:

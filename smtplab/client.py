@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
+#: ``callback(sender, data, tls)`` for :meth:`Client.observe_wire`.
+WireObserver = Callable[[str, bytes, bool], object]
+
 #: The name the client gives in EHLO/HELO unless told otherwise (``.test``: RFC 2606 §2).
 DEFAULT_CLIENT_NAME = "client.smtplab.test"
 
@@ -285,7 +288,7 @@ class Client:
             "client_cert": client_cert,
             "client_key": client_key,
         }
-        self.transcript = Transcript(title=f"client to {self._where()}")
+        self.transcript = Transcript(title=f"client to {self.where}")
         self.state = protocol.SessionState(tls=tls == "implicit")
         self.greeting: Reply | None = None
         self._last_reply = Reply(0, "")
@@ -296,6 +299,10 @@ class Client:
         self._expect_data = False
         self._data_sent = False
         self._tls_on = False  # kept as a flag: recording asks for every line
+        self._by_line = False  # message content sent with data_line() rather than data()
+        self._by_line_count = self._by_line_size = 0
+        self._wire_observers: tuple[WireObserver, ...] = ()
+        self.wire_errors: list[Exception] = []
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -320,6 +327,14 @@ class Client:
     def extensions(self) -> dict[str, str]:
         """The ESMTP extensions the server announced in its EHLO reply."""
         return _aiosmtplib.extensions(self._smtp) if self._smtp is not None else {}
+
+    @property
+    def last_reply(self) -> Reply:
+        """The server's latest reply on this connection (code 0 before the first one).
+
+        A ``334`` here means the server waits for an answer to its AUTH challenge, not a command.
+        """
+        return self._last_reply
 
     @property
     def tls_active(self) -> bool:
@@ -352,7 +367,7 @@ class Client:
             start_tls=False,  # never upgrade silently (aiosmtplib's default start_tls=None does)
             tls_context=self._tls_context() if self.tls else None,
         )
-        self._event(f"connecting to {self._where()}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        self._event(f"connecting to {self.where}{' with implicit TLS' if self.tls == 'implicit' else ''}")
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
@@ -362,7 +377,7 @@ class Client:
             raise explaining(
                 ClientTimeoutError(
                     Hint(
-                        f"no greeting from {self._where()} within {timeout:g} s. A server that "
+                        f"no greeting from {self.where} within {timeout:g} s. A server that "
                         "speaks TLS from the first byte stays silent to a plain-text client: try ",
                         option("tls", "implicit"),
                         ". ",
@@ -388,7 +403,7 @@ class Client:
             ):
                 raise explaining(
                     LabConnectionRefusedError(
-                        Hint(f"nothing is listening on {self._where()}. ", self._lab_status())
+                        Hint(f"nothing is listening on {self.where}. ", self._lab_status())
                     ),
                     error,
                 ) from None
@@ -396,8 +411,10 @@ class Client:
         self._smtp = smtp
         self._tls_on = self.tls == "implicit"
         self.state = protocol.SessionState(tls=self._tls_on)
-        self._in_auth = self._expect_data = False
-        _aiosmtplib.record(smtp, written=self._record_written, replied=self._record_response)
+        self._in_auth = self._expect_data = self._by_line = False
+        _aiosmtplib.record(
+            smtp, written=self._record_written, replied=self._record_response, received=self._record_received
+        )
         self._session_address = self.local_address
         from smtplab.render import format_address
 
@@ -405,12 +422,21 @@ class Client:
         if self.tls == "implicit" and self.record:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
+        if self._wire_observers:  # read inside connect(), before recording began: as its lines
+            self._record_received(
+                ("\r\n".join(self.greeting.lines) + "\r\n").encode("utf-8", "surrogateescape")
+            )
         if self.tls == "starttls" and self.greeting.code == 220:
-            await self.starttls(timeout=timeout)
+            try:
+                await self.starttls(timeout=timeout)
+            except BaseException:
+                await self.close()  # no TLS: hang up rather than leave a plain-text session open
+                raise
         return self._result(self.greeting)
 
-    def _where(self) -> str:
-        """``host:port``, or the path of the server's Unix-domain socket."""
+    @property
+    def where(self) -> str:
+        """Where the client connects: ``host:port``, or the path of a lab server's Unix-domain socket."""
         path = self._socket_path or getattr(self.server, "socket_path", None)
         return path or f"{self.host}:{self.port}"
 
@@ -538,7 +564,7 @@ class Client:
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
             raise TLSMismatchError(
                 Hint(
-                    f"{self._where()} does not offer STARTTLS (its EHLO reply has no STARTTLS "
+                    f"{self.where} does not offer STARTTLS (its EHLO reply has no STARTTLS "
                     f"line), or {between} removed it (a STARTTLS-stripping attack, RFC 3207 §6): "
                     "never fall back to plain text. Start the lab server with TLS (",
                     start_lab_server("starttls"),
@@ -601,7 +627,7 @@ class Client:
                 )
             raise NoCommonMechanismError(
                 Hint(
-                    f"{self._where()} did not offer AUTH in its EHLO reply.",
+                    f"{self.where} did not offer AUTH in its EHLO reply.",
                     hint,
                     Fix(" To see the server refuse, pass mechanism='PLAIN'.", ""),
                 )
@@ -658,7 +684,7 @@ class Client:
             cap = getattr(limits, "max_connections", None)
             size = f" ({cap} here)" if cap else ""
             return Hint(
-                f"{self._where()} refused the connection ({said}): the lab server already has as "
+                f"{self.where} refused the connection ({said}): the lab server already has as "
                 f"many sessions open as Limits.max_connections allows{size}. ",
                 Fix(
                     "Close clients you are done with (await client.quit()), send over fewer "
@@ -669,7 +695,7 @@ class Client:
                 ),
             )
         return Hint(
-            f"{self._where()} refused the connection ({said}): it is busy or shutting down "
+            f"{self.where} refused the connection ({said}): it is busy or shutting down "
             "(RFC 5321 §3.1). 421 is temporary: try again later."
         )
 
@@ -717,6 +743,19 @@ class Client:
     def _record_written(self, data: bytes) -> None:
         """Every write on the connection (from the recording protocol), in order."""
         tls = self._tls_on
+        if self._wire_observers:
+            self._tell_wire("client", data, tls)
+        if self._expect_data and self._by_line:  # content from data_line(), then end_data()'s "."
+            if data != b".\r\n":  # a content line "." was stuffed to "..": this is the end
+                self._by_line_count += 1
+                self._by_line_size += len(data)
+                return
+            self._expect_data = self._by_line = False
+            self._data_sent = True
+            if self.record:
+                self.transcript.message_data(self._by_line_count, self._by_line_size, tls=tls)
+            self._last_command = "."
+            return
         if self._expect_data:  # the message content after 354: one summary, then the "."
             self._expect_data = False
             self._data_sent = True
@@ -734,6 +773,38 @@ class Client:
             if self.record:
                 self.transcript.record("client", line, tls)
 
+    def _record_received(self, data: bytes) -> None:
+        """Every read on the connection (from the recording protocol), as the bytes arrived."""
+        if self._wire_observers:
+            self._tell_wire("server", data, self._tls_on)
+
+    def _tell_wire(self, sender: str, data: bytes, tls: bool) -> None:
+        for callback in self._wire_observers:
+            try:
+                callback(sender, data, tls)
+            except Exception as error:  # noqa: BLE001 - an observer must never break the connection
+                if len(self.wire_errors) < 100:
+                    self.wire_errors.append(error)
+
+    def observe_wire(self, callback: WireObserver) -> WireObserver:
+        """Call ``callback(sender, data, tls)`` with the bytes of every write and read, as they cross.
+
+        ``sender`` is ``"client"`` or ``"server"``, ``data`` the exact bytes (CR LF and all; inside
+        TLS, the SMTP bytes before encryption), ``tls`` whether the connection is encrypted. It
+        runs on the client's event loop; an exception it raises is kept on :attr:`wire_errors`.
+        The greeting is read inside :meth:`connect`, before recording starts: it is passed on
+        as its lines, each ended by CR LF. Returns the callback (so this works as a decorator).
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if callback not in self._wire_observers:
+            self._wire_observers = (*self._wire_observers, callback)
+        return callback
+
+    def unobserve_wire(self, callback: WireObserver) -> None:
+        """Stop calling ``callback``; safe for a callback never registered."""
+        self._wire_observers = tuple(cb for cb in self._wire_observers if cb != callback)
+
     def _record_response(self, response: aiosmtplib.SMTPResponse) -> None:
         """Every reply read on the connection (from the recording protocol), in order."""
         self._record_reply(response, self._last_command)
@@ -749,7 +820,8 @@ class Client:
             else:
                 self.transcript.record("server", f"{response.code} {response.message}".rstrip(), tls, answers)
         if response.code == 354:
-            self._expect_data = True
+            self._expect_data, self._by_line = True, False
+            self._by_line_count = self._by_line_size = 0
         word = "." if command == "." else (command.split(" ", 1)[0].upper() if command else "")
         if word and not self._in_auth:
             self.state.advance(word, response.code)
@@ -778,7 +850,11 @@ class Client:
             self._event("connection closed by the client after a timeout")
             verb = masked(line, after_334=self._in_auth).split(" ")[0]
             raise explaining(self._timeout_error(verb, timeout), error) from None
-        return self._result(self._last_reply)
+        reply = self._last_reply
+        verb = line.split(" ", 1)[0].upper()
+        if verb in ("EHLO", "HELO") and reply.code == 250:  # also when sent with raw()
+            _aiosmtplib.note_hello(self.smtp, verb, aiosmtplib.SMTPResponse(reply.code, reply.message))
+        return self._result(reply)
 
     @staticmethod
     def _timeout_error(command: str, timeout: float) -> ClientTimeoutError:
@@ -808,17 +884,11 @@ class Client:
 
     async def ehlo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
         """``EHLO`` (RFC 5321 §4.1.1.1): say hello and ask for the server's extensions."""
-        reply = await self._command("EHLO", name or self.name, timeout=timeout)
-        if reply.code == 250:
-            _aiosmtplib.note_hello(self.smtp, "EHLO", aiosmtplib.SMTPResponse(reply.code, reply.message))
-        return reply
+        return await self._command("EHLO", name or self.name, timeout=timeout)
 
     async def helo(self, name: str | None = None, *, timeout: float | None = None) -> Reply:
         """``HELO``: the original greeting, without extensions."""
-        reply = await self._command("HELO", name or self.name, timeout=timeout)
-        if reply.code == 250:
-            _aiosmtplib.note_hello(self.smtp, "HELO", aiosmtplib.SMTPResponse(reply.code, reply.message))
-        return reply
+        return await self._command("HELO", name or self.name, timeout=timeout)
 
     async def mail(self, sender: str, *, options: Iterable[str] = (), timeout: float | None = None) -> Reply:
         """``MAIL FROM:<sender>`` (RFC 5321 §4.1.1.2): start a transaction; ``""`` is the null sender."""
@@ -860,6 +930,52 @@ class Client:
             _aiosmtplib.hang_up(self.smtp)
             raise
         return self._result(self._last_reply)
+
+    async def data_line(self, line: str) -> bytes:
+        """Send one line of message content, after ``DATA`` was answered ``354``; no reply comes.
+
+        The line gets its CR LF, and a line starting with "." gets one more in front
+        (dot-stuffing, RFC 5321 §4.5.2) so the server cannot take it for the end of the message;
+        it removes the extra dot again. End the content with :meth:`end_data`. For a whole
+        message at once, :meth:`data` does all of this.
+
+        Returns:
+            The bytes sent, e.g. ``b"..hidden\r\n"`` for ``".hidden"``.
+
+        Raises:
+            SmtpLabError: The server has not answered ``DATA`` with ``354`` (yet).
+            ValueError: The line holds a CR or LF: send one line at a time.
+        """
+        self._check_in_data("data_line()")
+        if "\r" in line or "\n" in line:
+            raise ValueError(
+                f"data_line() sends one line, and {line!r} holds a line break: call it once per line "
+                "(the line ending is added for you)"
+            )
+        data = line.encode("utf-8", "surrogateescape") + b"\r\n"
+        if data.startswith(b"."):
+            data = b"." + data
+        self._by_line = True
+        _aiosmtplib.write(self.smtp, data)
+        return data
+
+    async def end_data(self, *, timeout: float | None = None) -> Reply:
+        """Send the line holding only "." that ends message content, and return the final reply.
+
+        ``250`` means the server took the message; after the reply the session can start
+        another one (RFC 5321 §4.1.1.4).
+        """
+        self._check_in_data("end_data()")
+        self._by_line = True
+        return await self._command(".", timeout=timeout)
+
+    def _check_in_data(self, what: str) -> None:
+        if self.state.state is not protocol.State.DATA or not self._expect_data:
+            raise SmtpLabError(
+                f"{what} sends message content, which the server takes only after it answered DATA "
+                f"with 354; the session is {self.state.state.value}: send DATA first "
+                "(await client.raw('DATA')), after RCPT TO"
+            )
 
     async def rset(self, *, timeout: float | None = None) -> Reply:
         """``RSET`` (RFC 5321 §4.1.1.5): abandon the current transaction."""
@@ -962,7 +1078,7 @@ class Client:
         for extension, why in needed.items():
             if extension.lower() not in offered:
                 raise ExtensionNotOfferedError(self._not_offered(extension, why), extension=extension)
-        return data, [protocol.MAIL_PARAMETERS[extension] for extension in needed]
+        return data, [protocol.mail_parameter(extension) for extension in needed]
 
     def _not_offered(self, extension: str, why: str) -> Hint:
         heard = "its EHLO reply" if self.state.esmtp else "its reply to HELO (which lists no extensions)"
@@ -984,7 +1100,7 @@ class Client:
                 "Send it to a server that offers 8BITMIME.",
             )
         return Hint(
-            f"{why}, so this message needs {extension} ({rfc}), and {self._where()} did not offer "
+            f"{why}, so this message needs {extension} ({rfc}), and {self.where} did not offer "
             f"it in {heard}: nothing of the message was sent. ",
             fix,
         )

@@ -213,7 +213,7 @@ class Directory:
     def verify(self, query: str) -> str:
         """The reply to ``VRFY query`` (RFC 5321 §3.5.1, §3.5.3)."""
         if not self.mailboxes:
-            return "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"
+            return "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"  # X.1.5 would say "valid"
         wanted = query.strip("<>").lower()
         found = [
             entry for address, entry in self.mailboxes.items() if wanted in (address, address.split("@")[0])

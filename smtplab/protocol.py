@@ -5,11 +5,15 @@ This module answers the questions a learner asks while reading an SMTP conversat
 no sockets and runs no event loop, so widgets, notebooks, the transcript and error messages can
 all share one source of truth.
 
-- :data:`COMMANDS` — every command smtplab speaks, with syntax, purpose and the RFC section.
+- :data:`COMMANDS` — every command smtplab speaks, with syntax, purpose and the RFC section;
+  :data:`COMMAND_ORDER` — the order a session usually uses them in.
 - :data:`REPLY_CODES` — the reply codes of RFC 5321 §4.2 plus those of AUTH (RFC 4954),
   STARTTLS (RFC 3207) and "no mail here" (RFC 7504). :data:`REPLY_CLASSES` and
   :data:`REPLY_CATEGORIES` give the meaning of the first and second digit for any other code.
 - :data:`ENHANCED_CODES` — enhanced status codes such as ``5.7.8`` (RFC 3463, RFC 4954).
+- :data:`EXTENSIONS` — the ESMTP extensions a server lists in its EHLO reply, and what a server
+  without one answers when a client uses it anyway; :data:`MAIL_PARAMETERS` — the MAIL FROM
+  parameters they bring.
 - :func:`parse_reply_line`, :func:`reply_code` and :func:`explain` — read one reply line and say
   what it means, in the context of the command it answers when that is known (the one reply
   grammar of smtplab: transcripts and the client use it too); :func:`answered_verb` names that
@@ -17,10 +21,11 @@ all share one source of truth.
 - :func:`argument_problem` — the one hygiene rule for command arguments (control characters,
   invalid UTF-8), and :func:`bare_line_endings` — line endings other than CRLF in a message.
 - :func:`extensions_needed` — which ESMTP extensions a message needs (SMTPUTF8 for non-ASCII
-  addresses or headers, 8BITMIME for 8-bit content), and :data:`MAIL_PARAMETERS` — the
+  addresses or headers, 8BITMIME for 8-bit content), and :func:`mail_parameter` — the
   ``MAIL FROM`` parameter that asks for each.
 - :class:`SessionState` — the session state machine: which commands make sense now, and the
-  reason behind the ``503 Bad sequence of commands`` a server gives when they do not.
+  reason behind the ``503 Bad sequence of commands`` a server gives when they do not;
+  :func:`transitions` lists its moves, as asked of the machine itself (for drawing it).
 
 Example:
     >>> explain("550 5.1.1 <bob@example.org>: no such user")
@@ -38,23 +43,29 @@ from dataclasses import dataclass
 
 __all__ = [
     "COMMANDS",
+    "COMMAND_ORDER",
     "ENHANCED_CODES",
+    "EXTENSIONS",
     "MAIL_PARAMETERS",
     "REPLY_CATEGORIES",
     "REPLY_CLASSES",
     "REPLY_CODES",
     "Command",
+    "Extension",
     "ParsedReply",
     "ReplyCode",
     "SessionState",
     "State",
+    "Transition",
     "answered_verb",
     "argument_problem",
     "bare_line_endings",
     "explain",
     "extensions_needed",
+    "mail_parameter",
     "parse_reply_line",
     "reply_code",
+    "transitions",
 ]
 
 
@@ -411,6 +422,106 @@ def _enhanced_source(key: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# ESMTP extensions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One ESMTP extension: a keyword a server lists in its reply to EHLO (RFC 5321 §4.1.1.1).
+
+    Attributes:
+        name: The keyword as it appears in the EHLO reply, e.g. ``"SIZE"``.
+        purpose: What offering it lets a client do, in a sentence.
+        rfc: The document that defines it, e.g. ``"RFC 1870"``.
+        section: The section inside that document.
+        without: What a server that does not offer it answers when a client uses it anyway.
+    """
+
+    name: str
+    purpose: str
+    rfc: str
+    section: str
+    without: str
+
+
+EXTENSIONS: dict[str, Extension] = {
+    e.name: e
+    for e in (
+        Extension(
+            "SIZE",
+            "The server names the largest message it takes (SIZE 10485760), and a client may "
+            "declare its message's size in MAIL FROM (SIZE=2048) to be refused before sending it.",
+            "RFC 1870",
+            "§4",
+            "MAIL FROM with a SIZE= parameter gets 555 (parameter not recognized).",
+        ),
+        Extension(
+            "8BITMIME",
+            "Message content may hold 8-bit bytes (UTF-8 text without encoding); the client "
+            "says so with BODY=8BITMIME in MAIL FROM.",
+            "RFC 6152",
+            "§2",
+            "MAIL FROM with a BODY= parameter gets 555; 8-bit content must be encoded "
+            "(quoted-printable or base64) to fit in 7 bits.",
+        ),
+        Extension(
+            "SMTPUTF8",
+            "Addresses and headers may be written in UTF-8 (jörg@例え.test); the client says so "
+            "with SMTPUTF8 in MAIL FROM.",
+            "RFC 6531",
+            "§3.1",
+            "MAIL FROM with an SMTPUTF8 parameter gets 555, and a non-ASCII address cannot be sent.",
+        ),
+        Extension(
+            "ENHANCEDSTATUSCODES",
+            "Every reply carries an enhanced status code after its reply code (250 2.1.5 ...), "
+            "which says more precisely what happened (RFC 3463).",
+            "RFC 2034",
+            "§3",
+            "Replies carry the three-digit code alone.",
+        ),
+        Extension(
+            "HELP",
+            "The server answers HELP with a list of its commands (a common custom: HELP itself "
+            "is a command of RFC 5321 §4.1.1.8, and many servers leave it out).",
+            "RFC 5321",
+            "§4.1.1.8",
+            "HELP gets 502 (command not implemented).",
+        ),
+        Extension(
+            "STARTTLS",
+            "The client may turn the connection into a TLS one (STARTTLS, then a handshake, "
+            "then EHLO again).",
+            "RFC 3207",
+            "§4",
+            "STARTTLS gets 502 (command not implemented), or 454 (TLS not available for now).",
+        ),
+        Extension(
+            "AUTH",
+            "The client may log in with one of the SASL mechanisms listed (AUTH PLAIN LOGIN ...).",
+            "RFC 4954",
+            "§3",
+            "AUTH gets 502 (command not implemented).",
+        ),
+        Extension(
+            "PIPELINING",
+            "The client may send several commands at once without waiting for each reply, and "
+            "read the replies afterwards, in order.",
+            "RFC 2920",
+            "§3",
+            "A client must wait for each reply before the next command (RFC 5321 §4.3.1); "
+            "many servers still answer, some (Postfix, for one) refuse or mark such a client.",
+        ),
+    )
+}
+
+#: The MAIL FROM parameters an extension gives meaning to, and that extension (RFC 1870 §6,
+#: RFC 6152 §2, RFC 6531 §3.4): a server that does not offer it answers 555 to the parameter.
+MAIL_PARAMETERS: dict[str, str] = {"SIZE": "SIZE", "BODY": "8BITMIME", "SMTPUTF8": "SMTPUTF8"}
+
+
+# --------------------------------------------------------------------------------------------
 # Reading replies
 # --------------------------------------------------------------------------------------------
 
@@ -603,9 +714,16 @@ def bare_line_endings(content: bytes) -> tuple[str, ...]:
     return ("LF", "CR") if lf and cr else ("LF",) if lf else ("CR",) if cr else ()
 
 
-#: The ``MAIL FROM`` parameter that declares each extension a message needs: ``SMTPUTF8``
-#: (RFC 6531 §3.4) and ``BODY=8BITMIME`` (RFC 6152 §2).
-MAIL_PARAMETERS: dict[str, str] = {"SMTPUTF8": "SMTPUTF8", "8BITMIME": "BODY=8BITMIME"}
+def mail_parameter(extension: str) -> str:
+    """The ``MAIL FROM`` parameter that asks for ``extension``, from :data:`MAIL_PARAMETERS`.
+
+    Example:
+        >>> mail_parameter("SMTPUTF8"), mail_parameter("8BITMIME")
+        ('SMTPUTF8', 'BODY=8BITMIME')
+    """
+    keyword = next(keyword for keyword, named in MAIL_PARAMETERS.items() if named == extension)
+    return keyword if keyword == extension else f"{keyword}={extension}"
+
 
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 
@@ -676,9 +794,25 @@ class State(enum.Enum):
     DATA = "data"  # DATA got 354: every line sent now is message content
     CLOSED = "closed"  # QUIT answered with 221, or the server sent 421
 
+    @property
+    def meaning(self) -> str:
+        """Where the session stands, in words: ``State.MAIL.meaning``."""
+        return _STATE_MEANINGS[self]
+
+
+_STATE_MEANINGS = {
+    State.CONNECTED: "the server has greeted (220); the client has not said EHLO or HELO yet",
+    State.GREETED: "EHLO or HELO was accepted; no message is under way",
+    State.MAIL: "MAIL FROM was accepted: a message has its sender, and no recipient yet",
+    State.RCPT: "a recipient was accepted: DATA may follow, or more RCPT TO",
+    State.DATA: "DATA got 354: every line sent now is message content, until a line holding only '.'",
+    State.CLOSED: "the session is over: QUIT was answered, or the server sent 421",
+}
+
 
 _END_OF_DATA = "."  # the line that ends message content (RFC 5321 §4.1.1.4)
-_ORDER = (
+#: Every command, in the order a session usually uses them (the order of ``allowed()``).
+COMMAND_ORDER = (
     "EHLO",
     "HELO",
     "STARTTLS",
@@ -755,7 +889,7 @@ class SessionState:
         """Return the commands that make sense now, in the order a session usually uses them."""
         if self.state is State.DATA:
             return [_END_OF_DATA]
-        return [name for name in _ORDER if self.check(name) is None]
+        return [name for name in COMMAND_ORDER if self.check(name) is None]
 
     def check(self, command: str) -> str | None:
         """Say whether ``command`` makes sense now.
@@ -791,7 +925,7 @@ class SessionState:
         if verb not in COMMANDS:
             return (
                 f"{verb or 'An empty line'} is not an SMTP command smtplab knows; the "
-                "server answers 500 (command unrecognized). Known commands: " + ", ".join(_ORDER) + "."
+                "server answers 500 (command unrecognized). Known commands: " + ", ".join(COMMAND_ORDER) + "."
             )
         rule = getattr(self, f"_check_{verb.lower()}", None)
         return rule() if rule is not None else None
@@ -840,6 +974,28 @@ class SessionState:
         elif verb == "QUIT" and code == 221:
             self.state = State.CLOSED
         return self.state
+
+    # -- pictures -------------------------------------------------------------------------
+
+    def mermaid(self) -> str:
+        """The state machine as a Mermaid ``stateDiagram-v2``, where this session stands marked in words.
+
+        Show it in a notebook with ``IPython.display.Markdown(f"```mermaid\\n{state.mermaid()}\\n```")``.
+        """
+        from smtplab import render  # only a picture needs the renderer
+
+        return render.state_mermaid(self.state)
+
+    def svg(self) -> str:
+        """The state machine as an SVG picture, where this session stands highlighted in words and colour."""
+        from smtplab import render
+
+        return render.state_svg(self.state)
+
+    def _repr_html_(self) -> str:
+        from smtplab import render
+
+        return render.state_html(self.state, self.allowed())
 
     # One rule per command whose validity depends on the state. Commands without a rule
     # (EHLO, HELO, RSET, VRFY, EXPN, NOOP, HELP, QUIT) are valid whenever the session is
@@ -943,3 +1099,66 @@ class SessionState:
                 "answers 503 (aiosmtpd 1.4.6 does not check this one)."
             )
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# The machine's moves, for drawing it
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move of the session state machine: in ``source``, ``command`` answered ``code`` leads to ``target``.
+
+    Attributes:
+        source: The state before the command.
+        command: The command's verb, or ``"."`` for the line that ends message content.
+        code: The reply that means the command worked (e.g. 354 for DATA).
+        target: The state after that reply (the same as ``source`` for NOOP, VRFY …).
+    """
+
+    source: State
+    command: str
+    code: int
+    target: State
+
+
+#: The reply that means a command worked, the one that moves the machine (RFC 5321 §4.3.2).
+_WORKED = {
+    "EHLO": 250,
+    "HELO": 250,
+    "STARTTLS": 220,
+    "AUTH": 235,
+    "MAIL": 250,
+    "RCPT": 250,
+    "DATA": 354,
+    "RSET": 250,
+    "VRFY": 250,
+    "EXPN": 250,
+    "NOOP": 250,
+    "HELP": 214,
+    "QUIT": 221,
+    _END_OF_DATA: 250,
+}
+
+
+def transitions() -> list[Transition]:
+    """Every move of :class:`SessionState` on a command that works, found by asking the machine itself.
+
+    For each state (after EHLO where a greeting is needed) and each command valid there, a fresh
+    machine is put in that state, told the command got the reply that means it worked, and asked
+    where it went: a drawing of the machine can never disagree with the machine. A ``421`` from
+    the server closes the session in any state (RFC 5321 §3.8); it is not listed here.
+    """
+    found = []
+    for source in State:
+        if source is State.CLOSED:
+            continue
+        for command in (*COMMAND_ORDER, _END_OF_DATA):
+            machine = SessionState()
+            machine.state, machine.esmtp = source, source is not State.CONNECTED
+            if machine.check(command) is not None:
+                continue
+            code = _WORKED[command]
+            found.append(Transition(source, command, code, machine.advance(command, code)))
+    return found

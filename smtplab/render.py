@@ -326,3 +326,246 @@ def mermaid(rows: Iterable[tuple[Line, str, str]], *, reveal_secrets: bool) -> s
         else:
             out.append(f"    Note {where}: {words}")
     return "\n".join(out)
+
+
+# -- the session state machine ------------------------------------------------------------------
+#
+# Drawn from smtplab.protocol.transitions(), which asks SessionState itself where each command
+# leads: the picture cannot disagree with the machine. The current state is marked in words
+# ("you are here") as well as by colour and a thicker border.
+
+_BOX_W, _BOX_H, _GAP, _MARGIN, _ROW_Y = 104, 44, 76, 14, 44
+_NOW_FILL = "rgba(255, 170, 0, 0.35)"
+_NOW_WORDS = "you are here"
+_SVG_TEXT = "font-family:var(--jp-ui-font-family, sans-serif);font-size:11px"
+# A halo in the page's own background colour keeps a label readable where a line crosses it.
+_HALO = ' style="paint-order:stroke;stroke:var(--jp-layout-color0, white);stroke-width:6px"'
+#: Said under every picture of the machine: what it leaves out.
+STATE_NOTE = (
+    "Not drawn: commands that keep the state (another RCPT TO, NOOP, VRFY, EXPN, HELP, AUTH), "
+    "and a 421 from the server, which closes the session in any state."
+)
+
+
+def _machine() -> tuple[list[Any], dict[tuple[Any, Any], list[str]]]:
+    """The states in drawing order and the moves between two different states, verbs grouped."""
+    from smtplab import protocol
+
+    states = list(protocol.State)
+    moves: dict[tuple[Any, Any], list[str]] = {}
+    for move in protocol.transitions():
+        if move.source is not move.target:
+            verbs = moves.setdefault((move.source, move.target), [])
+            command = f'"{move.command}"' if move.command == "." else move.command
+            verbs.append(f"{command} \u2192 {move.code}")
+    return states, moves
+
+
+def _move_label(verbs: list[str]) -> str:
+    """``["EHLO → 250", "HELO → 250"]`` → ``"EHLO, HELO → 250"`` (one code said once)."""
+    codes = {verb.rsplit(" ", 1)[1] for verb in verbs}
+    if len(codes) == 1:
+        return f"{', '.join(verb.split(' ')[0] for verb in verbs)} \u2192 {codes.pop()}"
+    return ", ".join(verbs)
+
+
+def _quit_label(states: list[Any], sources: list[Any]) -> str:
+    others = [s for s in states[:-1] if s not in sources]
+    where = "any state" if not others else f"any state but {', '.join(s.value for s in others)}"
+    return f"from {where}"
+
+
+def state_svg(current: Any = None) -> str:
+    """The session state machine as an inline SVG; ``current`` (a ``State``) is highlighted.
+
+    The highlighted box is filled, has a thicker border and says "you are here"; each box shows
+    the state's meaning on hover.
+    """
+    from smtplab import protocol
+
+    states, moves = _machine()
+    closed = protocol.State.CLOSED
+    row = [s for s in states if s is not closed]
+    x = {state: _MARGIN + i * (_BOX_W + _GAP) for i, state in enumerate(row)}
+    x[closed] = _MARGIN + len(row) * (_BOX_W + _GAP)
+    width = x[closed] + _BOX_W + _MARGIN
+    top, mid, bottom = _ROW_Y, _ROW_Y + _BOX_H / 2, _ROW_Y + _BOX_H
+    index = {state: i for i, state in enumerate(row)}
+    parts: list[str] = []
+    labels: list[str] = []  # drawn last, over every line
+    arcs_into: dict[Any, int] = {}
+    deepest = bottom
+    for (source, target), verbs in moves.items():
+        label = escape(_move_label(verbs))
+        if target is closed:
+            continue  # drawn once, as the box's own label
+        span = index[target] - index[source]
+        if span == 1:  # the way forward: a straight arrow, its label above it
+            x1, x2 = x[source] + _BOX_W, x[target]
+            parts.append(
+                f'<line x1="{x1}" y1="{mid}" x2="{x2 - 2}" y2="{mid}" stroke="currentColor" '
+                f'marker-end="url(#smtplab-arrow)"/>'
+            )
+            words = label.split(" \u2192 ")
+            first, second = (words[0], f"\u2192 {words[1]}") if len(words) == 2 else (label, "")
+            centre = (x1 + x2) / 2
+            labels.append(f'<text x="{centre}" y="{mid - 16}" text-anchor="middle">{first}</text>')
+            labels.append(f'<text x="{centre}" y="{mid - 5}" text-anchor="middle">{second}</text>')
+            continue
+        # Any other move: an arc below the row, deeper the further it reaches.
+        shift = 10 * arcs_into.get(target, 0)
+        arcs_into[target] = arcs_into.get(target, 0) + 1
+        start = x[source] + _BOX_W / 2 - 8
+        end = x[target] + _BOX_W / 2 + 8 + shift
+        depth = 34 * abs(span) + 4
+        deepest = max(deepest, bottom + 0.75 * depth + 16)
+        parts.append(
+            f'<path d="M {start} {bottom} C {start} {bottom + depth}, {end} {bottom + depth}, {end} '
+            f'{bottom + 2}" fill="none" stroke="currentColor" stroke-dasharray="4 3" '
+            f'marker-end="url(#smtplab-arrow)"/>'
+        )
+        labels.append(
+            f'<text x="{(start + end) / 2}" y="{bottom + 0.75 * depth + 12}" text-anchor="middle"{_HALO}>{label}</text>'
+        )
+    quit_sources = [source for (source, target) in moves if target is closed]
+    quit_verbs = sorted({v for (s, t), vs in moves.items() if t is closed for v in vs})
+    for state in states:
+        now = state is current
+        fill = _NOW_FILL if now else "none"
+        dash = ' stroke-dasharray="5 3"' if state is closed else ""
+        name = escape(state.value)
+        title = escape(f"{state.value}: {state.meaning}" + (f" ({_NOW_WORDS})" if now else ""))
+        parts.append(
+            f'<g class="smtplab-state{" smtplab-state-now" if now else ""}"><title>{title}</title>'
+            f'<rect x="{x[state]}" y="{top}" width="{_BOX_W}" height="{_BOX_H}" rx="8" fill="{fill}" '
+            f'stroke="currentColor" stroke-width="{3 if now else 1}"{dash}/>'
+            f'<text x="{x[state] + _BOX_W / 2}" y="{mid + (-3 if now else 4)}" text-anchor="middle" '
+            f'style="font-size:13px;font-weight:{"bold" if now else "normal"}">{name}</text>'
+        )
+        if now:
+            parts.append(
+                f'<text x="{x[state] + _BOX_W / 2}" y="{mid + 12}" text-anchor="middle" '
+                f'style="font-weight:bold">{_NOW_WORDS}</text>'
+            )
+        parts.append("</g>")
+    parts.append(
+        f'<text x="{x[closed] + _BOX_W / 2}" y="{top - 18}" text-anchor="middle">'
+        f"{escape(', '.join(quit_verbs))}</text>"
+        f'<text x="{x[closed] + _BOX_W / 2}" y="{top - 6}" text-anchor="middle">'
+        f"{escape(_quit_label(states, quit_sources))}</text>"
+    )
+    parts.append(  # the way in
+        f'<text x="{x[row[0]] + _BOX_W / 2}" y="{top - 6}" text-anchor="middle">220 greeting \u2193</text>'
+    )
+    height = deepest + _MARGIN
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="smtplab-state-machine" viewBox="0 0 {width} {height}" '
+        f'width="100%" style="max-width:{width}px;{_SVG_TEXT}" fill="currentColor" role="img" '
+        f'aria-label="{escape(_state_words(current))}">'
+        '<defs><marker id="smtplab-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+        'markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" '
+        'fill="currentColor"/></marker></defs>'
+    )
+    body = "".join(parts + labels).replace("<line ", '<line fill="none" ')
+    return f"{head}{body}</svg>"
+
+
+def _state_words(current: Any) -> str:
+    if current is None:
+        return "The SMTP session state machine"
+    return f"Now: {current.value} ({_NOW_WORDS}): {current.meaning}"
+
+
+def state_html(current: Any = None, allowed: Sequence[str] = ()) -> str:
+    """The state machine's picture with a caption saying, in words, where the session stands."""
+    words = escape(_state_words(current))
+    valid = ""
+    if allowed:
+        valid = (
+            f"<br>Valid now: {escape(', '.join('a line holding only .' if a == '.' else a for a in allowed))}"
+        )
+    return (
+        '<div class="smtplab-state-diagram" style="max-width:100%;overflow-x:auto">'
+        f"{state_svg(current)}"
+        f'<div style="font-size:12px;margin:2px 0 0 0"><b>{words}</b>{valid}'
+        f'<br><span style="opacity:0.75">{escape(STATE_NOTE)}</span></div></div>'
+    )
+
+
+def state_mermaid(current: Any = None) -> str:
+    """The session state machine as a Mermaid ``stateDiagram-v2``; ``current`` marked in words and colour."""
+    states, moves = _machine()
+    out = ["stateDiagram-v2", "    direction LR"]
+    for state in states:
+        words = f"{state.value} ({_NOW_WORDS})" if state is current else state.value
+        out.append(f'    state "{words.translate(_MERMAID_TABLE)}" as {state.value}')
+    out.append(f"    [*] --> {states[0].value}: 220 greeting")
+    for (source, target), verbs in moves.items():
+        out.append(f"    {source.value} --> {target.value}: {_move_label(verbs).translate(_MERMAID_TABLE)}")
+    out.append(f"    {states[-1].value} --> [*]")
+    if current is not None:
+        out.append("    classDef now fill:#ffd27f,stroke:#a15c00,stroke-width:3px,color:#000")
+        out.append(f"    class {current.value} now")
+    return "\n".join(out)
+
+
+# -- raw bytes on the wire ------------------------------------------------------------------------
+
+_WIRE_LINES = re.compile(rb"[^\n]*\n|[^\n]+$")
+# Line endings are written out in words, in a small box: control pictures (U+240D, U+240A) are
+# missing from many fonts, and a box of nothing would carry the meaning.
+_ENDING_STYLE = (
+    "font-family:var(--jp-ui-font-family, sans-serif);font-size:9px;padding:0 2px;margin-left:2px;"
+    "border-radius:3px;white-space:nowrap"
+)
+_CRLF = (
+    f'<span class="smtplab-crlf" style="{_ENDING_STYLE};background-color:rgba(128, 128, 128, 0.25)" '
+    'title="CR LF (\\r\\n, bytes 13 and 10): the end of an SMTP line">CR LF</span>'
+)
+_BARE = {
+    b"\n": ("LF", "a bare LF (\\n, byte 10) without its CR: SMTP lines end with CR LF"),
+    b"\r": ("CR", "a bare CR (\\r, byte 13) without its LF: SMTP lines end with CR LF"),
+}
+#: What the boxes in a rendering of raw bytes stand for.
+WIRE_LEGEND = (
+    "CR LF = the two bytes \\r\\n (13, 10) that end every SMTP line; LF or CR alone, in a dashed box, "
+    "a bare line ending"
+)
+
+
+def wire_text(line: bytes) -> str:
+    """One line of raw bytes as HTML: its text, escaped, then its line ending in words.
+
+    ``CR LF`` in a grey box for the ending SMTP wants; ``LF`` or ``CR`` in a dashed box for a
+    bare one; "(no line ending)" when the line has none yet. Each says what it is on hover.
+    """
+    ending = b"\r\n" if line.endswith(b"\r\n") else line[-1:] if line[-1:] in _BARE else b""
+    body = display(line[: len(line) - len(ending)].decode("utf-8", "surrogateescape"))
+    if ending == b"\r\n":
+        end = _CRLF
+    elif ending:
+        word, why = _BARE[ending]
+        end = f'<span class="smtplab-bare" style="{_ENDING_STYLE};outline:1px dashed currentColor" title="{why}">{word}</span>'
+    else:
+        end = '<span style="opacity:0.6" title="no line ending yet">(no line ending)</span>'
+    return f"{_html.escape(body, quote=True)}{end}"
+
+
+def wire_rows(sender: str, data: bytes, *, tls: bool = False) -> list[str]:
+    """HTML table rows for bytes that crossed the wire: one row per line, every CR and LF visible.
+
+    Args:
+        sender: ``"client"`` or ``"server"``; said in words in the first column.
+        data: The exact bytes.
+        tls: Whether they travelled inside TLS (said as "TLS", and "inside TLS" on hover).
+    """
+    who = "client \u2192" if sender == "client" else "\u2190 server"
+    lock = (
+        f'<td style="{TD};padding-right:0" title="inside TLS">TLS</td>' if tls else f'<td style="{TD}"></td>'
+    )
+    return [
+        f'<tr class="smtplab-wire-{sender}" style="background-color:{_ROW_BACKGROUND[sender]}">'
+        f'<td style="{TD};white-space:nowrap;border-left:3px solid {_ROW_EDGE[sender]}">{who}</td>{lock}'
+        f'<td style="{TD};white-space:pre-wrap;word-break:break-all">{wire_text(raw)}</td></tr>'
+        for raw in _WIRE_LINES.findall(data)
+    ]

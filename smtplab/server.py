@@ -128,6 +128,8 @@ class LabServer:
         name: The server's name in :func:`running_servers`; starting another server with the
             same name stops this one once the new one listens (a start that fails leaves it running).
         observer_errors: Exceptions raised by observers (:meth:`observe`), newest last.
+        extensions: Each EHLO extension the server can offer, switched on (``True``) or off
+            (see ``start_server(extensions=...)``).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class LabServer:
         mailboxes: Iterable[str] = (),
         lists: Mapping[str, Iterable[str]] | None = None,
         reply_delay: float = 0.0,
+        extensions: Mapping[str, bool] | None = None,
         allow_remote: bool = False,
         ready_timeout: float = 5.0,
         **smtp_options: Any,
@@ -200,6 +203,7 @@ class LabServer:
         if reply_delay < 0:
             raise ValueError(f"reply_delay must be zero or more seconds, not {reply_delay!r}")
         self.reply_delay = reply_delay
+        self.extensions = _checked_extensions(extensions, tls=tls, auth=auth, options=options)
         self.tls = tls
         self.require_tls = require_tls
         self._lab_tls = lab_tls
@@ -414,6 +418,9 @@ class LabServer:
             left_out = [name for name in AUTH_MECHANISMS if name not in self.auth_mechanisms]
             if left_out:
                 options["auth_exclude_mechanism"] = left_out
+        if not self.extensions["SMTPUTF8"]:
+            options["enable_SMTPUTF8"] = False
+        options["switched_off"] = frozenset(name for name, on in self.extensions.items() if not on)
         return options
 
     def stop(self) -> None:
@@ -591,6 +598,7 @@ def start_server(
     mailboxes: Iterable[str] = (),
     lists: Mapping[str, Iterable[str]] | None = None,
     reply_delay: float = 0.0,
+    extensions: Mapping[str, bool] | None = None,
     allow_remote: bool = False,
     ready_timeout: float = 5.0,
     **smtp_options: Any,
@@ -627,6 +635,8 @@ def start_server(
         lists: Mailing lists for EXPN to expand, e.g. ``{"team": ["alice@example.test",
             "bob@example.test"]}``.
         reply_delay: Seconds to wait before the final reply to DATA, like a distant or busy server.
+        extensions: Switch EHLO extensions on or off, e.g. ``{"SIZE": False, "HELP": False}``; one switched
+            off is not offered, and using it gets the refusal of a server without it (555, 502).
         allow_remote: Allow a ``host`` other machines can reach (a classroom container); warns.
         ready_timeout: Seconds to wait for the server's thread to start before giving up.
         **smtp_options: Keywords of aiosmtpd's ``SMTP`` class, e.g. ``auth_require_tls=False`` (AUTH in plain
@@ -659,6 +669,7 @@ def start_server(
         mailboxes=mailboxes,
         lists=lists,
         reply_delay=reply_delay,
+        extensions=extensions,
         allow_remote=allow_remote,
         ready_timeout=ready_timeout,
         **smtp_options,
@@ -696,6 +707,97 @@ def _check_tls_options(tls: Any, require_tls: bool, options: Mapping[str, Any]) 
         if key in options and (tls is not None or key == "authenticator"):
             friendly = "auth=" if key == "authenticator" else "tls="
             raise ValueError(f"give either {friendly} or aiosmtpd's {key}=, not both")
+
+
+#: The EHLO extensions a lab server can switch on or off (``extensions=``), in EHLO order; see
+#: :data:`smtplab.protocol.EXTENSIONS` for what each one does.
+LAB_EXTENSIONS = ("SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH", "HELP")
+
+
+def _checked_extensions(
+    extensions: Mapping[str, bool] | None, *, tls: Any, auth: Any, options: Mapping[str, Any]
+) -> dict[str, bool]:
+    """Every switchable extension, on or off: the defaults, changed by ``extensions=``, checked."""
+    defaults = {
+        "SIZE": True,
+        "8BITMIME": not options.get("decode_data", False),
+        "SMTPUTF8": options.get("enable_SMTPUTF8", True),
+        "ENHANCEDSTATUSCODES": True,
+        "STARTTLS": tls == "starttls",
+        "AUTH": auth is not None or "auth_callback" in options,  # a server with no users offers no AUTH
+        "HELP": True,
+    }
+    if extensions is None:
+        return defaults
+    example = 'e.g. extensions={"SIZE": False, "HELP": False}'
+    if not isinstance(extensions, Mapping):
+        raise TypeError(
+            f"extensions must map extension names to True or False, {example}; not {extensions!r}"
+        )
+    chosen = dict(defaults)
+    for name, on in extensions.items():
+        key = str(name).upper()
+        if key not in defaults:
+            import difflib  # only a mistyped name needs it
+
+            close = difflib.get_close_matches(key, LAB_EXTENSIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            never = " (the lab server never offers it)" if key in _protocol_extensions() else ""
+            raise ValueError(
+                f"start_server() cannot switch the extension {name!r}{never}.{hint} It can switch: "
+                f"{', '.join(LAB_EXTENSIONS)}"
+            )
+        if not isinstance(on, bool):
+            raise TypeError(f"extensions[{name!r}] must be True or False, not {on!r}")
+        chosen[key] = on
+    _check_extension_conflicts(chosen, defaults, tls=tls, auth=auth, options=options)
+    return chosen
+
+
+def _protocol_extensions() -> frozenset[str]:
+    from smtplab.protocol import EXTENSIONS
+
+    return frozenset(EXTENSIONS)
+
+
+def _check_extension_conflicts(
+    chosen: dict[str, bool], defaults: dict[str, bool], *, tls: Any, auth: Any, options: Mapping[str, Any]
+) -> None:
+    """Refuse a switch that contradicts another option, naming both and what to write instead."""
+    if chosen["STARTTLS"] and tls != "starttls":
+        if tls == "implicit":
+            raise ValueError(
+                "with tls='implicit' the connection is encrypted from the first byte, so there is no "
+                'STARTTLS to offer: leave "STARTTLS" out of extensions, or use tls="starttls"'
+            )
+        raise ValueError(
+            'extensions={"STARTTLS": True} needs the server\'s certificate: start the server with '
+            "tls='starttls' (STARTTLS is then on by itself)"
+        )
+    if not chosen["STARTTLS"] and tls == "starttls":
+        raise ValueError(
+            "tls='starttls' is there to offer STARTTLS: to switch STARTTLS off, leave tls out "
+            '(tls=None) instead of extensions={"STARTTLS": False}'
+        )
+    if chosen["AUTH"] and not defaults["AUTH"]:
+        raise ValueError(
+            'extensions={"AUTH": True} needs users to log in: give them with auth=, e.g. '
+            'auth={"alice": "wonderland"} (AUTH is then on by itself)'
+        )
+    if not chosen["AUTH"] and auth is not None:
+        raise ValueError(
+            'auth= gives the server users for AUTH, and extensions={"AUTH": False} switches AUTH off: '
+            "give one or the other"
+        )
+    for name, option, value in (("8BITMIME", "decode_data", True), ("SMTPUTF8", "enable_SMTPUTF8", False)):
+        if chosen[name] and not defaults[name]:
+            raise ValueError(
+                f'extensions={{"{name}": True}} contradicts {option}={value}: give one or the other'
+            )
+    if not chosen["SMTPUTF8"] and options.get("enable_SMTPUTF8") is True:
+        raise ValueError(
+            'extensions={"SMTPUTF8": False} contradicts enable_SMTPUTF8=True: give one or the other'
+        )
 
 
 def _limits(limits: Limits | Mapping[str, Any] | None, options: dict[str, Any]) -> Limits:

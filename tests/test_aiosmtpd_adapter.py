@@ -262,6 +262,41 @@ def test_help_lists_smtp_commands_only(serve):
         assert wire.command("HELP GET")[0].startswith("501 5.5.4 HELP: no command 'GET' here")
 
 
+def test_what_is_switched_off_is_left_out_of_ehlo_and_help_and_refused(serve):
+    server = serve(switched_off=frozenset({"8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "AUTH"}))
+    with Wire(server.address) as wire:
+        assert hello(wire) == [f"250-{HOST}", "250-SIZE 10485760", "250 HELP"]
+        reply = "\n".join(wire.command("HELP"))
+        assert "MAIL FROM:" in reply and "AUTH" not in reply
+        assert wire.command("AUTH PLAIN x")[0].startswith("502 AUTH not implemented"), "no enhanced codes"
+        assert wire.command("MAIL FROM:<a@example.test>") == ["250 OK"]
+
+
+class OldEhloHook:
+    async def handle_EHLO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        return "250 at your service"
+
+
+class NewEhloHook:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-X-LAB", responses[-1]]
+
+
+# Each new session of the old-style hook warns, on the server's thread.
+@pytest.mark.filterwarnings("ignore:Use the 5-argument handle_EHLO:DeprecationWarning")
+def test_a_handle_ehlo_keeps_its_own_lines_and_switched_off_extensions_are_left_out(serve):
+    old = serve(handler=OldEhloHook(), switched_off=frozenset({"SIZE", "SMTPUTF8", "ENHANCEDSTATUSCODES"}))
+    with Wire(old.address) as wire:
+        assert hello(wire) == [f"250-{HOST}", "250-8BITMIME", "250 at your service"]
+        assert wire.command("MAIL FROM:<a@example.test>") == ["250 OK"]
+    new = serve(handler=NewEhloHook(), switched_off=frozenset({"SIZE", "8BITMIME", "SMTPUTF8"}))
+    with Wire(new.address) as wire:
+        assert hello(wire) == [f"250-{HOST}", "250-X-LAB", "250-ENHANCEDSTATUSCODES", "250 HELP"]
+        assert wire.command("MAIL FROM:<a@example.test>") == ["250 2.1.0 OK"]
+
+
 @pytest.mark.parametrize(
     ("command", "reply"),
     [

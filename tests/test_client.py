@@ -254,7 +254,7 @@ def test_auth_secrets_are_masked_everywhere_unless_revealed(lab_server):
     with SyncClient(lab_server) as client:
         client.ehlo()
         reply = client.raw(f"AUTH PLAIN {secret}")
-    assert reply.code in (503, 538)  # refused in plain text (no AUTH configured here)
+    assert reply.code == 502  # refused: no users here, so the server does not offer AUTH
     assert secret not in reply.command
     for transcript in (client.transcript, lab_server.transcripts[-1]):
         shown = [
@@ -623,3 +623,77 @@ def test_without_8bitmime_raw_8bit_content_is_refused_and_a_message_is_made_7bit
     assert captured.raw.isascii() and captured.message.get_content().strip() == "Hallo Jörg"
     assert "converted to 7-bit" in client.transcript.text()
     assert "MAIL FROM:<joerg@example.test>" in client.transcript.text()  # and nothing asked for
+
+
+# -- message content line by line, and the bytes on the wire --------------------------------------
+
+
+def test_message_content_line_by_line_is_dot_stuffed_and_recorded_like_data(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        with pytest.raises(
+            smtplab.SmtpLabError, match=r"only after it answered DATA with 354; the session is greeted"
+        ):
+            client.data_line("too early")
+        client.mail("alice@example.test")
+        client.rcpt("bob@example.test")
+        assert client.raw("DATA").code == 354 and client.state.state is State.DATA
+        sent = [client.data_line(line) for line in ("Subject: dots", "", ".hidden", ".", "..two", "end")]
+        assert sent == [b"Subject: dots\r\n", b"\r\n", b"..hidden\r\n", b"..\r\n", b"...two\r\n", b"end\r\n"]
+        with pytest.raises(ValueError, match=r"sends one line, and 'a\\r\\nb' holds a line break"):
+            client.data_line("a\r\nb")
+        reply = client.end_data()
+        assert reply.code == 250 and client.state.state is State.GREETED
+        with pytest.raises(smtplab.SmtpLabError, match="send DATA first"):
+            client.end_data()
+        assert wire(client.transcript)[-2:] == ["-> .", f"<- {reply.code} {reply.message}"]
+        summary = [line.text for line in client.transcript if line.sender == "event"][-1]
+        assert summary == f"message data: 6 lines, {sum(map(len, sent))} bytes"
+        assert wire(client.pair().client) == wire(client.server_transcript)  # both ends agree
+    message = lab_server.mailbox.wait_for(1)[0]
+    assert message.raw == b"Subject: dots\r\n\r\n.hidden\r\n.\r\n..two\r\nend\r\n"
+
+
+def test_a_message_with_no_content_lines_ends_at_once(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo(), client.mail("alice@example.test"), client.rcpt("bob@example.test")
+        assert client.raw("DATA").code == 354
+        assert client.end_data().code == 250
+    assert lab_server.mailbox.wait_for(1)[0].raw == b""
+
+
+@pytest.mark.server_options(tls="starttls")
+def test_wire_observers_see_every_byte_both_ways_and_whether_inside_tls(lab_server):
+    seen: list[tuple[str, bytes, bool]] = []
+    client = SyncClient(lab_server, tls="starttls")
+    client.observe_wire(lambda *chunk: seen.append(chunk))
+    client.observe_wire(lambda *chunk: 1 / 0)  # a broken observer breaks nothing
+    with client:
+        client.noop()
+    assert seen[0] == ("server", f"{client.greeting}\r\n".encode(), False)  # the greeting, as its lines
+    assert seen[1] == ("client", b"EHLO client.smtplab.test\r\n", False)
+    assert ("client", b"STARTTLS\r\n", False) in seen
+    assert ("client", b"NOOP\r\n", True) in seen and ("client", b"QUIT\r\n", True) in seen
+    said = b"".join(data for sender, data, tls in seen if sender == "server" and tls)
+    assert said == b"250 2.0.0 OK\r\n221 2.0.0 Bye\r\n"  # NOOP and QUIT answered inside TLS
+    assert b"250-SIZE" in b"".join(data for sender, data, tls in seen if sender == "server" and not tls)
+    assert client.wire_errors and all(isinstance(e, ZeroDivisionError) for e in client.wire_errors)
+    client.unobserve_wire(seen.append)  # never registered: nothing happens
+
+
+def test_a_greeting_sent_with_raw_still_tells_the_client_what_the_server_offers(lab_server):
+    with SyncClient(lab_server) as client:
+        assert client.extensions == {}
+        assert client.raw("EHLO by-hand.test").code == 250
+        assert {"size", "8bitmime", "help"} <= set(client.extensions) and client.state.esmtp
+        assert client.last_reply.code == 250 and client.where == f"{lab_server.host}:{lab_server.port}"
+
+
+def test_a_server_without_starttls_leaves_no_connection_open_behind_the_error(lab_server):
+    client = SyncClient(lab_server, tls="starttls")
+    with pytest.raises(smtplab.TLSMismatchError, match="does not offer STARTTLS"):
+        client.connect()
+    assert not client.connected
+    assert [line.text for line in client.transcript if line.sender == "event"][
+        -1
+    ] == "connection closed by the client"

@@ -10,7 +10,6 @@ from smtplab import protocol
 from smtplab.protocol import (
     COMMANDS,
     ENHANCED_CODES,
-    MAIL_PARAMETERS,
     REPLY_CATEGORIES,
     REPLY_CLASSES,
     REPLY_CODES,
@@ -20,6 +19,7 @@ from smtplab.protocol import (
     answered_verb,
     explain,
     extensions_needed,
+    mail_parameter,
     parse_reply_line,
 )
 
@@ -525,4 +525,56 @@ def test_extensions_needed_names_each_extension_and_why():
         "SMTPUTF8": "the Subject header is not ASCII",
         "8BITMIME": "the headers have 8-bit bytes",
     }
-    assert [MAIL_PARAMETERS[name] for name in ("SMTPUTF8", "8BITMIME")] == ["SMTPUTF8", "BODY=8BITMIME"]
+    assert [mail_parameter(name) for name in ("SMTPUTF8", "8BITMIME")] == ["SMTPUTF8", "BODY=8BITMIME"]
+
+
+# --- extensions and the machine's moves ---------------------------------------------------------
+
+
+def test_every_extension_says_what_it_offers_and_what_a_server_without_it_answers():
+    assert {
+        "SIZE",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "HELP",
+        "STARTTLS",
+        "AUTH",
+        "PIPELINING",
+    } <= set(protocol.EXTENSIONS)
+    for name, extension in protocol.EXTENSIONS.items():
+        assert extension.name == name and extension.purpose and extension.without
+        assert extension.rfc.startswith("RFC ") and extension.section.startswith("§")
+    assert "555" in protocol.EXTENSIONS["SIZE"].without and "502" in protocol.EXTENSIONS["HELP"].without
+
+
+def test_every_state_has_a_meaning_in_words():
+    assert all(state.meaning for state in State)
+    assert "354" in State.DATA.meaning and "'.'" in State.DATA.meaning
+
+
+def test_transitions_are_the_machines_own_moves():
+    moves = {(t.source, t.command): (t.code, t.target) for t in protocol.transitions()}
+    assert moves[(State.CONNECTED, "EHLO")] == (250, State.GREETED)
+    assert moves[(State.GREETED, "MAIL")] == (250, State.MAIL)
+    assert moves[(State.MAIL, "RCPT")] == (250, State.RCPT)
+    assert moves[(State.RCPT, "RCPT")] == (250, State.RCPT)  # another recipient
+    assert moves[(State.RCPT, "DATA")] == (354, State.DATA)
+    assert moves[(State.DATA, ".")] == (250, State.GREETED)
+    assert moves[(State.GREETED, "STARTTLS")] == (220, State.CONNECTED)
+    assert moves[(State.RCPT, "RSET")] == (250, State.GREETED)
+    assert moves[(State.MAIL, "QUIT")] == (221, State.CLOSED)
+    assert (State.CONNECTED, "MAIL") not in moves and (State.GREETED, "DATA") not in moves
+    assert [command for state, command in moves if state is State.DATA] == ["."]
+    for t in protocol.transitions():  # each move is one the machine makes
+        machine = SessionState()
+        machine.state, machine.esmtp = t.source, t.source is not State.CONNECTED
+        assert machine.check(t.command) is None and machine.advance(t.command, t.code) is t.target
+
+
+def test_a_session_state_draws_itself_where_it_stands():
+    s = SessionState()
+    s.advance("EHLO lab", 250)
+    html = s._repr_html_()
+    assert "Now: greeted (you are here)" in html and "Valid now: EHLO, HELO, STARTTLS" in html
+    assert "<svg" in s.svg() and 'state "greeted (you are here)" as greeted' in s.mermaid()

@@ -88,3 +88,59 @@ def test_tls_is_said_in_words_never_by_an_emoji_alone():
     row = render.html_row(t.lines[2])  # the AUTH line, sent inside TLS
     assert re.sub(r"<[^>]*>", " ", row).split()[0] == "TLS"  # the row's first visible word
     assert "~>" in t.text() and "inside TLS" in render.LEGEND
+
+
+# -- the session state machine ------------------------------------------------------------------
+
+
+def test_the_state_machine_picture_marks_where_the_session_stands_in_words_and_colour():
+    from smtplab.protocol import State
+
+    svg = render.state_svg(State.RCPT)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    now = [part for part in svg.split("<g ") if "smtplab-state-now" in part]
+    assert (
+        len(now) == 1 and ">rcpt<" in now[0] and ">you are here<" in now[0] and 'stroke-width="3"' in now[0]
+    )
+    assert svg.count("you are here") == 3  # drawn, in the hover title, in the aria-label
+    assert 'aria-label="Now: rcpt (you are here): a recipient was accepted' in svg
+    forward = (">EHLO, HELO<", ">\u2192 250<", ">MAIL<", ">RCPT<", ">DATA<", ">\u2192 354<")  # above arrows
+    back = ("STARTTLS \u2192 220", "EHLO, HELO, RSET \u2192 250", "&quot;.&quot; \u2192 250")  # below
+    for label in forward + back:
+        assert label in svg, label
+    assert "QUIT \u2192 221" in svg and "from any state but data" in svg  # one label for closing
+    assert "you are here" not in render.state_svg(None)
+
+
+def test_the_state_machine_as_mermaid():
+    from smtplab.protocol import State
+
+    text = render.state_mermaid(State.DATA)
+    lines = text.splitlines()
+    assert lines[:2] == ["stateDiagram-v2", "    direction LR"]
+    assert '    state "data (you are here)" as data' in lines and "    class data now" in lines
+    assert (
+        "    rcpt --> data: DATA \u2192 354" in lines
+        and "    data --> greeted: #34;.#34; \u2192 250" in lines
+    )
+    assert "classDef" not in render.state_mermaid(None)
+
+
+def test_the_state_machine_html_says_what_is_valid_now():
+    from smtplab.protocol import State
+
+    page = render.state_html(State.DATA, ["."])
+    assert "Valid now: a line holding only ." in page and render.STATE_NOTE in page
+
+
+def test_raw_bytes_show_every_cr_and_lf_and_say_who_sent_them():
+    rows = render.wire_rows("client", b"EHLO me\r\nMAIL\nha<b>\r", tls=True)
+    assert len(rows) == 3 and all(
+        'class="smtplab-wire-client"' in row and "client \u2192" in row for row in rows
+    )
+    assert 'EHLO me<span class="smtplab-crlf"' in rows[0] and ">CR LF</span>" in rows[0]  # words: any font
+    assert 'class="smtplab-bare"' in rows[1] and "a bare LF" in rows[1] and ">LF</span>" in rows[1]
+    assert "ha&lt;b&gt;" in rows[2] and "a bare CR" in rows[2]
+    assert all('title="inside TLS">TLS</td>' in row for row in rows)
+    (server,) = render.wire_rows("server", b"250 OK")
+    assert "\u2190 server" in server and "(no line ending)" in server and "inside TLS" not in server

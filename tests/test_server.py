@@ -17,6 +17,7 @@ import smtplab
 from smtplab._aiosmtpd import LabController
 from smtplab.errors import AuthWithoutTLSWarning, HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
+from tests.wire import Wire
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -686,3 +687,166 @@ def test_call_in_loop_on_a_stopped_server_says_to_start_it():
         server.stop()
     with pytest.raises(smtplab.ServerNotRunningError):
         server.call_in_loop(print)
+
+
+# -- extensions= ----------------------------------------------------------------------------------
+
+
+def ehlo_keywords(wire: Wire) -> list[str]:
+    """The greeting read, EHLO sent: the extension keywords of the reply (after the name)."""
+    assert wire.line().startswith("220 ")
+    return [line[4:] for line in wire.command("EHLO client.test")[1:]]
+
+
+def test_a_lab_server_offers_every_extension_it_can_by_default(lab_server):
+    assert lab_server.extensions == {
+        "SIZE": True,
+        "8BITMIME": True,
+        "SMTPUTF8": True,
+        "ENHANCEDSTATUSCODES": True,
+        "STARTTLS": False,  # no tls="starttls"
+        "AUTH": False,  # no users: auth= switches it on (offered once TLS is on)
+        "HELP": True,
+    }
+    with Wire(lab_server.address) as wire:
+        assert ehlo_keywords(wire) == ["SIZE 10485760", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "HELP"]
+
+
+@pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"})
+def test_starttls_and_auth_are_offered_when_they_can_be(lab_server, client_context):
+    with Wire(lab_server.address) as wire:
+        assert "STARTTLS" in ehlo_keywords(wire)
+    with smtplab.SyncClient(lab_server, tls="starttls") as client:
+        assert client.ehlo().code == 250
+        assert "starttls" not in client.extensions and client.extensions["auth"] == "CRAM-MD5 LOGIN PLAIN"
+
+
+SWITCHED_OFF = {  # what a server without the extension answers (RFC 5321 §4.1.1.11, §4.2.4)
+    "SIZE": ("MAIL FROM:<a@example.test> SIZE=100", "555 5.5.4 MAIL FROM parameter SIZE=100 not recognized"),
+    "8BITMIME": ("MAIL FROM:<a@example.test> BODY=8BITMIME", "555 5.5.4 MAIL FROM parameter BODY=8BITMIME"),
+    "SMTPUTF8": ("MAIL FROM:<a@example.test> SMTPUTF8", "555 5.5.4 MAIL FROM parameter SMTPUTF8 not"),
+    "HELP": ("HELP", "502 5.5.1 HELP not implemented: this server does not offer HELP"),
+    "AUTH": ("AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=", "502 5.5.1 AUTH not implemented"),
+}
+USERS = {"alice": "wonderland"}
+
+
+@pytest.mark.parametrize("name", sorted(SWITCHED_OFF))
+def test_an_extension_switched_off_is_not_offered_and_using_it_is_refused(name):
+    command, refusal = SWITCHED_OFF[name]
+    users = USERS if name == "AUTH" else None  # AUTH is on by default only with users
+    with smtplab.start_server(name="switched", extensions={name: False}, auth_require_tls=False) as server:
+        assert server.extensions[name] is False
+        with Wire(server.address) as wire:
+            offered = ehlo_keywords(wire)
+            assert not [k for k in offered if k.split(" ")[0] == name], offered
+            (reply,) = wire.command(command)
+            assert reply.startswith(refusal)
+            assert f"does not offer {name} (RFC " in reply
+            assert wire.command("MAIL FROM:<a@example.test>") == ["250 2.1.0 OK"], "the session goes on"
+    with smtplab.start_server(name="switched", auth=users, auth_require_tls=False) as server:  # offered
+        with Wire(server.address) as wire:
+            assert any(k.split(" ")[0] == name for k in ehlo_keywords(wire))
+            assert not wire.command(command)[-1].startswith(refusal[:3])
+
+
+def test_without_enhancedstatuscodes_replies_carry_the_code_alone():
+    with smtplab.start_server(name="plain-codes", extensions={"ENHANCEDSTATUSCODES": False}) as server:
+        with Wire(server.address) as wire:
+            assert "ENHANCEDSTATUSCODES" not in ehlo_keywords(wire)
+            assert wire.command("MAIL FROM:<a\x01@example.test>")[0].startswith("501 Bad sender address")
+            assert wire.command("MAIL FROM:<a@example.test> SIZE=99999999999") == [
+                "552 Message size exceeds the limit of 10485760 bytes (SIZE in the EHLO reply)"
+            ]
+            assert wire.command("MAIL FROM:<a@example.test>") == ["250 OK"]
+            assert wire.command("MAIL FROM:<b@example.test>") == ["503 Error: nested MAIL command"]
+            assert wire.command("QUIT") == ["221 Bye"]
+    with smtplab.start_server(name="plain-codes") as server, Wire(server.address) as wire:
+        ehlo_keywords(wire)
+        assert wire.command("MAIL FROM:<a\x01@example.test>")[0].startswith("501 5.1.7 Bad sender address")
+        assert wire.command("MAIL FROM:<a@example.test>") == ["250 2.1.0 OK"]
+        assert wire.command("MAIL FROM:<b@example.test>") == ["503 5.5.1 Error: nested MAIL command"]
+
+
+def test_without_smtputf8_a_non_ascii_address_is_refused_as_a_server_without_it_would():
+    with smtplab.start_server(name="ascii", extensions={"SMTPUTF8": False}) as server:
+        with Wire(server.address) as wire:
+            assert "SMTPUTF8" not in ehlo_keywords(wire)
+            (reply,) = wire.command("MAIL FROM:<jörg@example.test>")
+            assert (
+                reply.startswith("500 5.6.7 Error: strict ASCII mode") and "does not offer SMTPUTF8" in reply
+            )
+    with smtplab.start_server(name="ascii") as server, Wire(server.address) as wire:
+        ehlo_keywords(wire)
+        assert wire.command("MAIL FROM:<jörg@example.test>")[0].startswith("553 5.6.7 Non-ASCII sender")
+
+
+@pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"}, auth_mechanisms=("PLAIN",))
+def test_auth_when_on_offers_the_mechanisms_chosen(lab_server):
+    with smtplab.SyncClient(lab_server, tls="starttls") as client:
+        assert client.ehlo().code == 250 and client.extensions["auth"] == "PLAIN"
+    with pytest.raises(ValueError, match="give one or the other"):
+        smtplab.LabServer(
+            auth={"alice": "wonderland"}, auth_mechanisms=("PLAIN",), extensions={"AUTH": False}
+        )
+
+
+def test_extension_names_are_case_insensitive_and_a_stopped_server_keeps_them():
+    server = smtplab.LabServer(name="quiet", extensions={"help": False, "Size": False})
+    assert not server.extensions["HELP"] and not server.extensions["SIZE"] and server.extensions["8BITMIME"]
+    with server, Wire(server.address) as wire:
+        assert sorted(ehlo_keywords(wire)) == ["8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"]
+
+
+@pytest.mark.parametrize(
+    ("extensions", "options", "error", "message"),
+    [
+        (
+            {"SIZ": False},
+            {},
+            ValueError,
+            r"'SIZ'\. Did you mean 'SIZE'\? It can switch: SIZE, 8BITMIME, SMTPUTF8",
+        ),
+        ({"PIPELINING": True}, {}, ValueError, r"'PIPELINING' \(the lab server never offers it\)"),
+        ({"SIZE": "no"}, {}, TypeError, r"extensions\['SIZE'\] must be True or False, not 'no'"),
+        (["SIZE"], {}, TypeError, r"must map extension names to True or False, e\.g\. extensions="),
+        (
+            {"STARTTLS": True},
+            {},
+            ValueError,
+            r"needs the server's certificate: start the server with tls='starttls'",
+        ),
+        ({"STARTTLS": True}, {"tls": "implicit"}, ValueError, r"encrypted from the first byte"),
+        ({"STARTTLS": False}, {"tls": "starttls"}, ValueError, r"leave tls out \(tls=None\)"),
+        ({"AUTH": False}, {"auth": {"alice": "wonderland"}}, ValueError, r"give one or the other"),
+        ({"AUTH": True}, {}, ValueError, r"needs users to log in: give them with auth="),
+        ({"8BITMIME": True}, {"decode_data": True}, ValueError, r"contradicts decode_data=True"),
+        ({"SMTPUTF8": True}, {"enable_SMTPUTF8": False}, ValueError, r"contradicts enable_SMTPUTF8=False"),
+        ({"SMTPUTF8": False}, {"enable_SMTPUTF8": True}, ValueError, r"contradicts enable_SMTPUTF8=True"),
+    ],
+)
+def test_extensions_are_checked_before_anything_is_opened(extensions, options, error, message):
+    taken = socket.create_server(("127.0.0.1", 0))
+    try:  # a taken port would fail at once too: the bad switch is named first, nothing is opened
+        with pytest.raises(error, match=message):
+            smtplab.start_server(port=taken.getsockname()[1], extensions=extensions, **options)
+    finally:
+        taken.close()
+    assert smtplab.running_servers() == []
+
+
+def test_the_fixes_the_extension_errors_suggest_work(lab_tls):
+    with smtplab.start_server(name="fixed", tls="starttls", lab_tls=lab_tls) as server:  # STARTTLS: True
+        assert server.extensions["STARTTLS"]
+    with smtplab.start_server(name="fixed") as server:  # STARTTLS off: tls left out
+        assert not server.extensions["STARTTLS"]
+    with smtplab.start_server(name="fixed", extensions={"AUTH": False}) as server:  # auth= left out
+        assert not server.extensions["AUTH"]
+    with smtplab.start_server(
+        name="fixed", tls="starttls", lab_tls=lab_tls, auth={"alice": "wonderland"}
+    ) as server:
+        assert server.extensions["AUTH"]
+    with smtplab.start_server(name="fixed", decode_data=True) as server:
+        assert not server.extensions["8BITMIME"]
+    with smtplab.start_server(name="fixed", enable_SMTPUTF8=False) as server:
+        assert not server.extensions["SMTPUTF8"]

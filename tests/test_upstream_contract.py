@@ -244,6 +244,7 @@ PROTOCOL_METHODS = {
     "read_response": (["self", "timeout"], True),
     "execute_data_command": (["self", "message", "timeout"], True),
     "execute_command": (["self", "args", "timeout"], True),
+    "data_received": (["self", "data"], False),
 }
 
 

@@ -44,6 +44,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 02 handlers
         "02": "hooks",
         # 03 SMTP conversation
+        "03": "conversation",
         # 04 messages and MIME
         # 05 AUTH
         # 06 SSL and STARTTLS

@@ -9,6 +9,12 @@ It can also hold back the server's greeting for a moment, as Postfix's postscree
 (``postscreen_greet_wait``): a client that talks before the greeting reached it cannot have
 read it, and is flagged as an early talker. Every byte is still delivered.
 
+A multi-line reply reaches the client whole: the tap passes on the server's bytes up to the end
+of the last complete reply it has, so a learner's client that reads each reply with one
+``recv()`` is judged on what it does, not on how the lab server's writes happened to be split.
+The order in which the tap saw each side's bytes is kept (``TappedConnection.chunks``): it shows
+whether a client waited for each reply before its next command.
+
 Taps run on smtplab's background event loop (:mod:`smtplab.aio`) and listen on 127.0.0.1 only.
 """
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +32,11 @@ from smtplab import aio
 __all__ = ["TappedConnection", "WireTap"]
 
 _STOP_TIMEOUT = 10.0  # seconds for the background loop to close a tap
+_HOLD_AT_MOST = 64 * 1024  # bytes of an unfinished reply held back, at most
+# What is held back: the lines of a multi-line reply so far ("250-…"), and the beginning of a
+# reply line not ended yet (RFC 5321 §4.2.1). Anything else — TLS after STARTTLS — goes on.
+_UNFINISHED_REPLY = re.compile(rb"(?:[2-5][0-9][0-9]-[^\n]*\n)*(?:[2-5](?:[0-9](?:[0-9](?:[ -][^\n]*)?)?)?)?")
+_REPLY_LINE = re.compile(rb"[^\n]*\n")
 
 
 @dataclass
@@ -68,6 +80,7 @@ class _Relay(asyncio.Protocol):
         self.upstream: asyncio.Transport | None = None
         self.pending = bytearray()  # client bytes that came before the server connection
         self.held = bytearray()  # the greeting, until its delay is over
+        self.unfinished = bytearray()  # the start of a reply the server has not finished yet
         self.greeted = False
         self.release: asyncio.TimerHandle | None = None
         self.greeting_due = self.loop.time() + tap.greeting_delay
@@ -116,7 +129,7 @@ class _Relay(asyncio.Protocol):
 
     def from_server(self, data: bytes) -> None:
         if self.greeted:
-            self._pass_on(data)
+            self._pass_on_whole(data)
             return
         self.held += data
         if self.release is None:
@@ -132,6 +145,19 @@ class _Relay(asyncio.Protocol):
         if data:
             self._pass_on(data)
 
+    def _pass_on_whole(self, data: bytes) -> None:
+        """Pass on every complete reply; keep back the start of one the server is still writing."""
+        self.unfinished += data
+        buffered = bytes(self.unfinished)
+        cut = _end_of_replies(buffered)
+        if cut < len(buffered) and len(buffered) - cut <= _HOLD_AT_MOST:
+            self.unfinished = bytearray(buffered[cut:])
+            buffered = buffered[:cut]
+        else:
+            self.unfinished.clear()
+        if buffered:
+            self._pass_on(buffered)
+
     def _pass_on(self, data: bytes) -> None:
         self.record.chunks.append(("server", data))
         if self.transport is not None and not self.transport.is_closing():
@@ -143,8 +169,20 @@ class _Relay(asyncio.Protocol):
             if self.release is not None:
                 self.release.cancel()
             self._release_greeting()
+        if self.unfinished:  # all there is: pass it on as it is
+            data, self.unfinished = bytes(self.unfinished), bytearray()
+            self._pass_on(data)
         if self.transport is not None:
             self.transport.close()  # after what is buffered has been written
+
+
+def _end_of_replies(data: bytes) -> int:
+    """Where the last complete reply in ``data`` ends, unless what follows is no reply's start."""
+    end = 0
+    for line in _REPLY_LINE.finditer(data):
+        if line.group()[3:4] != b"-" or not line.group()[:3].isdigit():
+            end = line.end()  # "250 …", or not a reply line at all
+    return end if _UNFINISHED_REPLY.fullmatch(data, end) else len(data)
 
 
 class _Upstream(asyncio.Protocol):

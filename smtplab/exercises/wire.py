@@ -4,8 +4,9 @@ Two sources, both on a :class:`~smtplab.exercises.lab.Trial`:
 
 - the lab server's transcripts — what the server understood, one line per command or reply,
   with TLS marked — for command order, refusals, QUIT, TLS before AUTH (any ``give=``);
-- the wire tap's bytes (``run_in_lab(..., give="address")``) — exactly what was sent — for
-  line endings, dot-stuffing, the end of the message data, and talking before the greeting.
+- the wire tap's bytes (``run_in_lab(..., give="address")``) — exactly what was sent, and in
+  which order the two sides spoke — for line endings, dot-stuffing, the end of the message data,
+  talking before the greeting, and sending a command before the reply to the one before.
 
 Each predicate returns data (lines, problems, names), never a verdict: the check decides which
 finding is the mistake, and which hint it deserves. The module is pure: no I/O.
@@ -40,6 +41,7 @@ __all__ = [
     "missing_in_order",
     "refusals",
     "sessions_without_quit",
+    "unawaited_replies",
     "unended_data",
     "unstuffed_dots",
 ]
@@ -165,6 +167,8 @@ class WireLine:
         number: Its position among the client's lines on this connection, from 1.
         connection: Which connection through the tap, from 1.
         reply: The code of the server's reply to it, if any (data lines get none).
+        waited: Whether every reply it had to wait for (the greeting, and the reply to each
+            line before it that gets one) had reached the client when it was sent.
     """
 
     raw: bytes
@@ -172,6 +176,7 @@ class WireLine:
     number: int
     connection: int = 1
     reply: int | None = None
+    waited: bool = True
 
     @property
     def ending(self) -> str:
@@ -244,23 +249,42 @@ def _reply_codes(data: bytes) -> list[int]:
     return codes
 
 
+def _replies_heard(connection: TappedConnection) -> list[tuple[int, int]]:
+    """For each chunk the client sent: (where it starts in the client's bytes, the number of
+    complete replies the client had been given by then)."""
+    marks, sent, heard = [], 0, b""
+    for sender, data in connection.chunks:
+        if sender == "client":
+            marks.append((sent, len(_reply_codes(heard))))
+            sent += len(data)
+        else:
+            heard += data
+    return marks
+
+
 def _dialogue(number: int, connection: TappedConnection, *, implicit_tls: bool = False) -> Dialogue:
     if implicit_tls:  # RFC 8314 §3: encrypted from the first byte, nothing to read here
         return Dialogue(number, (), (), True, False)
     replies = _reply_codes(connection.sent_by("server"))
     answers = iter(replies[1:])  # the first reply is the greeting
+    marks = _replies_heard(connection)
     lines: list[WireLine] = []
     state, encrypted = "command", False
+    offset, due = 0, 1  # where the line starts; the replies it must wait for (the greeting first)
     for count, raw in enumerate(_LINES.findall(connection.sent_by("client")), 1):
+        heard = max((replies_then for start, replies_then in marks if start <= offset), default=0)
+        waited = heard >= due
+        offset += len(raw)
         if state == "data":
             if raw.rstrip(b"\r\n") == b".":
-                lines.append(WireLine(raw, "end-of-data", count, number, next(answers, None)))
-                state = "command"
+                lines.append(WireLine(raw, "end-of-data", count, number, next(answers, None), waited))
+                state, due = "command", due + 1
             else:
-                lines.append(WireLine(raw, "data", count, number))
+                lines.append(WireLine(raw, "data", count, number, waited=waited))
             continue
         reply = next(answers, None)
-        line = WireLine(raw, state, count, number, reply)
+        line = WireLine(raw, state, count, number, reply, waited)
+        due += 1
         lines.append(line)
         verb = _verb(line.text) if state == "command" else ""
         if verb == "DATA" and reply in (354, None):  # no reply yet: the client meant data next
@@ -355,6 +379,27 @@ def unended_data(trial: Trial) -> list[Problem]:
             problems.append(
                 Problem(before, "is the last line sent: the message never got its end line '.\\r\\n'")
             )
+    return problems
+
+
+def unawaited_replies(trial: Trial) -> list[Problem]:
+    """Lines sent before the reply they had to wait for had reached the client.
+
+    Without PIPELINING (RFC 2920) a client sends a command, then waits for its reply before the
+    next (RFC 5321 §4.3.1); after ``DATA`` it waits for ``354`` before the message. Lines sent
+    before the greeting are :func:`early_talkers`, not reported here. The lab server still
+    answers such a client, in order; stricter servers refuse it.
+    """
+    problems = []
+    for dialogue in dialogues(trial):
+        before: WireLine | None = None
+        for line in dialogue.lines:
+            content = line.kind in ("data", "end-of-data")  # all of it waits for the one 354
+            first_content = content and before is not None and before.kind == "command"
+            if not line.waited and line.number > 1 and (first_content or not content):
+                what = "the 354 reply to DATA" if content else "the reply to the line before it"
+                problems.append(Problem(line, f"was sent before {what} had arrived"))
+            before = line
     return problems
 
 

@@ -11,6 +11,7 @@ the library and observes it — it holds no SMTP knowledge of its own::
     TranscriptView(client.transcript)  # a dialogue as it happens; secrets masked until revealed
     FaultPanel(server)  # make the server fail on purpose, by clicking (server.inject)
     LoopMonitor(server)  # the server's event-loop lag, live: a blocked loop shows
+    CommandConsole(server)  # talk SMTP by hand, see where the session stands
 
 Updates from the server's threads are handed to the kernel's event loop, so widgets can be
 left on screen while mail arrives. An exception in a widget's callback is shown in the
@@ -18,6 +19,7 @@ widget itself (its ``output``), never lost. ``widget.close()`` stops observing.
 """
 
 from smtplab.widgets.composer import Composer
+from smtplab.widgets.console import CommandConsole
 from smtplab.widgets.fault_panel import FaultPanel
 from smtplab.widgets.loop_monitor import LoopMonitor
 from smtplab.widgets.mailbox_view import MailboxView
@@ -25,6 +27,7 @@ from smtplab.widgets.server_panel import ServerPanel
 from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = [
+    "CommandConsole",
     "Composer",
     "FaultPanel",
     "LoopMonitor",

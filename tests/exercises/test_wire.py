@@ -190,3 +190,35 @@ def test_implicit_tls_is_opaque_on_the_wire():
     assert wire.commands(trial) == ["NOOP", "QUIT"]  # the server's transcript still knows
     with pytest.raises(ValueError, match="implicit TLS"):
         wire.early_talkers(trial)
+
+
+def test_commands_sent_before_the_reply_to_the_one_before_are_found():
+    pipelined = raw_client(
+        (b"EHLO me\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n", False),
+        (b"Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n", False),
+    )
+    trial = run(pipelined, greeting_delay=0.2)
+    assert wire.early_talkers(trial) == [] and len(trial.messages) == 1, "the lab server answers them all"
+    problems = wire.unawaited_replies(trial)
+    assert [p.line.text for p in problems] == [
+        "MAIL FROM:<a@example.test>",
+        "RCPT TO:<b@example.test>",
+        "DATA",
+        "Subject: x",  # the first line of the message: before the 354
+        "QUIT",  # after the ".", before its 250
+    ]
+    assert "before the 354 reply to DATA" in problems[3].what
+    assert "before the reply to the line before it" in str(problems[0])
+    assert wire.unawaited_replies(run(session(b"DATA\r\n", GOOD_DATA))) == []
+
+
+def test_a_multi_line_reply_reaches_the_client_whole(lab_server):
+    from smtplab.exercises.tap import WireTap
+
+    with WireTap(lab_server.address) as tap, socket.create_connection(tap.address, timeout=5) as sock:
+        sock.recv(1024)  # the greeting
+        sock.sendall(b"EHLO me\r\n")
+        reply = sock.recv(4096)  # one recv: the tap passes a multi-line reply on in one piece
+        assert reply.startswith(b"250-") and reply.endswith(b"250 HELP\r\n")
+        sock.sendall(b"QUIT\r\n")
+        assert sock.recv(1024).startswith(b"221")
