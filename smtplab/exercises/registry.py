@@ -256,9 +256,12 @@ def exercise_by_id(exercise_id: str) -> Exercise:
     exercises = {item.id: item for item in catalogue()}
     if exercise_id in exercises:
         return exercises[exercise_id]
-    close = difflib.get_close_matches(str(exercise_id), list(exercises), n=3)
     notebook = str(exercise_id).split(".")[0]
-    close.sort(key=lambda candidate: candidate.split(".")[0] != notebook)  # the same notebook's first
+    same = [candidate for candidate in exercises if candidate.split(".")[0] == notebook]
+    nearby = difflib.get_close_matches(str(exercise_id), list(exercises), n=3)
+    close = (same + [candidate for candidate in nearby if candidate not in same])[
+        :3
+    ]  # the same notebook's first
     suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownExerciseError(
         f"there is no exercise {exercise_id!r}.{suggestion} Ids are 'NN.M' as in the exercise's "
