@@ -50,7 +50,7 @@ def test_the_greeting_comes_first_then_each_reply_is_explained(console):
     assert console.command.value == "", "the command line is cleared for the next command"
     reply = shown(console.reply_view.value)
     assert reply.startswith("You sent EHLO me The server answered Done (2yz) 250-smtplab.test")
-    assert "Meaning: 250 — Requested mail action okay, completed (RFC 5321 §4.2.2)" in reply
+    assert "Meaning: 250 — Hello accepted; the lines after the first name the server's extensions" in reply
     assert "State: connected → greeted: EHLO or HELO was accepted" in reply
     assert "Now: greeted (you are here)" in shown(console.diagram.value)
     assert "smtplab-state-now" in console.diagram.value  # highlighted in the picture too
