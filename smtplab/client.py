@@ -448,7 +448,7 @@ class Client:
                 f"{self.host}:{self.port} did not offer AUTH in its EHLO reply.{hint} To see the "
                 "server refuse, pass mechanism='PLAIN'."
             )
-        self._event(f"AUTH mechanism chosen - {reason}")
+        self._event(auth.CHOSEN_EVENT + reason)
         if chosen == "PLAIN":
             return await self._command("AUTH", "PLAIN", auth.plain_response(user, password), timeout=timeout)
         if chosen == "LOGIN":
