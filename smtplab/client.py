@@ -238,6 +238,7 @@ class Client:
         self._in_auth = False
         self._expect_data = False
         self._data_sent = False
+        self._closing_reply: Reply | None = None  # a 421 the server sent unasked, before closing
         self._tls_on = False  # kept as a flag: recording asks for every line
 
     # -- connection ---------------------------------------------------------------------------
@@ -319,10 +320,16 @@ class Client:
                 ) from error
             raise
         self._smtp = smtp
+        self._closing_reply = None
         self._tls_on = self.tls == "implicit"
         self.state = protocol.SessionState(tls=self._tls_on)
         self._in_auth = self._expect_data = False
-        _aiosmtplib.record(smtp, written=self._record_written, replied=self._record_response)
+        _aiosmtplib.record(
+            smtp,
+            written=self._record_written,
+            replied=self._record_response,
+            unsolicited=self._record_unsolicited,
+        )
         self._session_address = self.local_address
         from smtplab.render import format_address
 
@@ -431,6 +438,9 @@ class Client:
         """
         from smtplab import auth
 
+        early = self._closed_with("AUTH")
+        if early is not None:
+            return early
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         offered = _aiosmtplib.auth_mechanisms(self.smtp)
@@ -531,6 +541,22 @@ class Client:
             if self.record:
                 self.transcript.record("client", line, tls)
 
+    def _record_unsolicited(self, data: bytes) -> None:
+        """What the server said while no command waited for a reply (on the client's loop)."""
+        tls = self._tls_on
+        lines = [raw.decode("utf-8", "surrogateescape") for raw in data.split(b"\r\n") if raw.strip()]
+        if self.record:
+            self.transcript.event("the server replied without a command", tls=tls)
+            for line in lines:
+                self.transcript.record("server", line, tls)
+        parsed = [protocol.parse_reply_line(line) for line in lines]
+        complete = [p for p in parsed if p is not None]
+        if complete and complete[-1].last and complete[-1].code == 421:
+            code = complete[-1].code
+            text = "\n".join(line[4:].strip() for line in lines if protocol.reply_code(line) == code)
+            self._closing_reply = Reply(code, text)
+            self.state.advance("", code)
+
     def _record_response(self, response: aiosmtplib.SMTPResponse) -> None:
         """Every reply read on the connection (from the recording protocol), in order."""
         self._record_reply(response, self._last_command)
@@ -560,10 +586,31 @@ class Client:
             raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
         return reply
 
+    def _closed_with(self, command: str) -> Reply | None:
+        """The 421 the server sent before closing, given as the reply to the next command.
+
+        RFC 5321 §3.8 lets a server say ``421`` and close at any time. A client that reads its
+        replies from a stream (``smtplib``, Postfix) finds it as the reply to its next command;
+        here too, whether it arrived before that command or not. Nothing is sent.
+        """
+        reply, self._closing_reply = self._closing_reply, None
+        if reply is None:
+            return None
+        reply = Reply(reply.code, reply.message, masked(command, after_334=self._in_auth))
+        self._event(
+            f"{command.split(' ')[0] or 'the command'} not sent: the server said {reply.code} and closed"
+        )
+        if self._smtp is not None:
+            _aiosmtplib.hang_up(self._smtp)
+        return self._result(reply)
+
     async def _command(self, *parts: str, timeout: float | None = None) -> Reply:
         line = " ".join(parts)
         for part in parts:
             check_argument(part, "command argument")
+        early = self._closed_with(masked(line, after_334=self._in_auth))
+        if early is not None:
+            return early
         timeout = self.timeout if timeout is None else timeout
         try:
             await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
@@ -631,6 +678,9 @@ class Client:
         """
         timeout = self.timeout if timeout is None else timeout
         self._data_sent = False
+        early = self._closed_with("DATA")
+        if early is not None:
+            return early
         try:
             await _aiosmtplib.send_data(self.smtp, _content_bytes(content), timeout=timeout)
         except asyncio.CancelledError:

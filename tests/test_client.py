@@ -324,3 +324,77 @@ def test_the_fixture_chain_ends_in_a_client_inside_tls_from_the_runs_ca(
     assert client.login("alice", "wonderland").code == 235
     assert client.send("alice@example.test", "bob@example.test", "Subject: chain\r\n\r\nhi").ok
     assert lab_server.mailbox.wait_for(1)[0].auth_user == "alice"
+
+
+@pytest.mark.server_options(auth={"alice": "wonderland"}, auth_require_tls=False)
+def test_the_421_after_the_last_failed_login_is_the_next_commands_reply(client, lab_server):
+    client.ehlo()
+    for guess in ("guess1", "guess2", "guess3"):
+        assert client.login("alice", guess, mechanism="PLAIN").code == 535
+    reply = client.login("alice", "wonderland", mechanism="PLAIN")  # RFC 5321 §3.8: 421, then close
+    assert reply.code == 421 and "Too many failed AUTH attempts" in reply.message and reply.command == "AUTH"
+    assert client.state.state is State.CLOSED and not client.connected
+    text = client.transcript.text(annotate=False)
+    assert "** the server replied without a command\n<- 421 4.7.0" in text
+    assert text.index("<- 421") > text.rindex("<- 535") and "** AUTH not sent" in text
+    heard = [line.text for line in lab_server.transcripts[-1] if line.sender == "client"]
+    assert len([line for line in heard if line.startswith("AUTH")]) == 3  # the fourth never left
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        client.noop()
+
+
+async def scripted_server(replies: dict[bytes, bytes], heard: list[bytes]) -> asyncio.Server:
+    """A raw server: greets, then answers each command word with its bytes (closing after a 421)."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted.test ready\r\n")
+        while line := await reader.readline():
+            heard.append(line)
+            answer = replies.get(line.split()[0].upper(), b"250 OK\r\n")
+            writer.write(answer)  # one write, as one read for the client
+            await writer.drain()
+            if b"\r\n421 " in answer:
+                break
+        writer.close()
+
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+def test_replies_behind_the_one_asked_for_are_recorded_not_mistaken_for_the_next():
+    async def scenario() -> None:
+        heard: list[bytes] = []
+        script = {
+            b"NOOP": b"250 noop done\r\n250 nobody asked\r\n",  # an extra reply in the same read
+            b"VRFY": b"252 maybe\r\n421 4.3.2 going away now\r\n",  # the same, closing
+        }
+        server = await scripted_server(script, heard)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            client = Client(host="127.0.0.1", port=port, timeout=5)
+            await client.connect()
+            assert (await client.noop()).message == "noop done"
+            assert (await client.rset()).message == "OK"  # not "nobody asked"
+            assert (await client.vrfy("bob")).code == 252
+            closing = await client.rset()
+            assert closing.code == 421 and closing.message == "4.3.2 going away now"
+            assert [line.split()[0] for line in heard] == [b"NOOP", b"RSET", b"VRFY"]
+            await client.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+        lines = client.transcript.text(annotate=False).splitlines()
+        at = lines.index("<- 250 noop done")
+        assert lines[at : at + 3] == [
+            "<- 250 noop done",
+            "** the server replied without a command",
+            "<- 250 nobody asked",
+        ]
+        at = lines.index("<- 252 maybe")
+        assert lines[at : at + 4] == [
+            "<- 252 maybe",
+            "** the server replied without a command",
+            "<- 421 4.3.2 going away now",
+            "** RSET not sent: the server said 421 and closed",
+        ]
+
+    run(scenario())
