@@ -136,20 +136,22 @@ class SendResult:
         return f"<SendResult {verdict}: {self.reply!r}, {len(self.accepted)} accepted, {len(self.refused)} refused>"
 
 
-def check_argument(value: str, what: str) -> str:
+def check_argument(value: str, what: str, *, after_334: bool = False) -> str:
     """Refuse a control character or invalid UTF-8 in a command argument, before it is sent.
 
     The rule is :func:`smtplab.protocol.argument_problem`, the one the lab server applies too:
     SMTP commands end at CRLF (RFC 5321 §2.3.8), so a CR or LF inside an address would end the
-    command early and could smuggle in a second one.
+    command early and could smuggle in a second one. An AUTH secret in ``value`` is masked in
+    the message, as everywhere (``after_334``: the line answers a ``334`` challenge).
 
     Raises:
         ValueError: Naming the character and its position.
     """
     problem = protocol.argument_problem(value)
     if problem is not None:
+        shown = masked(value, after_334=after_334)
         raise ValueError(
-            f"the {what} {value!r} has a {problem}: SMTP commands end at CRLF, so it could cut "
+            f"the {what} {shown!r} has a {problem}: SMTP commands end at CRLF, so it could cut "
             "the command short or inject another. Remove it."
         )
     return value
@@ -607,7 +609,7 @@ class Client:
     async def _command(self, *parts: str, timeout: float | None = None) -> Reply:
         line = " ".join(parts)
         for part in parts:
-            check_argument(part, "command argument")
+            check_argument(part, "command argument", after_334=self._in_auth)
         early = self._closed_with(masked(line, after_334=self._in_auth))
         if early is not None:
             return early

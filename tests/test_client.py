@@ -194,6 +194,14 @@ def test_control_characters_are_refused_before_sending(lab_server, bad, name):
         assert client.rcpt("bob@example.test").code == 250  # the session is unharmed
 
 
+def test_a_refused_auth_line_does_not_show_its_secret(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        with pytest.raises(ValueError, match=r"'AUTH PLAIN \*{8}' has a carriage return") as caught:
+            client.raw("AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n")
+        assert "AGFsaWNl" not in str(caught.value)
+
+
 def test_a_timeout_names_the_command_and_the_wait():
     release = asyncio.Event()
 
