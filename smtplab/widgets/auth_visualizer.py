@@ -23,7 +23,14 @@ _BACKGROUND = {
     "server": "rgba(52, 168, 83, 0.13)",
     "computed": "rgba(251, 188, 4, 0.16)",
 }
-_COLUMNS = ("#", "who", "on the wire", "decoded", "what it means")
+# Column titles and widths: the base64 columns get room, the explanation the rest.
+_COLUMNS = (
+    ("#", "2em"),
+    ("who", "11em"),
+    ("on the wire", "26%"),
+    ("decoded", "24%"),
+    ("what it means", "auto"),
+)
 _MONO = "font-family:var(--jp-code-font-family, monospace)"
 _NOTE = '<div style="font-size:12px;opacity:0.75">{}</div>'
 
@@ -303,7 +310,9 @@ class AuthVisualizer(LiveBox):
             )
         self.table.value = (
             f'<table class="smtplab-auth-steps" style="{render.TABLE};width:100%"><thead><tr>'
-            + "".join(f'<th style="{render.TD};opacity:0.8">{title}</th>' for title in _COLUMNS)
+            + "".join(
+                f'<th style="{render.TD};opacity:0.8;width:{width}">{title}</th>' for title, width in _COLUMNS
+            )
             + f"</tr></thead><tbody>{rows}</tbody></table>{waiting}"
         )
 
@@ -338,13 +347,13 @@ def _headline(exchange: AuthExchange, steps: list[AuthStep], revealed: bool) -> 
 
 def _row(step: AuthStep, number: int) -> str:
     td = f"{render.TD};border-bottom:1px solid rgba(128,128,128,0.25)"
-    lock = f" {render.LOCK}" if step.tls and step.sender != "computed" else ""
+    lock = f" {render.LOCK} in TLS" if step.tls and step.sender != "computed" else ""
     wire = escape(step.wire) if step.wire else '<span style="opacity:0.6">(not sent)</span>'
     decoded = escape(step.decoded) if step.decoded else ""
     return (
         f'<tr class="smtplab-auth-step smtplab-{step.sender}" style="background-color:{_BACKGROUND[step.sender]}">'
         f'<td style="{td};opacity:0.7">{number}</td>'
-        f'<td style="{td};white-space:nowrap">{escape(step.marker)} {escape(_WHO[step.sender])}{lock}</td>'
+        f'<td style="{td}">{escape(step.marker)} {escape(_WHO[step.sender])}{lock}</td>'
         f'<td style="{td};{_MONO};word-break:break-all">{wire}</td>'
         f'<td style="{td};{_MONO};word-break:break-all">{decoded}</td>'
         f'<td style="{td};font-family:var(--jp-ui-font-family, sans-serif);white-space:normal">'
