@@ -43,6 +43,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 02 handlers
         # 03 SMTP conversation
         # 04 messages and MIME
+        "04": "messages",
         # 05 AUTH
         "05": "authentication",
         # 06 SSL and STARTTLS
