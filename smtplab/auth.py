@@ -61,6 +61,7 @@ __all__ = [
     "cram_md5_challenge",
     "cram_md5_response",
     "decode_plain",
+    "hmac_md5",
     "login_prompts",
     "login_response",
     "plain_response",
@@ -70,6 +71,17 @@ MECHANISMS: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5")
 """The SASL mechanisms smtplab speaks on both sides."""
 
 _HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32}")
+
+
+def hmac_md5(password: str | bytes, challenge: str | bytes) -> str:
+    """CRAM-MD5's digest: HMAC-MD5 keyed with the password, of the challenge, in lowercase hex.
+
+    RFC 2195 §2 (HMAC itself: RFC 2104). Both sides compute it: the client to answer, the
+    server to check the answer with its own copy of the password.
+    """
+    key = password.encode("utf-8") if isinstance(password, str) else password
+    message = challenge.encode("utf-8") if isinstance(challenge, str) else challenge
+    return hmac.new(key, message, "md5").hexdigest()
 
 
 # --------------------------------------------------------------------------- server side
@@ -91,8 +103,7 @@ class CramMD5Response:
 
     def verify(self, password: str | bytes) -> bool:
         """Whether ``digest`` is HMAC-MD5(password, challenge), compared in constant time."""
-        secret = password.encode("utf-8") if isinstance(password, str) else password
-        expected = hmac.new(secret, self.challenge, "md5").hexdigest().encode("ascii")
+        expected = hmac_md5(password, self.challenge).encode("ascii")
         return hmac.compare_digest(expected, self.digest.lower())
 
 
@@ -458,7 +469,7 @@ def cram_md5_response(user: str, password: str, challenge_b64: str | bytes) -> s
         'dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw'
     """
     challenge = _b64decode(challenge_b64)
-    digest = hmac.new(password.encode("utf-8"), challenge, "md5").hexdigest()
+    digest = hmac_md5(password, challenge)
     return _b64(f"{user} {digest}".encode())
 
 
@@ -760,7 +771,7 @@ class AuthExchange:
             answer, challenge = self._cram_answer(), self.challenge
             if answer is None or challenge is None:
                 return None
-            expected = hmac.new(password.encode("utf-8"), challenge.encode("utf-8"), "md5").hexdigest()
+            expected = hmac_md5(password, challenge)
             return hmac.compare_digest(expected, answer[1].lower())
         found = self.password(reveal_secrets=True)
         return None if found is None else hmac.compare_digest(found.encode(), password.encode())
@@ -817,7 +828,7 @@ class AuthExchange:
         )
         if password is None or self.challenge is None:
             return AuthStep("computed", "", f"HMAC-MD5(key=password, message={challenge})", why, tls)
-        digest = hmac.new(password.encode("utf-8"), self.challenge.encode("utf-8"), "md5").hexdigest()
+        digest = hmac_md5(password, self.challenge)
         key = display(password) if reveal else MASK
         shown = digest if reveal else MASK
         match = self.verify(password)
