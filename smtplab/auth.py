@@ -566,7 +566,7 @@ class AuthStep:
         sender: ``"client"``, ``"server"``, or ``"computed"`` (worked out at one end, never sent).
         wire: The line as it crossed the wire (``""`` for a computed step), secrets masked unless
             revealed.
-        decoded: What the base64 in it says, control characters made visible (NUL as ``␀``),
+        decoded: What the base64 in it says, control characters made visible (NUL as ``\\0``),
             the password masked unless revealed; ``""`` when there is nothing to decode.
         meaning: What the step is and why it matters, in a sentence or two.
         tls: Whether the line travelled inside TLS.
@@ -587,6 +587,15 @@ class AuthStep:
             return "=="
         arrow = "~" if self.tls else "-"
         return f"{arrow}>" if self.sender == "client" else f"<{arrow}"
+
+
+def _visible(text: str) -> str:
+    """Decoded text for people: NUL as ``\\0``, as Python writes it; other controls as renderings show them.
+
+    NUL matters here (PLAIN's separator, the end of aiosmtpd's LOGIN prompts), and ``\\0`` reads
+    the same in every font.
+    """
+    return display(text.replace("\0", "\\0"))
 
 
 def _decode_b64(text: str) -> bytes | None:
@@ -803,11 +812,11 @@ class AuthExchange:
             return "(not valid base64)", False
         if role == _ANSWER_PASSWORD or (role == _ASK_WITH_RESPONSE and self.mechanism == "LOGIN"):
             secret = role == _ANSWER_PASSWORD
-            return (display(value) if reveal or not secret else MASK), secret and not reveal
+            return (_visible(value) if reveal or not secret else MASK), secret and not reveal
         if role in (_ANSWER_PLAIN, _ASK_WITH_RESPONSE) and self.mechanism == "PLAIN":
             parts = value.split("\0")
             if not reveal and len(parts) == 3:
-                return display(f"{parts[0]}\0{parts[1]}\0") + MASK, True
+                return _visible(f"{parts[0]}\0{parts[1]}\0") + MASK, True
             if not reveal:
                 return MASK, True
         unknown = role == _ANSWER_OTHER or (role == _ASK_WITH_RESPONSE and self.mechanism not in MECHANISMS)
@@ -815,11 +824,11 @@ class AuthExchange:
             return MASK, True
         if role == _ANSWER_CRAM and not reveal:
             user, space, _ = value.rpartition(" ")
-            return (display(user) + " " + MASK if space else MASK), True
-        return display(value), False
+            return (_visible(user) + " " + MASK if space else MASK), True
+        return _visible(value), False
 
     def _computed_step(self, tls: bool, reveal: bool, password: str | None) -> AuthStep:
-        challenge = display(self.challenge) if self.challenge is not None else "the challenge"
+        challenge = _visible(self.challenge) if self.challenge is not None else "the challenge"
         why = (
             "The client computes this from the challenge and its password, and sends only the "
             "result: the password itself never crosses the wire. The server checks the answer by "
@@ -829,7 +838,7 @@ class AuthExchange:
         if password is None or self.challenge is None:
             return AuthStep("computed", "", f"HMAC-MD5(key=password, message={challenge})", why, tls)
         digest = hmac_md5(password, self.challenge)
-        key = display(password) if reveal else MASK
+        key = _visible(password) if reveal else MASK
         shown = digest if reveal else MASK
         match = self.verify(password)
         if match:

@@ -519,8 +519,8 @@ def test_plain_is_decoded_into_its_three_parts() -> None:
     (exchange,) = auth_exchanges(live_exchange("PLAIN")[0])
     first = exchange.steps(reveal_secrets=True)[0]
     assert first.sender == "client" and first.wire == "AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ="
-    assert first.decoded == "\u2400alice\u2400wonderland"  # NUL made visible
-    assert exchange.steps()[0].decoded == "\u2400alice\u2400********"
+    assert first.decoded == "\\0alice\\0wonderland"  # NUL made visible
+    assert exchange.steps()[0].decoded == "\\0alice\\0********"
     assert "RFC 4616" in first.meaning
 
 
@@ -530,12 +530,12 @@ def test_login_decodes_each_prompt_and_answer() -> None:
     (exchange,) = auth_exchanges(live_exchange("LOGIN")[0])
     steps = exchange.steps(reveal_secrets=True)
     assert [s.sender for s in steps] == ["client", "server", "client", "server", "client", "server"]
-    assert [s.decoded for s in steps[1:5]] == ["User Name\u2400", "alice", "Password\u2400", "wonderland"]
+    assert [s.decoded for s in steps[1:5]] == ["User Name\\0", "alice", "Password\\0", "wonderland"]
     assert "user name" in steps[1].meaning and "password" in steps[3].meaning
     assert [s.decoded for s in exchange.steps()[1:5]] == [
-        "User Name\u2400",
+        "User Name\\0",
         "alice",
-        "Password\u2400",
+        "Password\\0",
         "********",
     ]
 

@@ -47,9 +47,9 @@ def test_each_mechanism_is_shown_masked_until_revealed(mechanism):
         revealed = shown_text(view)
         assert "hidden: tick" not in revealed
         if mechanism == "PLAIN":
-            assert "\u2400alice\u2400wonderland" in revealed and SECRETS[2] in revealed
+            assert "\\0alice\\0wonderland" in revealed and SECRETS[2] in revealed
         elif mechanism == "LOGIN":
-            assert "User Name\u2400" in revealed and "Password\u2400" in revealed and SECRETS[1] in revealed
+            assert "User Name\\0" in revealed and "Password\\0" in revealed and SECRETS[1] in revealed
         else:  # CRAM-MD5: the password is nowhere on the wire, even revealed
             assert "wonderland" not in revealed and "HMAC-MD5(key=password" in revealed
             assert view.exchange.digest(reveal_secrets=True) in revealed

@@ -56,7 +56,7 @@ def _plain_mistake(argument: str) -> tuple[str, str] | None:
     if blob is None:
         return "not-base64", "what followed AUTH PLAIN was not base64, so the server could not decode it."
     parts = blob.split(b"\0")
-    shown = blob.decode("utf-8", "replace").replace("\0", "\u2400")
+    shown = blob.decode("utf-8", "replace")
     if len(parts) == 1:
         return (
             "separator",

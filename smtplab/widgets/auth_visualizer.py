@@ -41,7 +41,7 @@ class AuthVisualizer(LiveBox):
     Fed from a real exchange: a transcript that recorded one (``client.transcript``, a lab
     server's ``server.transcripts[-1]``, a proxy connection's transcript), or — given a lab
     server — the exchange its **Log in** button has just had with it. PLAIN is decoded into
-    ``␀user␀password``, LOGIN's ``334`` prompts and answers one by one, CRAM-MD5's challenge,
+    ``\\0user\\0password``, LOGIN's ``334`` prompts and answers one by one, CRAM-MD5's challenge,
     the HMAC-MD5 worked out from it and the password, and the response. The password stays
     ``********`` until "reveal secrets" is ticked.
 
