@@ -340,13 +340,16 @@ def test_the_421_after_the_last_failed_login_is_the_next_commands_reply(client, 
     for guess in ("guess1", "guess2", "guess3"):
         assert client.login("alice", guess, mechanism="PLAIN").code == 535
     reply = client.login("alice", "wonderland", mechanism="PLAIN")  # RFC 5321 §3.8: 421, then close
-    assert reply.code == 421 and "Too many failed AUTH attempts" in reply.message and reply.command == "AUTH"
-    assert client.state.state is State.CLOSED and not client.connected
+    assert reply.code == 421 and "Too many failed AUTH attempts" in reply.message
+    assert client.state.state is State.CLOSED
     text = client.transcript.text(annotate=False)
-    assert "** the server replied without a command\n<- 421 4.7.0" in text
-    assert text.index("<- 421") > text.rindex("<- 535") and "** AUTH not sent" in text
+    assert text.index("<- 421 4.7.0") > text.rindex("<- 535")
     heard = [line.text for line in lab_server.transcripts[-1] if line.sender == "client"]
-    assert len([line for line in heard if line.startswith("AUTH")]) == 3  # the fourth never left
+    if "** AUTH not sent" in text:  # the 421 came before the fourth AUTH was written
+        assert reply.command == "AUTH" and "** the server replied without a command\n<- 421" in text
+        assert len([line for line in heard if line.startswith("AUTH")]) == 3
+    else:  # it came after, as the reply to the fourth AUTH, which the server never read
+        assert reply.command == "AUTH PLAIN ********"
     with pytest.raises(aiosmtplib.SMTPServerDisconnected):
         client.noop()
 

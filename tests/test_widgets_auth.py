@@ -137,7 +137,9 @@ def test_log_in_shows_the_refusals_that_teach():
             assert view.last_reply.code == 235 and server.auth.failures == {"alice": 1}
         finally:
             view.close()
-    with smtplab.start_server(auth=USERS, name="no-tls") as server:  # AUTH only inside TLS
+    with pytest.warns(smtplab.AuthWithoutTLSWarning, match="538"):  # AUTH only inside TLS, which it lacks
+        no_tls = smtplab.start_server(auth=USERS, name="no-tls")
+    with no_tls as server:
         view = AuthVisualizer(server=server, password="wonderland")
         try:
             view.mechanism.value = "PLAIN"
