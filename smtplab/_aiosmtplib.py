@@ -35,8 +35,12 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
     "aiosmtplib.protocol.SMTPProtocol": (
         "write",  # recorded: every byte the client sends; message content line by line
         "read_response",  # recorded: every reply, once, in order
-        "data_received",  # recorded: every byte the server sends, as it arrives
+        "data_received",  # recorded: every byte the server sends, as it arrives, and a reply
+        #                   no command waits for, which aiosmtplib drops
         "execute_data_command",  # DATA, the content and the final reply under the command lock
+        "_response_waiter",  # whether a command waits for the reply being received
+        "_response_pending",
+        "_buffer",  # a reply that came behind the one a command took, in the same read
     ),
     "aiosmtplib.SMTP": (
         "protocol",  # the connection's SMTPProtocol (set by connect())
@@ -53,19 +57,17 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
 Written = Callable[[bytes], None]
 Replied = Callable[[aiosmtplib.SMTPResponse], None]
 Received = Callable[[bytes], None]
+Unsolicited = Callable[[bytes], None]
 
 
 class _RecordingProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, reporting every write and every reply it reads."""
+    """aiosmtplib's protocol, reporting every write and every reply it reads — or would drop."""
 
     _smtplab_written: Written
     _smtplab_replied: Replied
     _smtplab_received: Received | None
-
-    def data_received(self, data: bytes) -> None:
-        if self._smtplab_received is not None:
-            self._smtplab_received(data)
-        super().data_received(data)
+    _smtplab_unsolicited: Unsolicited | None
+    _smtplab_extra: bytes
 
     def write(self, data: bytes) -> None:
         super().write(data)
@@ -74,11 +76,39 @@ class _RecordingProtocol(SMTPProtocol):
     async def read_response(self, timeout: float | None = None) -> aiosmtplib.SMTPResponse:
         response = await super().read_response(timeout=timeout)
         self._smtplab_replied(response)
+        extra, self._smtplab_extra = self._smtplab_extra, b""
+        if extra and self._smtplab_unsolicited is not None:
+            self._smtplab_unsolicited(extra)  # after the reply it came behind, as on the wire
         return response
+
+    def data_received(self, data: bytes) -> None:
+        # A server may reply without a command: a 421 before it closes (RFC 5321 §3.8).
+        # aiosmtplib drops what comes while no command waits, so that it cannot pass for the
+        # next command's reply; the recorder keeps it.
+        if self._smtplab_received is not None:
+            self._smtplab_received(data)
+        waiter = self._response_waiter
+        if waiter is not None and (not self._response_pending or waiter.done()):
+            if self._smtplab_unsolicited is not None:
+                self._smtplab_unsolicited(bytes(data))
+            super().data_received(data)
+            return
+        super().data_received(data)
+        waiter = self._response_waiter
+        if waiter is not None and waiter.done() and self._buffer.endswith(b"\n"):
+            # Whole lines behind the reply just taken, in the same read: also unasked for.
+            # Left in the buffer, they would be taken for the next command's reply.
+            self._smtplab_extra += bytes(self._buffer)
+            del self._buffer[:]
 
 
 def record(
-    smtp: aiosmtplib.SMTP, *, written: Written, replied: Replied, received: Received | None = None
+    smtp: aiosmtplib.SMTP,
+    *,
+    written: Written,
+    replied: Replied,
+    received: Received | None = None,
+    unsolicited: Unsolicited | None = None,
 ) -> None:
     """Report everything ``smtp``'s connection writes and reads from now on.
 
@@ -93,6 +123,8 @@ def record(
             message content after ``354``.
         replied: Called with every reply read, exactly once, in order.
         received: Called with the bytes of every read, as they arrive (inside TLS: decrypted).
+        unsolicited: Called with the bytes of what the server sent while no command waited for
+            a reply (aiosmtplib discards them), e.g. a ``421`` before it closes the connection.
     """
     protocol = smtp.protocol
     if protocol is None:
@@ -101,6 +133,8 @@ def record(
     protocol._smtplab_written = written  # type: ignore[attr-defined]
     protocol._smtplab_replied = replied  # type: ignore[attr-defined]
     protocol._smtplab_received = received  # type: ignore[attr-defined]
+    protocol._smtplab_unsolicited = unsolicited  # type: ignore[attr-defined]
+    protocol._smtplab_extra = b""  # type: ignore[attr-defined]
 
 
 def write(smtp: aiosmtplib.SMTP, data: bytes) -> None:

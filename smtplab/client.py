@@ -150,20 +150,22 @@ class SendResult:
         return f"<SendResult {verdict}: {self.reply!r}, {len(self.accepted)} accepted, {len(self.refused)} refused>"
 
 
-def check_argument(value: str, what: str) -> str:
+def check_argument(value: str, what: str, *, after_334: bool = False) -> str:
     """Refuse a control character or invalid UTF-8 in a command argument, before it is sent.
 
     The rule is :func:`smtplab.protocol.argument_problem`, the one the lab server applies too:
     SMTP commands end at CRLF (RFC 5321 §2.3.8), so a CR or LF inside an address would end the
-    command early and could smuggle in a second one.
+    command early and could smuggle in a second one. An AUTH secret in ``value`` is masked in
+    the message, as everywhere (``after_334``: the line answers a ``334`` challenge).
 
     Raises:
         ValueError: Naming the character and its position.
     """
     problem = protocol.argument_problem(value)
     if problem is not None:
+        shown = masked(value, after_334=after_334)
         raise ValueError(
-            f"the {what} {value!r} has a {problem}: SMTP commands end at CRLF, so it could cut "
+            f"the {what} {shown!r} has a {problem}: SMTP commands end at CRLF, so it could cut "
             "the command short or inject another. Remove it."
         )
     return value
@@ -298,6 +300,7 @@ class Client:
         self._in_auth = False
         self._expect_data = False
         self._data_sent = False
+        self._closing_reply: Reply | None = None  # a 421 the server sent unasked, before closing
         self._tls_on = False  # kept as a flag: recording asks for every line
         self._by_line = False  # message content sent with data_line() rather than data()
         self._by_line_count = self._by_line_size = 0
@@ -409,11 +412,16 @@ class Client:
                 ) from None
             raise
         self._smtp = smtp
+        self._closing_reply = None
         self._tls_on = self.tls == "implicit"
         self.state = protocol.SessionState(tls=self._tls_on)
         self._in_auth = self._expect_data = self._by_line = False
         _aiosmtplib.record(
-            smtp, written=self._record_written, replied=self._record_response, received=self._record_received
+            smtp,
+            written=self._record_written,
+            replied=self._record_response,
+            received=self._record_received,
+            unsolicited=self._record_unsolicited,
         )
         self._session_address = self.local_address
         from smtplab.render import format_address
@@ -609,6 +617,9 @@ class Client:
         """
         from smtplab import auth
 
+        early = self._closed_with("AUTH")
+        if early is not None:
+            return early
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         offered = _aiosmtplib.auth_mechanisms(self.smtp)
@@ -632,7 +643,7 @@ class Client:
                     Fix(" To see the server refuse, pass mechanism='PLAIN'.", ""),
                 )
             )
-        self._event(f"AUTH mechanism chosen - {reason}")
+        self._event(auth.CHOSEN_EVENT + reason)
         if chosen == "PLAIN":
             return await self._command("AUTH", "PLAIN", auth.plain_response(user, password), timeout=timeout)
         if chosen == "LOGIN":
@@ -805,6 +816,22 @@ class Client:
         """Stop calling ``callback``; safe for a callback never registered."""
         self._wire_observers = tuple(cb for cb in self._wire_observers if cb != callback)
 
+    def _record_unsolicited(self, data: bytes) -> None:
+        """What the server said while no command waited for a reply (on the client's loop)."""
+        tls = self._tls_on
+        lines = [raw.decode("utf-8", "surrogateescape") for raw in data.split(b"\r\n") if raw.strip()]
+        if self.record:
+            self.transcript.event("the server replied without a command", tls=tls)
+            for line in lines:
+                self.transcript.record("server", line, tls)
+        parsed = [protocol.parse_reply_line(line) for line in lines]
+        complete = [p for p in parsed if p is not None]
+        if complete and complete[-1].last and complete[-1].code == 421:
+            code = complete[-1].code
+            text = "\n".join(line[4:].strip() for line in lines if protocol.reply_code(line) == code)
+            self._closing_reply = Reply(code, text)
+            self.state.advance("", code)
+
     def _record_response(self, response: aiosmtplib.SMTPResponse) -> None:
         """Every reply read on the connection (from the recording protocol), in order."""
         self._record_reply(response, self._last_command)
@@ -836,10 +863,31 @@ class Client:
             raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
         return reply
 
+    def _closed_with(self, command: str) -> Reply | None:
+        """The 421 the server sent before closing, given as the reply to the next command.
+
+        RFC 5321 §3.8 lets a server say ``421`` and close at any time. A client that reads its
+        replies from a stream (``smtplib``, Postfix) finds it as the reply to its next command;
+        here too, whether it arrived before that command or not. Nothing is sent.
+        """
+        reply, self._closing_reply = self._closing_reply, None
+        if reply is None:
+            return None
+        reply = Reply(reply.code, reply.message, masked(command, after_334=self._in_auth))
+        self._event(
+            f"{command.split(' ')[0] or 'the command'} not sent: the server said {reply.code} and closed"
+        )
+        if self._smtp is not None:
+            _aiosmtplib.hang_up(self._smtp)
+        return self._result(reply)
+
     async def _command(self, *parts: str, timeout: float | None = None) -> Reply:
         line = " ".join(parts)
         for part in parts:
-            check_argument(part, "command argument")
+            check_argument(part, "command argument", after_334=self._in_auth)
+        early = self._closed_with(masked(line, after_334=self._in_auth))
+        if early is not None:
+            return early
         timeout = self.timeout if timeout is None else timeout
         try:
             await self.smtp.execute_command(*(p.encode("utf-8") for p in parts), timeout=timeout)
@@ -910,6 +958,9 @@ class Client:
         """
         timeout = self.timeout if timeout is None else timeout
         self._data_sent = False
+        early = self._closed_with("DATA")
+        if early is not None:
+            return early
         try:
             await _aiosmtplib.send_data(self.smtp, _content_bytes(content), timeout=timeout)
         except asyncio.CancelledError:

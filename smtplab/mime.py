@@ -139,6 +139,8 @@ def _describe(part: Message) -> str:
         facts.append(f"encoding={str(part['Content-Transfer-Encoding']).strip().lower()}")
     if part.get_content_disposition():
         facts.append(str(part.get_content_disposition()))
+    if part["Content-ID"]:  # what an HTML body names as src="cid:…" (RFC 2392)
+        facts.append(f"cid={str(part['Content-ID']).strip()}")
     if not part.is_multipart():
         facts.append(f"{len(_payload(part)):,} bytes")
     return part.get_content_type() + (f"  ({', '.join(facts)})" if facts else "")
@@ -148,7 +150,7 @@ def mime_tree(message: Message) -> str:
     """The MIME structure of ``message``, one line per part, drawn as a tree.
 
     Each line gives the content type and what matters about the part: file name, charset,
-    transfer encoding, disposition and decoded size.
+    transfer encoding, disposition, the Content-ID an HTML body refers to, and decoded size.
     """
 
     def walk(part: Message, prefix: str, last: bool, root: bool) -> list[str]:

@@ -396,6 +396,7 @@ ENHANCED_CODES: dict[str, str] = {
     "X.6.3": "Conversion required but not supported",
     "X.6.4": "Conversion with loss performed",
     "X.6.5": "Conversion failed",
+    "X.6.7": "Non-ASCII addresses not permitted for that sender/recipient: the client must ask for SMTPUTF8",
     "X.7.0": "Other or undefined security status",
     "X.7.1": "Delivery not authorized, message refused",
     "X.7.2": "Mailing list expansion prohibited",
@@ -418,6 +419,8 @@ _ENHANCED_BY_RFC4954 = frozenset({"X.5.6", "X.7.8", "X.7.9", "X.7.11", "X.7.12"}
 def _enhanced_source(key: str) -> str:
     if key in _ENHANCED_BY_RFC4954:
         return "RFC 4954 §6"
+    if key == "X.6.7":  # registered by RFC 5248, used as RFC 6531 says
+        return "RFC 6531 §3.5"
     return f"RFC 3463 §3.{int(key.split('.')[1]) + 1}"
 
 

@@ -448,3 +448,178 @@ def test_login_response_is_the_base64_of_each_answer():
 
     assert login_response("alice") == "YWxpY2U="
     assert login_response("wonderland") == "d29uZGVybGFuZA=="
+
+
+# -- reading an exchange back from a transcript ------------------------------------------------
+
+SECRETS = ("wonderland", "d29uZGVybGFuZA==", "AGFsaWNlAHdvbmRlcmxhbmQ=")  # the password, bare and in base64
+
+
+def live_exchange(mechanism: str, password: str = PASSWORD, **options: Any) -> tuple[Any, Any]:
+    """Log in to a real lab server; the client's and the server's transcripts of it."""
+    import smtplab
+
+    options.setdefault("auth_require_tls", False)  # the bare mechanisms, as the plain-text lesson shows them
+    with smtplab.start_server(auth={USER: PASSWORD}, name="exchange", **options) as server:
+        tls = options.get("tls")
+        with smtplab.SyncClient(server, tls=tls) as client:
+            client.ehlo()
+            client.login(USER, password, mechanism=mechanism)
+        return client.transcript, server.transcripts[-1]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_an_exchange_is_read_back_from_either_side(mechanism: str, side: str) -> None:
+    from smtplab.auth import auth_exchanges
+
+    client_side, server_side = live_exchange(mechanism)
+    (exchange,) = auth_exchanges(client_side if side == "client" else server_side)
+    assert exchange.mechanism == mechanism and exchange.accepted and exchange.code == 235
+    assert exchange.user == USER and not exchange.tls
+    assert exchange.verify(PASSWORD) is True and exchange.verify("not-it") is False
+    if side == "client":  # the client's record says why it chose the mechanism
+        assert exchange.reason == f"you asked for {mechanism} and the server offers it"
+    if mechanism == "CRAM-MD5":
+        assert exchange.password(reveal_secrets=True) is None  # it never crossed the wire
+        assert exchange.challenge.startswith("<") and exchange.challenge.endswith("@smtplab.test>")
+        assert exchange.digest() == "********" and len(exchange.digest(reveal_secrets=True)) == 32
+    else:
+        assert exchange.password() == "********"
+        assert exchange.password(reveal_secrets=True) == PASSWORD
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_steps_mask_the_password_unless_revealed(mechanism: str) -> None:
+    from smtplab.auth import auth_exchanges
+
+    (exchange,) = auth_exchanges(live_exchange(mechanism)[0])
+    masked = exchange.text(password=PASSWORD)
+    revealed = exchange.text(reveal_secrets=True, password=PASSWORD)
+    assert not any(secret in masked for secret in SECRETS) and "********" in masked
+    assert USER in masked  # user names are not secret in the lab
+    assert any(step.hidden for step in exchange.steps())
+    assert not any(step.hidden for step in exchange.steps(reveal_secrets=True))
+    assert "wonderland" in revealed
+    if mechanism == "CRAM-MD5":
+        assert (
+            exchange.digest(reveal_secrets=True) in revealed
+            and exchange.digest(reveal_secrets=True) not in masked
+        )
+        wire = "".join(step.wire for step in exchange.steps(reveal_secrets=True))
+        assert "wonderland" not in wire and "d29uZGVybGFuZA" not in wire
+
+
+def test_plain_is_decoded_into_its_three_parts() -> None:
+    from smtplab.auth import auth_exchanges
+
+    (exchange,) = auth_exchanges(live_exchange("PLAIN")[0])
+    first = exchange.steps(reveal_secrets=True)[0]
+    assert first.sender == "client" and first.wire == "AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ="
+    assert first.decoded == "\\0alice\\0wonderland"  # NUL made visible
+    assert exchange.steps()[0].decoded == "\\0alice\\0********"
+    assert "RFC 4616" in first.meaning
+
+
+def test_login_decodes_each_prompt_and_answer() -> None:
+    from smtplab.auth import auth_exchanges
+
+    (exchange,) = auth_exchanges(live_exchange("LOGIN")[0])
+    steps = exchange.steps(reveal_secrets=True)
+    assert [s.sender for s in steps] == ["client", "server", "client", "server", "client", "server"]
+    assert [s.decoded for s in steps[1:5]] == ["User Name\\0", "alice", "Password\\0", "wonderland"]
+    assert "user name" in steps[1].meaning and "password" in steps[3].meaning
+    assert [s.decoded for s in exchange.steps()[1:5]] == [
+        "User Name\\0",
+        "alice",
+        "Password\\0",
+        "********",
+    ]
+
+
+def test_cram_md5_shows_the_computation_the_server_repeats() -> None:
+    from smtplab.auth import auth_exchanges
+
+    (exchange,) = auth_exchanges(live_exchange("CRAM-MD5")[1])
+    senders = [step.sender for step in exchange.steps()]
+    assert senders == ["client", "server", "computed", "client", "server"]
+    computed = exchange.steps(reveal_secrets=True, password=PASSWORD)[2]
+    assert computed.wire == "" and exchange.digest(reveal_secrets=True) in computed.decoded
+    assert "never crosses the wire" in computed.meaning and "must keep the password" in computed.meaning
+    assert "gives the digest the client sent" in computed.meaning
+    wrong = exchange.steps(reveal_secrets=True, password="guess")[2]
+    assert "does not give the digest" in wrong.meaning and "535" in wrong.meaning
+    assert "HMAC-MD5(key=password," in exchange.steps()[2].decoded  # nothing to compute with
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_a_wrong_password_reads_as_refused(mechanism: str) -> None:
+    from smtplab.auth import auth_exchanges
+
+    (exchange,) = auth_exchanges(live_exchange(mechanism, password="guess")[0])
+    assert exchange.code == 535 and not exchange.accepted
+    assert "wrong" in exchange.steps()[-1].meaning and "refused (535)" in exchange.headline
+    assert exchange.verify("guess") is True and exchange.verify(PASSWORD) is False
+
+
+def test_plain_refused_for_want_of_tls_still_crossed_the_wire() -> None:
+    from smtplab.auth import auth_exchanges
+
+    client_side, _ = live_exchange("PLAIN", tls="starttls", auth_require_tls=True)
+    assert auth_exchanges(client_side)[0].accepted  # inside TLS: accepted
+    import smtplab
+
+    with smtplab.start_server(auth={USER: PASSWORD}, tls="starttls", name="exchange") as server:
+        with smtplab.SyncClient(server) as client:
+            client.ehlo()
+            client.login(USER, PASSWORD, mechanism="PLAIN")
+    (exchange,) = auth_exchanges(client.transcript)
+    assert exchange.code == 538 and not exchange.tls
+    assert "crossed the wire anyway" in exchange.steps()[-1].meaning
+    assert exchange.password(reveal_secrets=True) == PASSWORD  # what anyone on the path read
+
+
+def test_exchanges_inside_tls_are_marked_and_several_are_told_apart() -> None:
+    import smtplab
+    from smtplab.auth import auth_exchanges
+
+    with smtplab.start_server(auth={USER: PASSWORD}, tls="starttls", name="exchange") as server:
+        with smtplab.SyncClient(server, tls="starttls") as client:
+            client.ehlo()
+            client.login(USER, "guess", mechanism="CRAM-MD5")
+            client.raw("AUTH LOGIN")
+            client.raw("*")  # cancelled
+            client.raw("AUTH PLAIN not-base64")
+            client.login(USER, PASSWORD, mechanism="LOGIN")
+    exchanges = auth_exchanges(client.transcript)
+    assert [(e.mechanism, e.code) for e in exchanges] == [
+        ("CRAM-MD5", 535),
+        ("LOGIN", 501),
+        ("PLAIN", 501),
+        ("LOGIN", 235),
+    ]
+    assert all(e.tls for e in exchanges) and all(s.tls for s in exchanges[0].steps())
+    assert exchanges[1].steps()[2].decoded == "" and "cancels" in exchanges[1].steps()[2].meaning
+    assert exchanges[2].steps()[0].decoded == "(not valid base64)" and exchanges[2].user is None
+    assert exchanges[3].reason and "TLS" in exchanges[3].headline
+
+
+def test_an_unfinished_or_foreign_exchange_is_still_told() -> None:
+    from smtplab.auth import AuthExchange, auth_exchanges
+    from smtplab.transcript import Transcript
+
+    transcript = Transcript()
+    transcript.client("AUTH XOAUTH2 dXNlcj1hbGljZQ==")
+    transcript.server("334 eyJzdGF0dXMiOiI0MDAifQ==")
+    transcript.client("")
+    transcript.client("QUIT")  # no reply came: the exchange ends unfinished
+    (exchange,) = auth_exchanges(transcript)
+    assert exchange.mechanism == "XOAUTH2" and exchange.code is None and exchange.final is None
+    assert "no final reply" in exchange.headline and exchange.user is None and exchange.verify("x") is None
+    assert (
+        exchange.steps()[0].decoded == "********"
+        and exchange.steps(reveal_secrets=True)[0].decoded == "user=alice"
+    )
+    assert "wonderland" not in repr(exchange)
+    with pytest.raises(ValueError, match="starts with the client's AUTH"):
+        AuthExchange([])

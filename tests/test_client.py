@@ -194,6 +194,14 @@ def test_control_characters_are_refused_before_sending(lab_server, bad, name):
         assert client.rcpt("bob@example.test").code == 250  # the session is unharmed
 
 
+def test_a_refused_auth_line_does_not_show_its_secret(lab_server):
+    with SyncClient(lab_server) as client:
+        client.ehlo()
+        with pytest.raises(ValueError, match=r"'AUTH PLAIN \*{8}' has a carriage return") as caught:
+            client.raw("AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=\r\n")
+        assert "AGFsaWNl" not in str(caught.value)
+
+
 def test_a_timeout_names_the_command_and_the_wait():
     release = asyncio.Event()
 
@@ -697,3 +705,80 @@ def test_a_server_without_starttls_leaves_no_connection_open_behind_the_error(la
     assert [line.text for line in client.transcript if line.sender == "event"][
         -1
     ] == "connection closed by the client"
+
+
+@pytest.mark.server_options(auth={"alice": "wonderland"}, auth_require_tls=False)
+def test_the_421_after_the_last_failed_login_is_the_next_commands_reply(client, lab_server):
+    client.ehlo()
+    for guess in ("guess1", "guess2", "guess3"):
+        assert client.login("alice", guess, mechanism="PLAIN").code == 535
+    reply = client.login("alice", "wonderland", mechanism="PLAIN")  # RFC 5321 §3.8: 421, then close
+    assert reply.code == 421 and "Too many failed AUTH attempts" in reply.message
+    assert client.state.state is State.CLOSED
+    text = client.transcript.text(annotate=False)
+    assert text.index("<- 421 4.7.0") > text.rindex("<- 535")
+    heard = [line.text for line in lab_server.transcripts[-1] if line.sender == "client"]
+    if "** AUTH not sent" in text:  # the 421 came before the fourth AUTH was written
+        assert reply.command == "AUTH" and "** the server replied without a command\n<- 421" in text
+        assert len([line for line in heard if line.startswith("AUTH")]) == 3
+    else:  # it came after, as the reply to the fourth AUTH, which the server never read
+        assert reply.command == "AUTH PLAIN ********"
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):
+        client.noop()
+
+
+async def scripted_server(replies: dict[bytes, bytes], heard: list[bytes]) -> asyncio.Server:
+    """A raw server: greets, then answers each command word with its bytes (closing after a 421)."""
+
+    async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 scripted.test ready\r\n")
+        while line := await reader.readline():
+            heard.append(line)
+            answer = replies.get(line.split()[0].upper(), b"250 OK\r\n")
+            writer.write(answer)  # one write, as one read for the client
+            await writer.drain()
+            if b"\r\n421 " in answer:
+                break
+        writer.close()
+
+    return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+def test_replies_behind_the_one_asked_for_are_recorded_not_mistaken_for_the_next():
+    async def scenario() -> None:
+        heard: list[bytes] = []
+        script = {
+            b"NOOP": b"250 noop done\r\n250 nobody asked\r\n",  # an extra reply in the same read
+            b"VRFY": b"252 maybe\r\n421 4.3.2 going away now\r\n",  # the same, closing
+        }
+        server = await scripted_server(script, heard)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            client = Client(host="127.0.0.1", port=port, timeout=5)
+            await client.connect()
+            assert (await client.noop()).message == "noop done"
+            assert (await client.rset()).message == "OK"  # not "nobody asked"
+            assert (await client.vrfy("bob")).code == 252
+            closing = await client.rset()
+            assert closing.code == 421 and closing.message == "4.3.2 going away now"
+            assert [line.split()[0] for line in heard] == [b"NOOP", b"RSET", b"VRFY"]
+            await client.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+        lines = client.transcript.text(annotate=False).splitlines()
+        at = lines.index("<- 250 noop done")
+        assert lines[at : at + 3] == [
+            "<- 250 noop done",
+            "** the server replied without a command",
+            "<- 250 nobody asked",
+        ]
+        at = lines.index("<- 252 maybe")
+        assert lines[at : at + 4] == [
+            "<- 252 maybe",
+            "** the server replied without a command",
+            "<- 421 4.3.2 going away now",
+            "** RSET not sent: the server said 421 and closed",
+        ]
+
+    run(scenario())

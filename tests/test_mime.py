@@ -48,7 +48,7 @@ def test_the_tree_shows_nesting_and_the_facts_of_each_part():
     assert lines[2].startswith("│  ├─ text/plain  (charset=utf-8")
     assert lines[3] == "│  └─ multipart/related"
     assert lines[4].startswith("│     ├─ text/html")
-    assert lines[5].startswith("│     └─ image/png  (encoding=base64, inline, 9 bytes)")
+    assert lines[5].startswith("│     └─ image/png  (encoding=base64, inline, cid=<logo@lab>, 9 bytes)")
     assert lines[6] == "└─ application/pdf  (name='report.pdf', encoding=base64, attachment, 13 bytes)"
 
 

@@ -195,6 +195,11 @@ def test_explain_prefers_a_specific_enhanced_code():
     assert explain("5.7.11") == (
         "5.7.11 — Encryption required for requested authentication mechanism (RFC 4954 §6)"
     )
+    # What the lab server answers a non-ASCII address sent without SMTPUTF8, as RFC 6531 says.
+    assert explain("553 5.6.7 Non-ASCII sender address refused") == (
+        "553 5.6.7 — Non-ASCII addresses not permitted for that sender/recipient: the client must ask "
+        "for SMTPUTF8 (RFC 6531 §3.5)"
+    )
 
 
 def test_explain_generic_enhanced_code_falls_back_to_the_reply_code():

@@ -52,6 +52,9 @@ PRIVATE_NAMES = (
     "_transports",
     "_handle_client",
     "__signature__",
+    "_response_waiter",
+    "_response_pending",
+    "_buffer",
 )
 
 
@@ -262,6 +265,22 @@ def test_smtp_protocol_can_become_the_recording_subclass() -> None:
     assert "SMTPProtocol(" in inspect.getsource(aiosmtplib.SMTP._create_connection)
 
 
+def test_smtp_protocol_drops_a_reply_no_command_waits_for(loop: asyncio.AbstractEventLoop) -> None:
+    # The recorder reads the waiter, the pending flag and the buffer to keep what aiosmtplib drops.
+    protocol = SMTPProtocol(loop=loop)
+    protocol.connection_made(asyncio.Transport(extra={}))
+    assert protocol._response_pending is True and isinstance(protocol._response_waiter, asyncio.Future)
+    protocol.data_received(b"220 lab.test ready\r\n")
+    assert protocol._response_waiter.result().code == 220 and protocol._buffer == bytearray()
+    protocol._response_pending = False  # as read_response() leaves it, with a fresh waiter
+    protocol._response_waiter = loop.create_future()
+    protocol.data_received(b"421 4.7.0 closing\r\n")
+    assert not protocol._response_waiter.done() and protocol._buffer == bytearray()  # dropped
+    protocol._response_pending = True
+    protocol.data_received(b"250 one\r\n421 4.7.0 two\r\n")  # two replies in one read
+    assert protocol._response_waiter.result().code == 250 and bytes(protocol._buffer) == b"421 4.7.0 two\r\n"
+
+
 def test_smtp_client_attributes_are_where_the_adapter_reads_them() -> None:
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=25)
     assert smtp.protocol is None and smtp.transport is None
@@ -296,7 +315,8 @@ def test_every_name_the_adapters_list_is_checked_here() -> None:
         "aiosmtpd.smtp.Session": {"_login_data"},
         "aiosmtpd.controller.Controller": set(CONTROLLER_METHODS) | {"_thread", "_thread_exception"},
         "asyncio.BaseSelectorEventLoop": {"_transports"},
-        "aiosmtplib.protocol.SMTPProtocol": set(PROTOCOL_METHODS),
+        "aiosmtplib.protocol.SMTPProtocol": set(PROTOCOL_METHODS)
+        | {"_response_waiter", "_response_pending", "_buffer"},
         "aiosmtplib.SMTP": {
             "protocol",
             "transport",

@@ -109,6 +109,19 @@ class Trial:
                 names.append(text.split("'")[1] if text.count("'") >= 2 else text)
         return names
 
+    def raise_if_never_connected(self) -> None:
+        """Raise :class:`NotYet` if the code never reached the server at all.
+
+        Mistake keys (the exercise declares their hints): ``"not-awaited"`` when a coroutine was
+        made and never awaited (a forgotten ``await``), ``"never-connected"`` otherwise.
+        """
+        if self.transcripts:
+            return
+        forgotten = self.never_awaited()
+        if forgotten:
+            raise NotYet("not-awaited", f"{', '.join(forgotten)}() was called but never awaited.")
+        raise NotYet("never-connected", "the lab server had no connection at all.")
+
     def raise_for_trouble(self) -> None:
         """Raise :class:`NotYet` if the code timed out, is still running or raised.
 

@@ -46,7 +46,9 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 03 SMTP conversation
         "03": "conversation",
         # 04 messages and MIME
+        "04": "messages",
         # 05 AUTH
+        "05": "authentication",
         # 06 SSL and STARTTLS
         # 07 parallel sending
         # 08 classroom and deploy

@@ -12,12 +12,14 @@ the library and observes it — it holds no SMTP knowledge of its own::
     FaultPanel(server)  # make the server fail on purpose, by clicking (server.inject)
     LoopMonitor(server)  # the server's event-loop lag, live: a blocked loop shows
     CommandConsole(server)  # talk SMTP by hand, see where the session stands
+    AuthVisualizer(client.transcript)  # an AUTH exchange step by step, base64 decoded
 
 Updates from the server's threads are handed to the kernel's event loop, so widgets can be
 left on screen while mail arrives. An exception in a widget's callback is shown in the
 widget itself (its ``output``), never lost. ``widget.close()`` stops observing.
 """
 
+from smtplab.widgets.auth_visualizer import AuthVisualizer
 from smtplab.widgets.composer import Composer
 from smtplab.widgets.console import CommandConsole
 from smtplab.widgets.fault_panel import FaultPanel
@@ -27,6 +29,7 @@ from smtplab.widgets.server_panel import ServerPanel
 from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = [
+    "AuthVisualizer",
     "CommandConsole",
     "Composer",
     "FaultPanel",

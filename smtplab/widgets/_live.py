@@ -15,12 +15,13 @@ at most every :data:`MIN_REFRESH_INTERVAL` seconds.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import html
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import ipywidgets
@@ -34,6 +35,7 @@ MIN_REFRESH_INTERVAL = 0.05
 ERRORS_KEPT = 100
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def escape(value: object) -> str:
@@ -92,6 +94,7 @@ class LiveBox(ipywidgets.VBox):
         self._refresh_pending = False
         self._last_refresh = 0.0
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self.errors: list[BaseException] = []
         self.error_line = ipywidgets.HTML()
         self.traceback_button = ipywidgets.ToggleButton(
@@ -131,6 +134,63 @@ class LiveBox(ipywidgets.VBox):
             function(*args)
         except Exception as error:  # noqa: BLE001
             self.report_error(error)
+
+    # -- work that talks to a server ----------------------------------------------------------
+
+    def run_task(
+        self,
+        coroutine: Coroutine[Any, Any, T],
+        finish: Callable[[T | None, BaseException | None], None],
+    ) -> concurrent.futures.Future[T]:
+        """Run ``coroutine`` (a send, a login), then ``finish(result, error)`` on this thread.
+
+        With an event loop running in this thread (a Jupyter kernel) the coroutine becomes a task
+        on it and the future completes later, so the page stays responsive — in a cell, ``await
+        asyncio.wrap_future(future)``. Without one (a script, pytest) it runs to completion on
+        smtplab's background loop (:func:`smtplab.aio.run`) before this returns.
+
+        Returns:
+            A future of the coroutine's result; ``finish`` has run by the time it completes.
+        """
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def done(result: T | None, error: BaseException | None) -> None:
+            try:
+                finish(result, error)
+            finally:
+                if isinstance(error, asyncio.CancelledError):
+                    future.cancel()
+                elif error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(result)  # type: ignore[arg-type]
+
+        async def run() -> None:
+            try:
+                result = await coroutine
+            except asyncio.CancelledError as error:  # the kernel is shutting down
+                done(None, error)
+                raise
+            except Exception as error:  # noqa: BLE001 - reported, never lost in a task
+                done(None, error)
+            else:
+                done(result, None)
+
+        loop = running_loop()
+        if loop is not None:
+            task = loop.create_task(run())
+            self._tasks.add(task)  # a task nobody holds may be collected before it ends
+            task.add_done_callback(self._tasks.discard)
+            return future
+        from smtplab import aio
+
+        try:
+            result = aio.run(coroutine)
+        except Exception as error:  # noqa: BLE001 - handed to finish, like the task's
+            done(None, error)
+        else:
+            done(result, None)
+        return future
 
     # -- coalesced redraws ------------------------------------------------------------------
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import ipywidgets
 
-from smtplab.client import Client, SendResult, SyncClient
+from smtplab.client import Client, SendResult
 from smtplab.server import LabServer
-from smtplab.widgets._live import LiveBox, escape, reports_errors, running_loop
+from smtplab.widgets._live import LiveBox, escape, reports_errors
 from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = ["Composer"]
@@ -77,7 +77,6 @@ class Composer(LiveBox):
         self.last_error: BaseException | None = None
         self.last_future: concurrent.futures.Future[SendResult] | None = None
         self.sent = threading.Event()
-        self._task: asyncio.Task[None] | None = None
         for field in (self.sender, self.to, self.subject, self.body):
             field.layout.width = "100%"
             field.add_class(f"smtplab-composer-{field.description.lower()}")
@@ -124,66 +123,37 @@ class Composer(LiveBox):
         it and the future completes later — in a notebook cell, ``await
         asyncio.wrap_future(composer.submit())``. Without one it is done on return.
         """
-        future: concurrent.futures.Future[SendResult] = concurrent.futures.Future()
-        self.last_future = future
         self.sent.clear()
         self.last_result = self.last_error = None
         self.hide_error()
         try:
             sender, recipients, message = self.compose()
         except Exception as error:  # noqa: BLE001 - shown in the widget and set on the future
-            self._finish(future, None, error)
+            future: concurrent.futures.Future[SendResult] = concurrent.futures.Future()
+            self.last_future = future
+            self._finish(None, error)
+            future.set_exception(error)
             return future
         self.send_button.disabled = True
         self.result.value = '<span style="opacity:0.8">sending…</span>'
-        loop = running_loop()
-        if loop is not None:
-            client = Client(self.server)
-            self._watch(client)
-            self._task = loop.create_task(self._send_async(client, sender, recipients, message, future))
-        else:
-            sync = SyncClient(self.server)
-            self._watch(sync.client)
-            try:
-                with sync:
-                    result = sync.send(sender, recipients, message)
-            except Exception as error:  # noqa: BLE001
-                self._finish(future, None, error)
-            else:
-                self._finish(future, result, None)
-        return future
-
-    def _watch(self, client: Client) -> None:
+        client = Client(self.server)
         self.client = client
         self.transcript_view.transcript = client.transcript
+        self.last_future = self.run_task(self._deliver(client, sender, recipients, message), self._finish)
+        return self.last_future
 
-    async def _send_async(
-        self,
-        client: Client,
-        sender: str,
-        recipients: list[str],
-        message: EmailMessage,
-        future: concurrent.futures.Future[SendResult],
-    ) -> None:
-        try:
-            async with client:
-                result = await client.send(sender, recipients, message)
-        except asyncio.CancelledError:  # the kernel is shutting down
-            future.cancel()
-            self.sent.set()
-            raise
-        except Exception as error:  # noqa: BLE001 - reported, never lost in a task
-            self._finish(future, None, error)
-        else:
-            self._finish(future, result, None)
+    @staticmethod
+    async def _deliver(
+        client: Client, sender: str, recipients: list[str], message: EmailMessage
+    ) -> SendResult:
+        async with client:
+            return await client.send(sender, recipients, message)
 
-    def _finish(
-        self,
-        future: concurrent.futures.Future[SendResult],
-        result: SendResult | None,
-        error: BaseException | None,
-    ) -> None:
+    def _finish(self, result: SendResult | None, error: BaseException | None) -> None:
         self.send_button.disabled = not _recipients(self.to.value)
+        if isinstance(error, asyncio.CancelledError):  # the kernel is shutting down
+            self.sent.set()
+            return
         if error is not None:
             self.last_error = error
             self.result.value = '<span style="font-size:13px"><b>Not sent</b>: the error is below.</span>'
@@ -194,10 +164,6 @@ class Composer(LiveBox):
             self.result.value = _verdict(result)
         self.transcript_view.refresh()
         self.sent.set()
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
 
     # -- events -------------------------------------------------------------------------------
 

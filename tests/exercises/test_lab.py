@@ -182,3 +182,18 @@ def test_options_are_checked():
         run_in_lab(print, give="socket")
     with pytest.raises(ValueError, match="greeting_delay needs give='address'"):
         run_in_lab(print, greeting_delay=0.1)
+
+
+def test_code_that_never_reached_the_server_is_named():
+    async def forgets_await(server):
+        smtplab.Client(server).connect()  # a coroutine, never awaited
+
+    with pytest.raises(NotYet) as caught:
+        run_in_lab(forgets_await).raise_if_never_connected()
+    assert caught.value.mistake == "not-awaited" and "Client.connect()" in caught.value.message
+    with pytest.raises(NotYet) as caught:
+        run_in_lab(lambda server: None).raise_if_never_connected()
+    assert caught.value.mistake == "never-connected"
+    run_in_lab(
+        lambda server: send_with_smtplib(server.address)
+    ).raise_if_never_connected()  # connected: quiet
