@@ -473,7 +473,13 @@ class Client:
         if self.server is not None and not self.server.running:
             return f"The lab server {self.server.name!r} this client was made for is stopped: call server.start()."
         servers = running_servers()
-        if any(s.port == self.port for s in servers):
+        owner = next((s for s in servers if s.port == self.port), None)
+        if owner is not None and owner.tls == "implicit" and self.tls != "implicit":
+            return (
+                f"The lab server {owner.name!r} on that port speaks implicit TLS: it waits for the "
+                "TLS handshake before it says anything."
+            )
+        if owner is not None:
             return "A lab server in this kernel uses that port; it may be overloaded."
         if not servers:
             return "No lab server is running in this kernel: start one with smtplab.start_server()."
