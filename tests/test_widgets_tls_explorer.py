@@ -1,0 +1,176 @@
+"""The TLS explorer driven from Python as a learner would: pick with .value, press Run with .click()."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+
+import pytest
+
+import smtplab
+from smtplab.tls import default_lab_tls
+from smtplab.tls_explore import TLSGrid
+from smtplab.widgets import TLSExplorer
+
+TIMEOUT = 15.0  # no combination here waits for a reply that never comes
+
+
+def shown(widget) -> str:
+    """What an HTML widget shows, as text: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]*>", "", widget.value))
+
+
+@pytest.fixture
+def explorer():
+    made = TLSExplorer(timeout=TIMEOUT)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_it_starts_empty_and_invites_a_prediction(explorer):
+    assert "Nothing run yet" in shown(explorer.outcome) and "predict" in shown(explorer.outcome)
+    assert shown(explorer.table).count("not tried") == 12
+    assert "0 of 216 combinations tried" in shown(explorer.table)
+    assert explorer.combination.client == "starttls" and explorer.combination.server == "starttls"
+    assert not explorer.grid.servers  # nothing started before the first Run
+    for part in ("client", "server", "trust", "name", "proxy", "run", "outcome", "grid"):
+        assert f"smtplab-tls-{part}" in str(explorer._dom_classes) or any(
+            f"smtplab-tls-{part}" in child._dom_classes for child in explorer._owned_children()
+        )
+
+
+def test_run_shows_the_failure_its_meaning_and_the_boundary(explorer):
+    explorer.client_mode.value = "implicit"
+    explorer.server_mode.value = "starttls"
+    explorer.run_button.click()
+    attempt = explorer.attempt
+    assert attempt is not None and explorer.last_future.result() is attempt and explorer.done.is_set()
+    outcome = shown(explorer.outcome)
+    assert "FAILED \u2014 TLSMismatchError" in outcome and "WRONG_VERSION_NUMBER" in outcome
+    assert "what it means: " + attempt.explanation in outcome
+    assert f"client = smtplab.Client(host='localhost', port={attempt.port}, tls='implicit'" in outcome
+    assert "the TLS handshake failed here" in shown(explorer.transcript)
+    assert "No certificate" in shown(explorer.chain)
+    grid = shown(explorer.table)
+    assert "failed: TLS mismatch \u25c0 last run" in grid and "1 of 216" in grid
+    assert "smtplab-tls-failed" in explorer.table.value  # the colour has words beside it
+
+
+def test_a_checked_session_shows_version_cipher_chain_and_where_tls_began(explorer):
+    attempt = explorer.run(client="starttls", server="starttls")
+    assert "ENCRYPTED \u2014 TLSv1.3 with" in shown(explorer.outcome)
+    transcript = shown(explorer.transcript)
+    assert (
+        transcript.index("220 Ready to start TLS")
+        < transcript.index("TLS starts here")
+        < transcript.index("TLS started (STARTTLS)")
+    )
+    chain = shown(explorer.chain)
+    lab = default_lab_tls()
+    assert lab.server_certificate.sha256 in chain and lab.ca_certificate.sha256 in chain
+    assert "localhost, 127.0.0.1, ::1" in chain and "EC secp256r1, 256 bits" in chain
+    assert "you connected to 'localhost': listed" in chain and "\u2191 signed by" in chain
+    assert "(itself: a root CA)" in chain
+    assert "No man in the middle on this path" in shown(explorer.attacker)
+    assert explorer.attacker_view.transcript is None
+    assert "encrypted, TLSv1.3 \u25c0 last run" in shown(explorer.table) and attempt.verified
+
+
+def test_the_grid_follows_the_trust_name_and_path_chosen(explorer):
+    explorer.run(client="implicit", server="implicit")
+    explorer.trust.value = "system"
+    grid = shown(explorer.table)
+    assert "trusting the system's CAs" in grid and grid.count("not tried") == 12 and "1 of 216" in grid
+    explorer.run_button.click()
+    assert "failed: certificate refused \u25c0 last run" in shown(explorer.table)
+    explorer.trust.value = "lab-ca"
+    grid = shown(explorer.table)
+    assert "encrypted, TLSv1.3" in grid and "\u25c0 last run" not in grid and "2 of 216" in grid
+
+
+def test_a_wrong_name_and_the_names_it_lists(explorer):
+    explorer.run(client="starttls", server="starttls", name="wrong-name")
+    outcome = shown(explorer.outcome)
+    assert (
+        "Hostname mismatch" in outcome and "is for mail.example.test; you connected to 'localhost'" in outcome
+    )
+    chain = shown(explorer.chain)
+    assert (
+        "mail.example.test" in chain and "NOT listed" in chain and "refused it during the handshake" in chain
+    )
+
+
+def test_the_man_in_the_middle_tab_shows_what_it_read():
+    explorer = TLSExplorer(auth_in_clear=True, timeout=TIMEOUT)
+    try:
+        attempt = explorer.run(client="if-offered", server="starttls", proxy=True)
+        assert "PLAIN TEXT" in shown(explorer.outcome) and attempt.downgraded
+        attacker = shown(explorer.attacker)
+        assert (
+            "the password (an AUTH line in plain text)" in attacker and "deleted '250-STARTTLS'" in attacker
+        )
+        view = explorer.attacker_view
+        assert view.transcript is attempt.attacker.transcript
+        assert "AUTH PLAIN ********" in shown(view.table)
+        view.reveal.value = True  # on purpose, with the lab's fake credentials
+        assert "AUTH PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=" in shown(view.table)
+        assert "plain text, downgraded, password readable" in shown(explorer.table)
+
+        explorer.run(client="starttls")
+        assert "stopped: STARTTLS was removed" in shown(explorer.table)
+        assert "It changed:" in shown(explorer.attacker) and "nothing secret" in shown(explorer.attacker)
+    finally:
+        explorer.close()
+    assert not explorer.grid.running  # it made its grid, so closing stopped its servers
+
+
+def test_a_failure_of_the_explorer_itself_is_shown_in_one_line(explorer, monkeypatch):
+    def broken(combination):
+        raise RuntimeError("the lab is on fire")
+
+    monkeypatch.setattr(explorer.grid, "run", broken)
+    explorer.run_button.click()
+    assert isinstance(explorer.errors[-1], RuntimeError) and "the lab is on fire" in explorer.error_line.value
+    assert not explorer.run_button.disabled and explorer.done.is_set()
+    with pytest.raises(RuntimeError, match="on fire"):
+        explorer.last_future.result()
+
+
+def test_inside_a_running_loop_run_happens_on_that_loop():
+    async def in_a_kernel() -> tuple[str, str]:
+        explorer = TLSExplorer(timeout=TIMEOUT)
+        try:
+            with pytest.raises(RuntimeError, match="press Run"):
+                explorer.run(client="implicit", server="implicit")
+            explorer.choose(client="implicit", server="implicit")
+            explorer.run_button.click()
+            assert explorer.run_button.disabled and not explorer.done.is_set()  # scheduled, not done
+            attempt = await asyncio.wrap_future(explorer.last_future)
+            return attempt.short, shown(explorer.outcome)
+        finally:
+            explorer.close()
+
+    short, outcome = asyncio.run(in_a_kernel())
+    assert short == "encrypted, TLSv1.3" and "ENCRYPTED" in outcome
+
+
+def test_a_given_grid_is_left_running_and_choose_checks_its_values():
+    grid = TLSGrid(timeout=TIMEOUT)
+    explorer = TLSExplorer(grid)
+    try:
+        explorer.run(client=None, server=None)
+        assert explorer.client_mode.value == "plain" and grid.running
+        with pytest.raises(ValueError, match="trust must be one of"):
+            explorer.choose(trust="everyone")
+        with pytest.raises(TypeError, match="runs on a TLSGrid"):
+            TLSExplorer(grid="yes")
+        explorer.close()
+        assert grid.running  # not the explorer's to stop
+        explorer.stop()
+        assert not grid.running
+    finally:
+        grid.stop()
+    assert not smtplab.running_servers()
