@@ -367,12 +367,35 @@ class Client:
         names = ", ".join(summary.san) or summary.subject or "?"
         return f"{summary.headline}; certificate for {names}, issued by {summary.issuer}"
 
+    def _certificate_names(self) -> tuple[str, ...]:
+        """The names on the certificate of the lab server at this client's port, ``()`` if unknown.
+
+        A lab server (or a lab proxy in front of one) in this kernel is known by its port; of
+        any other server nothing is assumed — least of all the default lab certificate's names.
+        """
+        if self.server is not None:
+            return self.server.lab_tls.hosts
+        from smtplab.proxy import running_proxies
+        from smtplab.server import running_servers
+
+        for server in running_servers():
+            if server.port == self.port and server.tls:
+                return server.lab_tls.hosts
+        for proxy in running_proxies():
+            upstream = proxy.upstream_server
+            if proxy.port == self.port and upstream is not None and upstream.tls:
+                return upstream.lab_tls.hosts
+        return ()
+
     def _tls_failure(self, error: BaseException) -> SmtpLabError:
         from smtplab.diagnose import exception_chain, explain_ssl_error
 
-        names = self.server.lab_tls.hosts if self.server is not None else None
         message = explain_ssl_error(
-            error, host=self.host, port=self.port, expected_mode=self.tls, cert_names=names
+            error,
+            host=self.host,
+            port=self.port,
+            expected_mode=self.tls,
+            cert_names=self._certificate_names(),
         )
         if any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error)):
             return TLSCertificateError(message)

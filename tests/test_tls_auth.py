@@ -138,6 +138,46 @@ def test_validate_certs_false_accepts_anything():
             assert client.noop().code == 250
 
 
+def test_a_wrong_name_is_told_with_the_names_of_the_certificate_presented():
+    # By port, a client without the server object still finds the lab server's certificate:
+    # here one for "localhost" only, whatever the default lab certificate says.
+    lab_ca = smtplab.tls.default_lab_tls()
+    with lab("starttls", lab_tls=lab_ca.issue(hosts="localhost")) as server:
+        direct = smtplab.SyncClient(
+            host="127.0.0.1", port=server.port, tls="starttls", tls_context=lab_ca.client_context()
+        )
+        with pytest.raises(smtplab.TLSCertificateError) as caught:
+            direct.connect()
+        assert "is for localhost; you connected to '127.0.0.1'" in str(caught.value)
+        with smtplab.start_proxy(server) as proxy:  # and through a lab proxy in front of it
+            relayed = smtplab.SyncClient(
+                host="127.0.0.1", port=proxy.port, tls="starttls", tls_context=lab_ca.client_context()
+            )
+            with pytest.raises(smtplab.TLSCertificateError, match="is for localhost; you connected to"):
+                relayed.connect()
+            proxy.wait_for(1)
+
+
+def test_a_server_that_is_no_lab_server_gets_no_lab_names():
+    from tests.handshake import echo_once, serving
+
+    stranger = LabTLS.create(hosts="mail.example.test")
+    smtplab.tls.default_lab_tls()  # the default lab certificate exists, and is not this server's
+
+    async def connect() -> BaseException:
+        async with serving(stranger.server_context(), echo_once) as port:
+            client = smtplab.Client(
+                host="localhost", port=port, tls="implicit", tls_context=stranger.client_context(), timeout=5
+            )
+            with pytest.raises(smtplab.TLSCertificateError) as caught:
+                await client.connect()
+            return caught.value
+
+    message = str(asyncio.run(connect()))
+    assert "does not list that name; you connected to 'localhost'" in message
+    assert "::1" not in message
+
+
 def test_implicit_client_on_a_plain_port_names_the_mismatch():
     with smtplab.start_server(name="plain") as server:
         with pytest.raises(smtplab.TLSMismatchError, match=r"starttls|plain"):
