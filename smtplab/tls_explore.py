@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from smtplab import aio
 from smtplab.client import Client
-from smtplab.diagnose import exception_chain, explain_ssl_error
+from smtplab.diagnose import exception_chain
 from smtplab.errors import (
     ClientTimeoutError,
     LabConnectionRefusedError,
@@ -700,17 +700,8 @@ class TLSGrid:
 
     def _explain(self, attempt: Attempt) -> str:
         combination, error = attempt.combination, attempt.error
-        if isinstance(error, TLSCertificateError):
-            # The names of the certificate this server presents, whatever other lab CA exists.
-            return explain_ssl_error(
-                error,
-                host=attempt.host,
-                port=attempt.port,
-                expected_mode=combination.client if combination.client != "if-offered" else "starttls",
-                cert_names=attempt.certificate_names,
-            )
         if error is not None:
-            return str(error)
+            return str(error)  # smtplab's errors say what went wrong and what to change
         stolen = (
             " The man in the middle read " + "; ".join(attempt.attacker_read) + "."
             if attempt.attacker

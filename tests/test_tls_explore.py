@@ -120,6 +120,7 @@ def check_consistent(attempt: Attempt) -> None:
         assert attempt.password_in_clear == bool(attempt.logged_in)
     if attempt.outcome == "failed":
         assert not attempt.delivered and attempt.error_text
+        assert attempt.explanation == str(attempt.error)  # the client's own words, true for this server
         assert attempt.handshake_failed == (BOUNDARY_HANDSHAKE_FAILED in text)
     if attempt.verified:
         assert attempt.safe and "NOT" not in attempt.headline
