@@ -331,7 +331,13 @@ class Client:
             self._event(f"TLS started (implicit): {self._tls_facts()}")
         self.greeting = self._record_reply(response, "")
         if self.tls == "starttls" and self.greeting.code == 220:
-            await self.starttls(timeout=timeout)
+            try:
+                await self.starttls(timeout=timeout)
+            except BaseException:
+                # Not the connection asked for: hang up now. `async with` never reaches
+                # __aexit__ when connecting fails, so nobody else would.
+                await self.close()
+                raise
         return self._result(self.greeting)
 
     def _where(self) -> str:

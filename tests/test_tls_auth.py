@@ -204,6 +204,30 @@ def test_starttls_client_on_a_server_without_starttls():
             smtplab.SyncClient(server, tls="starttls").connect()
 
 
+@pytest.mark.parametrize("trouble", ["no STARTTLS offered", "an untrusted certificate"])
+def test_a_failed_starttls_hangs_up_even_inside_async_with(trouble):
+    # `async with` never calls __aexit__ when connecting fails: the client hangs up by itself.
+    with (
+        lab("starttls") as server,
+        smtplab.start_proxy(server, strip_starttls=trouble.startswith("no")) as proxy,
+    ):
+        trust = {"tls_context": server.client_context()} if trouble.startswith("no") else {}
+
+        async def connect() -> smtplab.Client:
+            client = smtplab.Client(host=proxy.host, port=proxy.port, tls="starttls", **trust)
+            with pytest.raises((smtplab.TLSMismatchError, smtplab.TLSCertificateError)):
+                async with client:
+                    pass
+            return client
+
+        client = asyncio.run(connect())
+        assert not client.connected
+        if trouble.startswith("no"):  # (a failed handshake has already dropped the connection)
+            assert client.transcript[-1].text == "connection closed by the client"
+        (connection,) = proxy.wait_for(1)  # the proxy saw the client go
+    assert connection.closed
+
+
 def test_auth_exchange_is_masked_and_revealable():
     with lab("implicit") as server, smtplab.SyncClient(server, tls="implicit") as client:
         client.ehlo()
