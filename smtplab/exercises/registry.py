@@ -45,6 +45,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 04 messages and MIME
         # 05 AUTH
         # 06 SSL and STARTTLS
+        "06": "tls",
         # 07 parallel sending
         # 08 classroom and deploy
     }
