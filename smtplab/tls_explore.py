@@ -316,6 +316,11 @@ class Attempt:
     @property
     def headline(self) -> str:
         """One line: the outcome in capitals, then its details."""
+        if self.stopped_by_stripping:
+            return (
+                f"STOPPED SAFELY \u2014 {type(self.error).__name__}: STARTTLS was missing, so the client "
+                "went no further"
+            )
         if self.error is not None:
             return f"FAILED \u2014 {type(self.error).__name__}"
         if self.tls is not None:
@@ -326,6 +331,11 @@ class Attempt:
             )
             return f"ENCRYPTED \u2014 {self.tls.headline}; {checked}"
         return "PLAIN TEXT \u2014 nothing on this connection was encrypted"
+
+    @property
+    def error_below(self) -> bool:
+        """Whether :attr:`error_text` comes from a layer below smtplab (and so says something else)."""
+        return bool(self.error_text) and self.error_text != f"{type(self.error).__name__}: {self.error}"
 
     @property
     def error_text(self) -> str:
@@ -384,7 +394,7 @@ class Attempt:
 
     def __str__(self) -> str:
         parts = [self.combination.label, self.headline]
-        if self.error is not None:
+        if self.error_below:
             parts.append(f"  error: {self.error_text}")
         if self.explanation:
             parts.append(f"  what it means: {self.explanation}")

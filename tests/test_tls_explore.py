@@ -122,6 +122,8 @@ def check_consistent(attempt: Attempt) -> None:
         assert not attempt.delivered and attempt.error_text
         assert attempt.explanation == str(attempt.error)  # the client's own words, true for this server
         assert attempt.handshake_failed == (BOUNDARY_HANDSHAKE_FAILED in text)
+        if attempt.handshake_failed:  # OpenSSL's words, under smtplab's explanation
+            assert attempt.error_below and "[SSL" in attempt.error_text
     if attempt.verified:
         assert attempt.safe and "NOT" not in attempt.headline
     if attempt.downgraded:
@@ -232,6 +234,8 @@ def test_a_client_that_requires_starttls_is_stopped_before_anything_secret():
         attempt = grid.run("starttls", "starttls", proxy=True)
         assert grid.server("starttls").mailbox.received == 0
     assert attempt.short == "stopped: STARTTLS was removed" and attempt.safe
+    assert attempt.headline.startswith("STOPPED SAFELY \u2014 TLSMismatchError: STARTTLS was missing")
+    assert not attempt.error_below  # smtplab's own error, with nothing under it to add
     assert "STARTTLS-stripping attack" in attempt.explanation
     assert attempt.attacker_read == ["the greeting and the EHLO reply, nothing secret"]
     assert attempt.attacker_changed == ["deleted '250-STARTTLS'"]

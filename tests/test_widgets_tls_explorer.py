@@ -72,7 +72,7 @@ def test_a_checked_session_shows_version_cipher_chain_and_where_tls_began(explor
     lab = default_lab_tls()
     assert lab.server_certificate.sha256 in chain and lab.ca_certificate.sha256 in chain
     assert "localhost, 127.0.0.1, ::1" in chain and "EC secp256r1, 256 bits" in chain
-    assert "you connected to 'localhost': listed" in chain and "\u2191 signed by" in chain
+    assert "you connected to 'localhost': listed" in chain and "\u2193 signed by" in chain
     assert "(itself: a root CA)" in chain
     assert "No man in the middle on this path" in shown(explorer.attacker)
     assert explorer.attacker_view.transcript is None
@@ -121,6 +121,9 @@ def test_the_man_in_the_middle_tab_shows_what_it_read():
 
         explorer.run(client="starttls")
         assert "stopped: STARTTLS was removed" in shown(explorer.table)
+        outcome = shown(explorer.outcome)
+        assert "STOPPED SAFELY" in outcome and "the error:" not in outcome  # said once, not twice
+        assert "smtplab-tls-safe" in explorer.table.value
         assert "It changed:" in shown(explorer.attacker) and "nothing secret" in shown(explorer.attacker)
     finally:
         explorer.close()

@@ -36,7 +36,7 @@ _PLAIN = "plain"
 # Border colours beside the words: green safe, amber readable or unchecked, red failed.
 _COLOURS = {"safe": "rgb(52, 168, 83)", "exposed": "rgb(230, 160, 0)", "failed": "rgb(217, 48, 37)"}
 _KEEP = object()  # choose(): leave this control as it is
-_CELL = f"{render.TD};border:1px solid rgba(128,128,128,0.35);padding:3px 8px;white-space:nowrap"
+_CELL = f"{render.TD};border:1px solid rgba(128,128,128,0.35);padding:3px 8px"
 
 
 def _key(mode: ClientMode | TLSMode) -> str:
@@ -356,8 +356,9 @@ class TLSExplorer(LiveBox):
         )
         return (
             f'<div style="font-size:12px;margin:6px 0 2px 0;opacity:0.85">{escape(caption)}</div>'
-            f'<table style="{render.TABLE};font-family:var(--jp-ui-font-family, sans-serif)">'
-            f'<thead><tr><th style="{_CELL}"></th>{header}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<div style="max-width:100%;overflow-x:auto"><table style="{render.TABLE};'
+            f'font-family:var(--jp-ui-font-family, sans-serif)"><thead><tr><th style="{_CELL}"></th>{header}'
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         )
 
 
@@ -368,7 +369,7 @@ def _outcome_html(attempt: Attempt) -> str:
         f'<div style="font-size:14px;font-weight:bold;border-left:5px solid {_COLOURS[tone]};'
         f'padding:2px 8px;margin:4px 0">{escape(attempt.headline)}</div>',
     ]
-    if attempt.error is not None:
+    if attempt.error_below:  # OpenSSL's (or aiosmtplib's) words, under smtplab's explanation
         parts.append(
             f'<div style="font-size:13px">the error: <code>{escape(attempt.error_text)}</code></div>'
         )
@@ -426,7 +427,7 @@ def _chain_html(attempt: Attempt) -> str:
             f'<td style="{render.TD};word-break:break-all">{escape(value)}</td></tr>'
             for label, value in rows
         )
-        arrow = "\u2191 signed by" if depth else ""
+        arrow = "\u2193 signed by" if depth else ""  # the certificate above was signed by this one
         blocks.append(
             f'<div style="margin:6px 0 0 {depth * 2}em"><div style="font-size:12px;opacity:0.8">{arrow}</div>'
             f'<b>{escape(entry.role)}</b><table style="{render.TABLE}">{body}</table></div>'
