@@ -47,6 +47,17 @@ def _mode(key: str) -> Any:
     return None if key == _PLAIN else key
 
 
+def _dropdown(description: str, labels: dict[str, str], value: str) -> ipywidgets.Dropdown:
+    """A dropdown showing each label, holding its key."""
+    return ipywidgets.Dropdown(
+        options=[(label, key) for key, label in labels.items()],
+        value=value,
+        description=description,
+        layout=ipywidgets.Layout(width="auto"),
+        style={"description_width": "initial"},
+    )
+
+
 def _tone(attempt: Attempt) -> str:
     """``"safe"`` (checked TLS, or a client that stopped rather than go on in clear), ``"failed"``
     or ``"exposed"`` (readable, or encrypted to an unchecked peer)."""
@@ -89,41 +100,15 @@ class TLSExplorer(LiveBox):
         self.last_future: concurrent.futures.Future[Attempt] | None = None
         self.done = threading.Event()
         self.done.set()
-        wide = ipywidgets.Layout(width="auto")
-        style = {"description_width": "initial"}
-        self.client_mode = ipywidgets.Dropdown(
-            options=[(CLIENT_LABELS[m], _key(m)) for m in CLIENT_MODES],
-            value="starttls",
-            description="client",
-            layout=wide,
-            style=style,
-        )
-        self.server_mode = ipywidgets.Dropdown(
-            options=[(SERVER_LABELS[m], _key(m)) for m in TLS_MODES],
-            value="starttls",
-            description="server",
-            layout=wide,
-            style=style,
-        )
-        self.trust = ipywidgets.Dropdown(
-            options=[(TRUST_LABELS[t], t) for t in TRUSTS],
-            value="lab-ca",
-            description="client trusts",
-            layout=wide,
-            style=style,
-        )
-        self.name = ipywidgets.Dropdown(
-            options=[(NAME_LABELS[n], n) for n in NAMES],
-            value="localhost",
-            description="connect to",
-            layout=wide,
-            style=style,
-        )
+        self.client_mode = _dropdown("client", {_key(m): CLIENT_LABELS[m] for m in CLIENT_MODES}, "starttls")
+        self.server_mode = _dropdown("server", {_key(m): SERVER_LABELS[m] for m in TLS_MODES}, "starttls")
+        self.trust = _dropdown("client trusts", {t: TRUST_LABELS[t] for t in TRUSTS}, "lab-ca")
+        self.name = _dropdown("connect to", {n: NAME_LABELS[n] for n in NAMES}, "localhost")
         self.proxy = ipywidgets.Checkbox(
             value=False,
             description="through a STARTTLS-stripping man in the middle",
             indent=False,
-            layout=wide,
+            layout=ipywidgets.Layout(width="auto"),
         )
         self.run_button = ipywidgets.Button(
             description="Run", icon="play", button_style="primary", tooltip="Connect with these settings now"
