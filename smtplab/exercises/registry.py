@@ -45,7 +45,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 04 messages and MIME
         # 05 AUTH
         # 06 SSL and STARTTLS
-        "06": "tls",
+        "06": "starttls",
         # 07 parallel sending
         # 08 classroom and deploy
     }
@@ -255,6 +255,8 @@ def exercise_by_id(exercise_id: str) -> Exercise:
     if exercise_id in exercises:
         return exercises[exercise_id]
     close = difflib.get_close_matches(str(exercise_id), list(exercises), n=3)
+    # A typo is most likely within its own notebook: "00.3" means 00.1 or 00.2 before 06.3.
+    close.sort(key=lambda candidate: candidate[:3] != str(exercise_id)[:3])
     suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownExerciseError(
         f"there is no exercise {exercise_id!r}.{suggestion} Ids are 'NN.M' as in the exercise's "

@@ -10,7 +10,7 @@ import aiosmtplib
 from cryptography import x509
 
 import smtplab
-from smtplab.exercises.tls import MYSTERIES, start_mysteries
+from smtplab.exercises.starttls import MYSTERIES, start_mysteries
 from tests.exercises.harness import Wrong, exercise_tests
 
 CONTENT = "Subject: 06.3\r\n\r\nSent only inside TLS.\r\n"
@@ -183,5 +183,5 @@ WRONG_ANSWERS = {
 }
 
 test_solution_passes, test_wrong_answer_gets_its_hint, test_table_covers_every_hint = exercise_tests(
-    "tls", WRONG_ANSWERS
+    "starttls", WRONG_ANSWERS
 )
