@@ -39,7 +39,7 @@ def test_it_starts_empty_and_invites_a_prediction(explorer):
     assert "0 of 216 combinations tried" in shown(explorer.table)
     assert explorer.combination.client == "starttls" and explorer.combination.server == "starttls"
     assert not explorer.grid.servers  # nothing started before the first Run
-    for part in ("client", "server", "trust", "name", "proxy", "run", "outcome", "grid"):
+    for part in ("client", "server", "trust", "name", "proxy", "run", "next", "outcome", "grid"):
         assert f"smtplab-tls-{part}" in str(explorer._dom_classes) or any(
             f"smtplab-tls-{part}" in child._dom_classes for child in explorer._owned_children()
         )
@@ -48,9 +48,11 @@ def test_it_starts_empty_and_invites_a_prediction(explorer):
 def test_run_shows_the_failure_its_meaning_and_the_boundary(explorer):
     explorer.client_mode.value = "implicit"
     explorer.server_mode.value = "starttls"
+    assert shown(explorer.next_run) == "Run will try: " + explorer.combination.label
+    assert "client implicit TLS \u2192 server STARTTLS (like port 587)" in shown(explorer.next_run)
     explorer.run_button.click()
     attempt = explorer.attempt
-    assert attempt is not None and explorer.last_future.result() is attempt and explorer.done.is_set()
+    assert attempt is not None and explorer.grid.attempts == [attempt] and not explorer.run_button.disabled
     outcome = shown(explorer.outcome)
     assert "FAILED \u2014 TLSMismatchError" in outcome and "WRONG_VERSION_NUMBER" in outcome
     assert "what it means: " + attempt.explanation in outcome
@@ -140,22 +142,19 @@ def test_a_failure_of_the_explorer_itself_is_shown_in_one_line(explorer, monkeyp
     monkeypatch.setattr(explorer.grid, "run", broken)
     explorer.run_button.click()
     assert isinstance(explorer.errors[-1], RuntimeError) and "the lab is on fire" in explorer.error_line.value
-    assert not explorer.run_button.disabled and explorer.done.is_set()
-    with pytest.raises(RuntimeError, match="on fire"):
-        explorer.last_future.result()
+    assert not explorer.run_button.disabled
+    with pytest.raises(RuntimeError, match="on fire"):  # called from code, it raises
+        explorer.run()
 
 
-def test_inside_a_running_loop_run_happens_on_that_loop():
+def test_inside_a_running_loop_run_works_the_same():
+    # A notebook cell runs inside the kernel's event loop; the attempt runs on smtplab's own.
     async def in_a_kernel() -> tuple[str, str]:
         explorer = TLSExplorer(timeout=TIMEOUT)
         try:
-            with pytest.raises(RuntimeError, match="press Run"):
-                explorer.run(client="implicit", server="implicit")
             explorer.choose(client="implicit", server="implicit")
             explorer.run_button.click()
-            assert explorer.run_button.disabled and not explorer.done.is_set()  # scheduled, not done
-            attempt = await asyncio.wrap_future(explorer.last_future)
-            return attempt.short, shown(explorer.outcome)
+            return explorer.attempt.short, shown(explorer.outcome)
         finally:
             explorer.close()
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import threading
 from typing import Any
 
 import ipywidgets
@@ -26,7 +23,7 @@ from smtplab.tls_explore import (
     Combination,
     TLSGrid,
 )
-from smtplab.widgets._live import LiveBox, escape, reports_errors, running_loop
+from smtplab.widgets._live import LiveBox, escape, reports_errors
 from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = ["TLSExplorer"]
@@ -85,8 +82,6 @@ class TLSExplorer(LiveBox):
     Attributes:
         grid: The model: servers, and every attempt so far.
         attempt: The attempt shown (the newest run), or ``None``.
-        last_future: A :class:`concurrent.futures.Future` of the newest run's attempt.
-        done: A :class:`threading.Event`, set whenever a run is over.
     """
 
     def __init__(
@@ -97,9 +92,6 @@ class TLSExplorer(LiveBox):
         self._owns_grid = grid is None
         self.grid = grid if grid is not None else TLSGrid(auth_in_clear=auth_in_clear, timeout=timeout)
         self.attempt: Attempt | None = None
-        self.last_future: concurrent.futures.Future[Attempt] | None = None
-        self.done = threading.Event()
-        self.done.set()
         self.client_mode = _dropdown("client", {_key(m): CLIENT_LABELS[m] for m in CLIENT_MODES}, "starttls")
         self.server_mode = _dropdown("server", {_key(m): SERVER_LABELS[m] for m in TLS_MODES}, "starttls")
         self.trust = _dropdown("client trusts", {t: TRUST_LABELS[t] for t in TRUSTS}, "lab-ca")
@@ -113,6 +105,7 @@ class TLSExplorer(LiveBox):
         self.run_button = ipywidgets.Button(
             description="Run", icon="play", button_style="primary", tooltip="Connect with these settings now"
         )
+        self.next_run = ipywidgets.HTML()
         self.outcome = ipywidgets.HTML()
         self.table = ipywidgets.HTML()
         self.transcript = ipywidgets.HTML()
@@ -130,6 +123,7 @@ class TLSExplorer(LiveBox):
             (self.name, "name"),
             (self.proxy, "proxy"),
             (self.run_button, "run"),
+            (self.next_run, "next"),
             (self.outcome, "outcome"),
             (self.table, "grid"),
             (self.transcript, "transcript"),
@@ -144,6 +138,7 @@ class TLSExplorer(LiveBox):
                 ipywidgets.HBox([self.client_mode, self.server_mode], layout=row),
                 ipywidgets.HBox([self.trust, self.name], layout=row),
                 ipywidgets.HBox([self.proxy, self.run_button], layout=row),
+                self.next_run,
                 self.outcome,
                 self.table,
                 self.tabs,
@@ -151,7 +146,7 @@ class TLSExplorer(LiveBox):
         )
         self.add_class("smtplab-tls-explorer")
         self.run_button.on_click(self._on_run_button_click)
-        for control in (self.trust, self.name, self.proxy):
+        for control in (self.client_mode, self.server_mode, self.trust, self.name, self.proxy):
             control.observe(self._on_choice_value, names="value")
         self.refresh()
 
@@ -192,74 +187,29 @@ class TLSExplorer(LiveBox):
 
     # -- running ----------------------------------------------------------------------------------
 
-    def submit(self) -> concurrent.futures.Future[Attempt]:
-        """What Run does; returns a future of the :class:`~smtplab.tls_explore.Attempt`.
+    def run(self, **choices: Any) -> Attempt:
+        """What Run does: set the controls from ``choices`` (as :meth:`choose`), connect, show the attempt.
 
-        With an event loop running in this thread (a Jupyter kernel) the attempt runs on it and
-        the page stays responsive while a client waits for a reply; without one it is done on
-        return.
+        The attempt runs on smtplab's own event loop and this call waits for it — a few
+        milliseconds, or the grid's ``timeout`` for a client that waits for a greeting — so it
+        works the same in a notebook cell, a script and a test.
+
+        Returns:
+            The :class:`~smtplab.tls_explore.Attempt`, also shown and kept in ``grid.attempts``.
         """
-        future: concurrent.futures.Future[Attempt] = concurrent.futures.Future()
-        self.last_future = future
+        if choices:
+            self.choose(**choices)
         combination = self.combination
-        self.done.clear()
         self.run_button.disabled = True
         self.outcome.value = (
             f'<div style="font-size:13px;opacity:0.8">running: {escape(combination.label)}\u2026</div>'
         )
-        loop = running_loop()
-        if loop is not None:
-            loop.create_task(self._run_async(combination, future))
-        else:
-            try:
-                attempt = self.grid.run(combination)
-            except Exception as error:  # noqa: BLE001 - shown in the widget and set on the future
-                self._finish(future, None, error)
-            else:
-                self._finish(future, attempt, None)
-        return future
-
-    def run(self, **choices: Any) -> Attempt:
-        """Set the controls from ``choices`` (as :meth:`choose`), run, and return the attempt.
-
-        Outside a running event loop only (a script, a test); in a notebook cell press Run, or
-        ``await asyncio.wrap_future(explorer.submit())``.
-        """
-        if running_loop() is not None:
-            raise RuntimeError(
-                "explorer.run() would block the notebook's event loop: press Run, or in a cell "
-                "`await asyncio.wrap_future(explorer.submit())` after explorer.choose(...)"
-            )
-        if choices:
-            self.choose(**choices)
-        return self.submit().result()
-
-    async def _run_async(self, combination: Combination, future: concurrent.futures.Future[Attempt]) -> None:
         try:
-            attempt = await self.grid.attempt(combination)
-        except asyncio.CancelledError:  # the kernel is shutting down
-            future.cancel()
-            self.done.set()
-            raise
-        except Exception as error:  # noqa: BLE001 - reported, never lost in a task
-            self._finish(future, None, error)
-        else:
-            self._finish(future, attempt, None)
-
-    def _finish(
-        self, future: concurrent.futures.Future[Attempt], attempt: Attempt | None, error: BaseException | None
-    ) -> None:
-        self.run_button.disabled = False
-        if attempt is not None:
-            self.attempt = attempt
-        self.refresh()
-        if error is not None:
-            self.report_error(error)
-        self.done.set()
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(attempt)  # type: ignore[arg-type]
+            self.attempt = self.grid.run(combination)
+        finally:
+            self.run_button.disabled = False
+            self.refresh()
+        return self.attempt
 
     def stop(self) -> None:
         """Stop the explorer's lab servers; what it shows stays (Run starts them again)."""
@@ -269,11 +219,17 @@ class TLSExplorer(LiveBox):
 
     @reports_errors
     def _on_run_button_click(self, button: ipywidgets.Button) -> None:
-        self.submit()
+        self.run()
 
     @reports_errors
     def _on_choice_value(self, change: dict[str, Any]) -> None:
+        self._show_choice()
         self.table.value = self._grid_html()  # the grid follows the trust, name and path chosen
+
+    def _show_choice(self) -> None:
+        self.next_run.value = (
+            f'<div style="font-size:12px;opacity:0.8">Run will try: {escape(self.combination.label)}</div>'
+        )
 
     def close(self) -> None:
         """Stop observing; also stop the lab servers if the explorer made its grid itself."""
@@ -287,6 +243,7 @@ class TLSExplorer(LiveBox):
 
     def _refresh(self) -> None:
         attempt = self.attempt
+        self._show_choice()
         self.table.value = self._grid_html()
         if attempt is None:
             self.outcome.value = (
