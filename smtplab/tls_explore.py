@@ -504,7 +504,7 @@ class TLSGrid:
                 if mode is not None or self.auth_in_clear:
                     # PLAIN and LOGIN only, as most submission servers: a client in plain text would
                     # otherwise choose CRAM-MD5, which does not send the password itself.
-                    options.update(auth={USER: PASSWORD}, auth_exclude_mechanism=["CRAM-MD5"])
+                    options.update(auth={USER: PASSWORD}, auth_mechanisms=("PLAIN", "LOGIN"))
                 if self.auth_in_clear:
                     options["auth_require_tls"] = False
                 server = start_server(**options)

@@ -329,7 +329,7 @@ _SERVER = {
     "tls": "starttls",
     "auth": {"alice": "wonderland"},
     "auth_require_tls": False,
-    "auth_exclude_mechanism": ["CRAM-MD5"],
+    "auth_mechanisms": ("PLAIN", "LOGIN"),
 }
 _impostor: LabTLS | None = None
 
