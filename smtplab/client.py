@@ -438,7 +438,9 @@ class Client:
             try:
                 await self.starttls(timeout=timeout)
             except BaseException:
-                await self.close()  # no TLS: hang up rather than leave a plain-text session open
+                # Not the connection asked for: hang up now. `async with` never reaches
+                # __aexit__ when connecting fails, so nobody else would.
+                await self.close()
                 raise
         return self._result(self.greeting)
 
@@ -676,7 +678,13 @@ class Client:
                 terminal,
             )
         servers = running_servers()
-        if any(s.port == self.port for s in servers):
+        owner = next((s for s in servers if s.port == self.port), None)
+        if owner is not None and owner.tls == "implicit" and self.tls != "implicit":
+            return Fix(
+                f"The lab server {owner.name!r} on that port is one: it was started with tls='implicit'.",
+                terminal,
+            )
+        if owner is not None:
             return Fix("A lab server in this kernel uses that port; it may be overloaded.", terminal)
         if not servers:
             python = (

@@ -108,7 +108,10 @@ def _explain(
     default_lab = lab_tls is not None and lab_tls is created_lab_tls()
 
     # 1. The server spoke TLS, but the client rejected its certificate.
-    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    # The one OpenSSL filled in (smtplab's TLSCertificateError is one too, wrapped around it).
+    verifies = [e for e in chain if isinstance(e, ssl.SSLCertVerificationError)]
+    verify = next((e for e in verifies if getattr(e, "verify_code", None) is not None), None)
+    verify = verify or next(iter(verifies), None)
     if verify is not None or "CERTIFICATE_VERIFY_FAILED" in upper:
         code = getattr(verify, "verify_code", None)
         message = str(getattr(verify, "verify_message", "") or "")

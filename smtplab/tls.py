@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_HOSTS",
     "LAB_ISSUER",
     "TLS_MODES",
+    "CertificateFacts",
     "LabTLS",
     "TLSFiles",
     "TLSMode",
@@ -54,6 +55,7 @@ __all__ = [
     "check_tls_mode",
     "created_lab_tls",
     "default_lab_tls",
+    "describe_certificate",
     "summarize",
 ]
 
@@ -210,25 +212,38 @@ class LabTLS:
         Raises:
             ValueError: ``hosts`` is empty or holds an empty name, or ``valid_days`` < 1.
         """
-        if isinstance(hosts, str):
-            hosts = (hosts,)
-        names = tuple(hosts)
-        if not names or not all(isinstance(h, str) and h.strip() for h in names):
-            raise ValueError(f"hosts must be non-empty names or addresses, got {names!r}")
-        if valid_days < 1:
-            raise ValueError(f"valid_days must be at least 1, got {valid_days!r}")
+        names = _check_hosts(hosts, valid_days)
         import trustme  # imported here: nothing cryptographic happens at import time
 
-        now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
         ca = trustme.CA(organization_name=_LAB_ORGANIZATION, organization_unit_name=_LAB_CA_UNIT)
-        server_cert = ca.issue_cert(
-            *names,
-            organization_name=_LAB_ORGANIZATION,
-            organization_unit_name="Lab server",
-            not_before=now - _dt.timedelta(hours=1),
-            not_after=now + _dt.timedelta(days=valid_days),
-        )
-        return cls(ca, server_cert, hosts=names)
+        return cls(ca, _issue(ca, names, valid_days), hosts=names)
+
+    def issue(self, *, hosts: Iterable[str] | str, valid_days: int = 90) -> LabTLS:
+        """Another server certificate from this lab CA, for ``hosts``: a :class:`LabTLS` sharing the CA.
+
+        A client that trusts this lab CA trusts both certificates, so the only difference it can
+        see is the names: a lab server started with ``lab_tls=lab.issue(hosts="mail.example.test")``
+        shows what a client makes of a trusted certificate issued for another name.
+
+        Args:
+            hosts: The names and addresses the new certificate covers (a string is one host).
+            valid_days: How long it is valid, starting one hour ago.
+
+        Raises:
+            ValueError: As for :meth:`create`.
+        """
+        names = _check_hosts(hosts, valid_days)
+        return type(self)(self.ca, _issue(self.ca, names, valid_days), hosts=names)
+
+    @property
+    def server_certificate(self) -> CertificateFacts:
+        """What the server certificate says: names, issuer, validity, key, fingerprint."""
+        return describe_certificate(self.server_cert.cert_chain_pems[0].bytes())
+
+    @property
+    def ca_certificate(self) -> CertificateFacts:
+        """What the lab CA's own certificate says (it signed :attr:`server_certificate`)."""
+        return describe_certificate(self.ca.cert_pem.bytes())
 
     def __repr__(self) -> str:
         return f"<LabTLS for {', '.join(self.hosts)}>"
@@ -334,6 +349,28 @@ class LabTLS:
             if directory is None:
                 self._default_files = files
             return files
+
+
+def _check_hosts(hosts: Iterable[str] | str, valid_days: int) -> tuple[str, ...]:
+    if isinstance(hosts, str):
+        hosts = (hosts,)
+    names = tuple(hosts)
+    if not names or not all(isinstance(h, str) and h.strip() for h in names):
+        raise ValueError(f"hosts must be non-empty names or addresses, got {names!r}")
+    if valid_days < 1:
+        raise ValueError(f"valid_days must be at least 1, got {valid_days!r}")
+    return names
+
+
+def _issue(ca: trustme.CA, names: tuple[str, ...], valid_days: int) -> trustme.LeafCert:
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0)
+    return ca.issue_cert(
+        *names,
+        organization_name=_LAB_ORGANIZATION,
+        organization_unit_name="Lab server",
+        not_before=now - _dt.timedelta(hours=1),
+        not_after=now + _dt.timedelta(days=valid_days),
+    )
 
 
 _default: LabTLS | None = None
@@ -564,14 +601,23 @@ def _to_der(certificate: bytes | str) -> bytes | None:
 
 
 @functools.lru_cache(maxsize=32)
-def _parse_der(der: bytes) -> dict[str, Any]:
-    """The certificate facts a summary shows; cached, as every connection presents the same one."""
+def _load_der(der: bytes) -> Any:
+    """The parsed certificate (``cryptography.x509.Certificate``), or ``None``; cached."""
     try:
         from cryptography import x509
 
-        cert = x509.load_der_x509_certificate(der)
+        return x509.load_der_x509_certificate(der)
     except Exception:  # noqa: BLE001 - a fact we cannot read is left out
+        return None
+
+
+def _parse_der(der: bytes) -> dict[str, Any]:
+    """The certificate facts a summary shows (every connection presents the same one: cached)."""
+    cert = _load_der(der)
+    if cert is None:
         return {}
+    from cryptography import x509
+
     fields: dict[str, Any] = {
         "subject": _safe(_name_to_text, cert.subject),
         "issuer": _safe(_name_to_text, cert.issuer),
@@ -587,6 +633,109 @@ def _parse_der(der: bytes) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a fact we cannot read is left out
         fields["san"] = ()
     return fields
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """What one certificate says, in the terms a client checks it by.
+
+    Attributes:
+        subject: Distinguished name of whom it was issued to (``O=smtplab, OU=Lab server``).
+        issuer: Distinguished name of the authority that signed it.
+        san: The names and addresses in its subjectAltName — the only names a client compares
+            with the host it connected to (RFC 6125 §6.4.4: the subject's CN is not used when
+            there is a subjectAltName).
+        not_before: Start of its validity (UTC).
+        not_after: End of its validity (UTC).
+        key: The kind and size of its public key, e.g. ``"EC secp256r1, 256 bits"``.
+        sha256: Its SHA-256 fingerprint: the hash of its DER bytes, as colon-separated hex
+            (what ``openssl x509 -noout -fingerprint -sha256`` prints).
+        is_ca: Whether it may sign other certificates (basicConstraints CA:TRUE).
+        der: The certificate itself (DER bytes).
+    """
+
+    subject: str | None
+    issuer: str | None
+    san: tuple[str, ...]
+    not_before: _dt.datetime | None
+    not_after: _dt.datetime | None
+    key: str
+    sha256: str
+    is_ca: bool = False
+    der: bytes = field(default=b"", repr=False)
+
+    @property
+    def self_signed(self) -> bool:
+        """Issued by itself: the subject and the issuer are the same (a root CA looks like this)."""
+        return self.subject is not None and self.subject == self.issuer
+
+    def valid_at(self, when: _dt.datetime | None = None) -> bool:
+        """Whether ``when`` (default: now, UTC) falls within the validity period."""
+        when = when or _dt.datetime.now(_dt.timezone.utc)
+        return bool(self.not_before and self.not_after and self.not_before <= when <= self.not_after)
+
+    def __str__(self) -> str:
+        rows = [
+            ("subject", self.subject or "(none)"),
+            ("names", ", ".join(self.san) or "(no subjectAltName)"),
+            ("issuer", f"{self.issuer or '?'}{' (itself)' if self.self_signed else ''}"),
+            ("valid", f"{_fmt_time(self.not_before)} to {_fmt_time(self.not_after)}"),
+            ("key", self.key + (", may sign certificates (a CA)" if self.is_ca else "")),
+            ("SHA-256", self.sha256),
+        ]
+        return "\n".join(f"{label:8} {value}" for label, value in rows)
+
+
+def describe_certificate(certificate: bytes | str) -> CertificateFacts:
+    """Read a certificate: names, issuer, validity, key and fingerprint.
+
+    Args:
+        certificate: PEM text (``str`` or ``bytes``) or DER bytes — e.g.
+            ``lab.ca_pem``, or ``ssl_object.getpeercert(binary_form=True)``.
+
+    Raises:
+        ValueError: ``certificate`` is not a certificate.
+
+    Example:
+        >>> print(describe_certificate(default_lab_tls().ca_pem))  # doctest: +SKIP
+        subject  O=smtplab, OU=Lab CA
+        ...
+    """
+    der = _to_der(certificate)
+    cert = _load_der(der) if der else None
+    if der is None or cert is None:
+        raise ValueError("not a certificate: pass PEM text (-----BEGIN CERTIFICATE-----) or DER bytes")
+    import hashlib
+
+    fields = {"san": (), **_parse_der(der)}
+    return CertificateFacts(
+        key=_key_text(cert),
+        sha256=":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest()),
+        is_ca=bool(_safe(_is_ca, cert)),
+        der=der,
+        **fields,
+    )
+
+
+def _key_text(cert: Any) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    key = _safe(cert.public_key)
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"EC {key.curve.name}, {key.key_size} bits"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA, {key.key_size} bits"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(key).__name__ if key is not None else "unknown"
+
+
+def _is_ca(cert: Any) -> bool:
+    from cryptography import x509
+
+    return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
 
 
 def _name_to_text(name: Any) -> str:

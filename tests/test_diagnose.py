@@ -7,6 +7,7 @@ import ssl
 
 import pytest
 
+import smtplab
 import smtplab.tls as tls_module
 from smtplab.diagnose import exception_chain, explain_ssl_error
 from smtplab.tls import LabTLS, certificate_summary
@@ -46,6 +47,18 @@ def test_explain_handshake_cut_short(lab: LabTLS) -> None:
     error, port = run(connect_error(None, lab.client_context(), on_server=hang_up))
     message = explain_ssl_error(error, host="::1", port=port, expected_mode="implicit")
     assert f"[::1]:{port} closed the connection" in message
+
+
+def test_an_explained_error_explains_the_same_again(lab: LabTLS) -> None:
+    # smtplab's TLSCertificateError is itself an SSLCertVerificationError, without OpenSSL's facts:
+    # explaining it again reads them from the error it wraps.
+    error, port = run(connect_error(lab.server_context(), ssl.create_default_context()))
+    first = explain_ssl_error(error, host="localhost", port=port, expected_mode="implicit")
+    try:
+        raise smtplab.TLSCertificateError(first) from error
+    except smtplab.TLSCertificateError as wrapped:
+        again = explain_ssl_error(wrapped, host="localhost", port=port, expected_mode="implicit")
+    assert again == first and "(unable to get local issuer certificate)" in again
 
 
 def test_explain_unexpected_eof_error() -> None:

@@ -27,6 +27,7 @@ from smtplab.tls import (
     certificate_summary,
     check_tls_mode,
     default_lab_tls,
+    describe_certificate,
     summarize,
 )
 from tests.conftest import TIMEOUT, free_port, run
@@ -150,6 +151,72 @@ def test_wrong_hostname_fails(lab: LabTLS) -> None:
     )
     assert "is for localhost, 127.0.0.1, ::1" in message
     assert "you connected to 'mail.example'" in message
+
+
+def test_issue_shares_the_ca_so_only_the_names_differ(lab: LabTLS) -> None:
+    other = lab.issue(hosts="mail.example.test")
+    assert other.ca is lab.ca and other.hosts == ("mail.example.test",) and other is not lab
+    # the lab's own client context trusts the new certificate for its name, and only for it
+    echo, ssl_object = run(tls_roundtrip(other.server_context(), lab.client_context(), "mail.example.test"))
+    assert echo == b"hello\n" and summarize(ssl_object).san == ("mail.example.test",)
+    error, _ = run(connect_error(other.server_context(), lab.client_context(), "localhost"))
+    assert isinstance(error, ssl.SSLCertVerificationError) and "Hostname mismatch" in error.verify_message
+    with pytest.raises(ValueError, match="hosts"):
+        lab.issue(hosts=())
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+def openssl_x509(pem: Path, *options: str) -> str:
+    done = subprocess.run(
+        ["openssl", "x509", "-in", str(pem), "-noout", *options],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_describe_certificate_agrees_with_openssl(lab: LabTLS, tmp_path: Path) -> None:
+    files = lab.write_files(tmp_path)
+    leaf, ca = lab.server_certificate, lab.ca_certificate
+    for facts, pem in ((leaf, files.server_cert), (ca, files.ca_cert)):
+        fingerprint = openssl_x509(pem, "-fingerprint", "-sha256").strip().split("=", 1)[1]
+        assert facts.sha256 == fingerprint
+    assert leaf.san == ("localhost", "127.0.0.1", "::1")
+    assert "DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1" in openssl_x509(
+        files.server_cert, "-ext", "subjectAltName"
+    )
+    assert leaf.subject == "O=smtplab, OU=Lab server" and leaf.issuer == ca.subject == "O=smtplab, OU=Lab CA"
+    assert leaf.key == ca.key == "EC secp256r1, 256 bits"  # trustme's default key type
+    assert ca.is_ca and ca.self_signed and not leaf.is_ca and not leaf.self_signed
+    assert leaf.valid_at() and not leaf.valid_at(leaf.not_after + (leaf.not_after - leaf.not_before))
+    text = str(leaf)
+    assert "names    localhost, 127.0.0.1, ::1" in text and f"SHA-256  {leaf.sha256}" in text
+    assert "(itself)" in str(ca) and "may sign certificates" in str(ca)
+
+
+def test_describe_certificate_takes_pem_text_pem_bytes_and_der(lab: LabTLS) -> None:
+    pem = lab.ca_pem
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    facts = {describe_certificate(pem), describe_certificate(pem.encode()), describe_certificate(der)}
+    assert len(facts) == 1 and facts.pop().der == der
+    for junk in ("hello", b"\x30\x03abc", b""):
+        with pytest.raises(ValueError, match="not a certificate"):
+            describe_certificate(junk)
+
+
+def test_describe_certificate_reads_rsa_keys_and_a_common_name() -> None:
+    import trustme
+
+    issued = trustme.CA().issue_cert(
+        "mx.example.test", common_name="legacy.example.test", key_type=trustme.KeyType.RSA
+    )
+    leaf = describe_certificate(issued.cert_chain_pems[0].bytes())
+    assert leaf.key == "RSA, 2048 bits"
+    assert "CN=legacy.example.test" in (leaf.subject or "") and leaf.san == ("mx.example.test",)
 
 
 # --------------------------------------------------------------------------- files

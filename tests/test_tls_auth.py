@@ -135,6 +135,47 @@ def test_validate_certs_false_accepts_anything():
             assert client.noop().code == 250
 
 
+def test_a_wrong_name_is_told_with_the_names_of_the_certificate_presented():
+    # By port, a client without the server object still finds the lab server's certificate:
+    # here one for "localhost" only, whatever the default lab certificate says.
+    lab_ca = smtplab.tls.default_lab_tls()
+    with lab("starttls", lab_tls=lab_ca.issue(hosts="localhost")) as server:
+        direct = smtplab.SyncClient(
+            host="127.0.0.1", port=server.port, tls="starttls", tls_context=lab_ca.client_context()
+        )
+        with pytest.raises(smtplab.TLSCertificateError) as caught:
+            direct.connect()
+        assert "is for localhost; you connected to '127.0.0.1'" in str(caught.value)
+        with smtplab.start_proxy(server) as proxy:  # and through a lab proxy in front of it
+            relayed = smtplab.SyncClient(
+                host="127.0.0.1", port=proxy.port, tls="starttls", tls_context=lab_ca.client_context()
+            )
+            with pytest.raises(smtplab.TLSCertificateError, match="is for localhost; you connected to"):
+                relayed.connect()
+            proxy.wait_for(1)
+
+
+def test_a_server_that_is_no_lab_server_gets_no_lab_names():
+    from tests.handshake import echo_once, serving
+
+    stranger = LabTLS.create(hosts="mail.example.test")
+    smtplab.tls.default_lab_tls()  # the default lab certificate exists, and is not this server's
+
+    async def connect() -> BaseException:
+        async with serving(stranger.server_context(), echo_once) as port:
+            client = smtplab.Client(
+                host="localhost", port=port, tls="implicit", tls_context=stranger.client_context(), timeout=5
+            )
+            with pytest.raises(smtplab.TLSCertificateError) as caught:
+                await client.connect()
+            return caught.value
+
+    message = str(asyncio.run(connect()))
+    # Its own names, read over a second connection: never the default lab certificate's.
+    assert "is for mail.example.test; you connected to 'localhost'" in message
+    assert "::1" not in message
+
+
 def test_implicit_client_on_a_plain_port_names_the_mismatch():
     with smtplab.start_server(name="plain") as server:
         with pytest.raises(smtplab.TLSMismatchError, match=r"starttls|plain"):
@@ -146,14 +187,41 @@ def test_plain_client_on_an_implicit_lab_port_is_told_at_once():
         with pytest.raises(smtplab.TLSMismatchError, match="tls='implicit'"):
             smtplab.SyncClient(server).connect()
         # any other server: the silence until the timeout, then the same advice
-        with pytest.raises(smtplab.ClientTimeoutError, match="tls='implicit'"):
+        with pytest.raises(smtplab.ClientTimeoutError, match="tls='implicit'") as caught:
             smtplab.SyncClient(host="127.0.0.1", port=server.port, timeout=0.3).connect()
+        # the lab server behind that port is named for what it is, not as perhaps overloaded
+        assert f"The lab server {server.name!r} on that port speaks implicit TLS" in str(caught.value)
+        assert "overloaded" not in str(caught.value)
 
 
 def test_starttls_client_on_a_server_without_starttls():
     with smtplab.start_server(name="plain") as server:
         with pytest.raises(smtplab.TLSMismatchError, match="does not offer STARTTLS"):
             smtplab.SyncClient(server, tls="starttls").connect()
+
+
+@pytest.mark.parametrize("trouble", ["no STARTTLS offered", "an untrusted certificate"])
+def test_a_failed_starttls_hangs_up_even_inside_async_with(trouble):
+    # `async with` never calls __aexit__ when connecting fails: the client hangs up by itself.
+    with (
+        lab("starttls") as server,
+        smtplab.start_proxy(server, strip_starttls=trouble.startswith("no")) as proxy,
+    ):
+        trust = {"tls_context": server.client_context()} if trouble.startswith("no") else {}
+
+        async def connect() -> smtplab.Client:
+            client = smtplab.Client(host=proxy.host, port=proxy.port, tls="starttls", **trust)
+            with pytest.raises((smtplab.TLSMismatchError, smtplab.TLSCertificateError)):
+                async with client:
+                    pass
+            return client
+
+        client = asyncio.run(connect())
+        assert not client.connected
+        if trouble.startswith("no"):  # (a failed handshake has already dropped the connection)
+            assert client.transcript[-1].text == "connection closed by the client"
+        (connection,) = proxy.wait_for(1)  # the proxy saw the client go
+    assert connection.closed
 
 
 def test_auth_exchange_is_masked_and_revealable():

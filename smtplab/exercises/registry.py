@@ -50,6 +50,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 05 AUTH
         "05": "authentication",
         # 06 SSL and STARTTLS
+        "06": "starttls",
         # 07 parallel sending
         # 08 classroom and deploy
     }
@@ -261,9 +262,8 @@ def exercise_by_id(exercise_id: str) -> Exercise:
     notebook = str(exercise_id).split(".")[0]
     same = [candidate for candidate in exercises if candidate.split(".")[0] == notebook]
     nearby = difflib.get_close_matches(str(exercise_id), list(exercises), n=3)
-    close = (same + [candidate for candidate in nearby if candidate not in same])[
-        :3
-    ]  # the same notebook's first
+    # A typo is most likely within its own notebook: "00.3" means 00.1 or 00.2 before 06.3.
+    close = (same + [candidate for candidate in nearby if candidate not in same])[:3]
     suggestion = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownExerciseError(
         f"there is no exercise {exercise_id!r}.{suggestion} Ids are 'NN.M' as in the exercise's "

@@ -3,7 +3,7 @@
 Only this package imports ipywidgets; ``import smtplab`` alone never does. Each widget calls
 the library and observes it — it holds no SMTP knowledge of its own::
 
-    from smtplab.widgets import Composer, MailboxView, ServerPanel, TranscriptView
+    from smtplab.widgets import Composer, MailboxView, ServerPanel, TLSExplorer, TranscriptView
 
     ServerPanel(server)  # Start / Stop, host:port, a live message count
     MailboxView(server.mailbox)  # captured messages, live; headers, bodies, MIME tree
@@ -13,6 +13,7 @@ the library and observes it — it holds no SMTP knowledge of its own::
     LoopMonitor(server)  # the server's event-loop lag, live: a blocked loop shows
     CommandConsole(server)  # talk SMTP by hand, see where the session stands
     AuthVisualizer(client.transcript)  # an AUTH exchange step by step, base64 decoded
+    TLSExplorer()  # client mode x server mode x trust x name, run live against lab servers
 
 Updates from the server's threads are handed to the kernel's event loop, so widgets can be
 left on screen while mail arrives. An exception in a widget's callback is shown in the
@@ -26,6 +27,7 @@ from smtplab.widgets.fault_panel import FaultPanel
 from smtplab.widgets.loop_monitor import LoopMonitor
 from smtplab.widgets.mailbox_view import MailboxView
 from smtplab.widgets.server_panel import ServerPanel
+from smtplab.widgets.tls_explorer import TLSExplorer
 from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = [
@@ -36,5 +38,6 @@ __all__ = [
     "LoopMonitor",
     "MailboxView",
     "ServerPanel",
+    "TLSExplorer",
     "TranscriptView",
 ]
