@@ -8,11 +8,22 @@ from collections import Counter
 from email.message import EmailMessage
 from typing import Any, ClassVar
 
+import aiosmtplib
 import pytest
 
 import smtplab
-from smtplab.parallel import ACCEPTED, GAVE_UP, NOT_SENT, PARTLY_ACCEPTED, REFUSED, Backoff, send_many
-from tests.conftest import free_port
+from smtplab.client import Reply
+from smtplab.parallel import (
+    ACCEPTED,
+    GAVE_UP,
+    NOT_SENT,
+    PARTLY_ACCEPTED,
+    REFUSED,
+    Backoff,
+    send_many,
+    should_retry,
+)
+from tests.conftest import free_port, run
 
 FAST = {"base": 0.001, "cap": 0.01}  # short waits: the tests check the rule, not the clock
 
@@ -110,11 +121,14 @@ def test_500_messages_8_connections_a_cap_of_4_nothing_lost_nothing_doubled(prog
         else:
             assert delivery.tries == 1 and delivery.accepted and delivery.reply.code == 250
     assert result.retries == len(deferred)
-    # the cap: 4 workers got connections, the others met 421 and retired
+    # the cap: 4 workers got connections; the others met 421 and retired after the first try and
+    # 3 retries, or stopped trying when the batch was done
     working = [w for w in result.workers if w.connections]
-    retired = [w for w in result.workers if w.retired]
-    assert len(working) == 4 and len(retired) == 4 and all("421" in w.retired for w in retired)
-    assert all(w.refusals == 4 for w in retired)  # the first try and 3 retries
+    refused = [w for w in result.workers if not w.connections]
+    assert len(working) == 4 and len(refused) == 4
+    assert all(w.attempts == 0 and 1 <= w.refusals <= 4 for w in refused)
+    assert all("421" in w.retired for w in refused if w.retired)
+    assert all(w.retired for w in refused if w.refusals == 4)
     assert sum(w.attempts for w in result.workers) == 500 + len(deferred)
     assert len(result.timeline()) == 500 + len(deferred)
     # a bounded pool, never one task per message; the bar counted every message
@@ -316,3 +330,45 @@ def test_backoff_is_exponential_capped_jittered_and_repeatable():
     with pytest.raises(ValueError, match="numbered from 1"):
         Backoff().ceiling(0)
     assert "seed=3" in repr(backoff)
+
+
+def test_a_worker_the_cap_refuses_holds_no_message_back():
+    """The refused workers wait for a connection before taking a message, and stop waiting at the end."""
+    patient = Backoff(base=60, cap=60)  # without both rules the batch would wait a minute: run() times out
+    with smtplab.start_server(limits={"max_connections": 1}, name="one-slot") as server:
+        result = run(
+            send_many(server, [message(n) for n in range(6)], connections=3, backoff=patient, progress=False)
+        )
+    assert result.ok
+    (working,) = [w for w in result.workers if w.connections]
+    rows = sorted(result.timeline(), key=lambda row: row["start"])
+    assert [row["message"] for row in rows] == list(range(6))  # in input order: none was held back
+    assert {row["worker"] for row in rows} == {working.worker}
+    for report in result.workers:
+        if report is not working:
+            assert report.attempts == 0 and report.refusals == 1 and report.retired is None
+
+
+RETRY_RULE = [
+    (Reply(250, "2.0.0 OK"), False),
+    (Reply(354, "End data with <CR><LF>.<CR><LF>"), False),
+    (Reply(421, "4.4.2 idle too long"), True),
+    (Reply(451, "4.3.0 try again later"), True),
+    (Reply(452, "4.5.3 too many recipients"), True),
+    (Reply(550, "5.1.1 no such user"), False),
+    (Reply(554, "5.7.1 refused"), False),
+    (aiosmtplib.SMTPConnectResponseError(421, "4.7.0 Too many connections"), True),
+    (aiosmtplib.SMTPConnectResponseError(554, "5.7.1 go away"), False),
+    (aiosmtplib.SMTPServerDisconnected("Connection lost"), True),
+    (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), True),
+    (ConnectionResetError(104, "Connection reset by peer"), True),
+    (smtplab.LabConnectionRefusedError("nothing is listening on 127.0.0.1:1"), True),
+    (smtplab.TLSCertificateError("certificate verify failed"), False),
+    (smtplab.TLSMismatchError("the server spoke plain SMTP"), False),
+    (ValueError("an address with a line feed"), False),
+]
+
+
+@pytest.mark.parametrize(("outcome", "expected"), RETRY_RULE, ids=[repr(o)[:50] for o, _ in RETRY_RULE])
+def test_the_retry_rule(outcome, expected):
+    assert should_retry(outcome) is expected
