@@ -253,6 +253,8 @@ class WorkerReport:
         connections: The connections it opened (their numbers).
         attempts: Messages it tried (retries included).
         refusals: Times the server refused it a connection (e.g. ``421`` at its cap).
+        refused_with: The reply code of the latest refusal (``421`` at a cap), or ``None`` when
+            it was never refused or nobody answered.
         retired: Why it stopped before the queue was empty, or ``None``.
     """
 
@@ -260,6 +262,7 @@ class WorkerReport:
     connections: list[int] = field(default_factory=list)
     attempts: int = 0
     refusals: int = 0
+    refused_with: int | None = None
     retired: str | None = None
 
 
@@ -493,6 +496,7 @@ class _Batch:
                 # back", 554 "go away"; other errors mean nobody answered.
                 code = getattr(error, "code", None)
                 if isinstance(code, int):
+                    report.refused_with = code
                     why = f"the server answered {code} {getattr(error, 'message', '')}".rstrip()
                 else:
                     why = f"could not connect: {_describe(error)}"
