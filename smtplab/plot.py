@@ -97,8 +97,7 @@ def timeline(
         said = f"no connection: refused {report.refusals}×"
         if report.refused_with is not None:
             said += f" with {report.refused_with}"
-        if report.retired:
-            said += ", then gave up"
+        said += ", then gave up" if report.retired else "; stopped when the batch was done"
         ax.text(end * 0.01, report.worker, said, va="center", fontsize=8, style="italic")
     ax.set_yticks(range(lanes), [f"connection {n + 1}" for n in range(lanes)])
     ax.set_ylim(lanes - 0.5, -0.5)  # connection 1 on top

@@ -8,11 +8,10 @@ from collections import Counter
 from email.message import EmailMessage
 from typing import Any, ClassVar
 
-import aiosmtplib
 import pytest
 
 import smtplab
-from smtplab.client import Reply
+from smtplab.exercises.parallel import RETRY_CASES
 from smtplab.parallel import (
     ACCEPTED,
     GAVE_UP,
@@ -349,26 +348,8 @@ def test_a_worker_the_cap_refuses_holds_no_message_back():
             assert report.attempts == 0 and report.refusals == 1 and report.retired is None
 
 
-RETRY_RULE = [
-    (Reply(250, "2.0.0 OK"), False),
-    (Reply(354, "End data with <CR><LF>.<CR><LF>"), False),
-    (Reply(421, "4.4.2 idle too long"), True),
-    (Reply(451, "4.3.0 try again later"), True),
-    (Reply(452, "4.5.3 too many recipients"), True),
-    (Reply(550, "5.1.1 no such user"), False),
-    (Reply(554, "5.7.1 refused"), False),
-    (aiosmtplib.SMTPConnectResponseError(421, "4.7.0 Too many connections"), True),
-    (aiosmtplib.SMTPConnectResponseError(554, "5.7.1 go away"), False),
-    (aiosmtplib.SMTPServerDisconnected("Connection lost"), True),
-    (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), True),
-    (ConnectionResetError(104, "Connection reset by peer"), True),
-    (smtplab.LabConnectionRefusedError("nothing is listening on 127.0.0.1:1"), True),
-    (smtplab.TLSCertificateError("certificate verify failed"), False),
-    (smtplab.TLSMismatchError("the server spoke plain SMTP"), False),
-    (ValueError("an address with a line feed"), False),
-]
-
-
-@pytest.mark.parametrize(("outcome", "expected"), RETRY_RULE, ids=[repr(o)[:50] for o, _ in RETRY_RULE])
-def test_the_retry_rule(outcome, expected):
+@pytest.mark.parametrize(
+    ("outcome", "expected", "mistake"), RETRY_CASES, ids=[repr(case[0])[:50] for case in RETRY_CASES]
+)
+def test_the_retry_rule_answers_every_case_of_the_lessons_table(outcome, expected, mistake):
     assert should_retry(outcome) is expected

@@ -46,6 +46,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 05 AUTH
         # 06 SSL and STARTTLS
         # 07 parallel sending
+        "07": "parallel",
         # 08 classroom and deploy
     }
 )
