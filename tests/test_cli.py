@@ -180,3 +180,15 @@ def test_serve_on_a_private_unix_socket(tmp_path):
         asyncio.run(deliver())
         runner.join(10)
     assert "'via socket'" in out.getvalue() and not runner.is_alive()
+
+
+def test_serve_and_send_start_without_loading_the_grader_s_notebook_libraries():
+    """nbformat pulls in jsonschema, seconds to import with JupyterLab's packages: only grade needs it."""
+    code = (
+        "import sys; from smtplab.cli import _parser; "
+        "_parser().parse_args(['serve', '--port', '0']); _parser().parse_args(['send', '--port', '25']); "
+        "loaded = sorted(m for m in ('nbformat', 'nbclient', 'jsonschema') if m in sys.modules); "
+        "print(loaded)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
