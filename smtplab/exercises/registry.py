@@ -48,6 +48,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 07 parallel sending
         "07": "parallel",
         # 08 classroom and deploy
+        "08": "classroom",
     }
 )
 
