@@ -159,17 +159,9 @@ class BatchPanel(LiveBox):
                 future.set_result(result)  # type: ignore[arg-type]
 
     def _show(self, result: BatchResult) -> None:
+        """The timeline and the runs table first, the summary last: once it says so, all is drawn."""
         from smtplab.plot import png, timeline
 
-        admitted = sum(bool(report.connections) for report in result.workers)
-        counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
-        refused = sum(report.refusals for report in result.workers)
-        extra = f"; the server refused a connection {refused} times (its cap)" if refused else ""
-        self.summary.value = (
-            f'<span style="font-size:13px"><b>{escape(counts)}</b> — {len(result)} messages over '
-            f"{len(result.workers)} connections ({admitted} admitted) in {result.elapsed:.2f} s: "
-            f"<b>{result.throughput:.0f} messages/s</b>, {result.retries} retries{escape(extra)}</span>"
-        )
         self.figure = timeline(result)
         self.image.value = png(self.figure)
         self.image.layout.display = None
@@ -182,6 +174,15 @@ class BatchPanel(LiveBox):
             '<table style="font-size:12px;border-collapse:collapse"><thead><tr><th>run</th>'
             "<th>connections</th><th>messages</th><th>time</th><th>messages/s</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
+        )
+        admitted = sum(bool(report.connections) for report in result.workers)
+        counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
+        refused = sum(report.refusals for report in result.workers)
+        extra = f"; the server refused a connection {refused} times (its cap)" if refused else ""
+        self.summary.value = (
+            f'<span style="font-size:13px"><b>{escape(counts)}</b> — {len(result)} messages over '
+            f"{len(result.workers)} connections ({admitted} admitted) in {result.elapsed:.2f} s: "
+            f"<b>{result.throughput:.0f} messages/s</b>, {result.retries} retries{escape(extra)}</span>"
         )
 
     @reports_errors
