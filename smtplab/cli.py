@@ -19,6 +19,7 @@ import aiosmtplib
 
 from smtplab.client import SyncClient
 from smtplab.errors import SmtpLabError
+from smtplab.limits import Limits
 from smtplab.mailbox import CapturedMessage
 from smtplab.server import start_server
 from smtplab.tls import TLS_MODES
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-remote", action="store_true", help="allow a non-loopback --host (reachable by others)"
     )
     serve.add_argument("--max-messages", type=int, metavar="N", help="exit after capturing N messages")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help=f"sessions open at once; more are told 421 (default {Limits().max_connections}; a class needs more)",
+    )
     serve.add_argument("--tls", choices=_TLS_CHOICES, help="offer STARTTLS, or speak TLS from the first byte")
     serve.add_argument(
         "--auth",
@@ -118,6 +125,7 @@ def _serve(args: argparse.Namespace) -> int:
             allow_remote=args.allow_remote,
             tls=args.tls,
             auth=_users(args.auth),
+            limits=Limits(max_connections=args.max_connections) if args.max_connections is not None else None,
             name="cli",
         )
     except (SmtpLabError, OSError, ValueError) as error:

@@ -192,3 +192,25 @@ def test_serve_and_send_start_without_loading_the_grader_s_notebook_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_serve_takes_a_connection_cap_for_a_class(capsys):
+    out = Announcements()
+    with contextlib.redirect_stdout(out):
+        runner = threading.Thread(
+            target=main, args=(["serve", "--max-connections", "1", "--max-messages", "1"],), daemon=True
+        )
+        runner.start()
+        assert out.listening.wait(10)
+        host, port = address_from(out.getvalue())
+        with smtplib.SMTP(host, port, timeout=5) as first:
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                smtplib.SMTP(host, port, timeout=5)
+            assert (
+                refused.value.smtp_code == 421 and b"Too many connections (1 open" in refused.value.smtp_error
+            )
+            first.sendmail("a@example.test", ["b@example.test"], "Subject: one\r\n\r\nhi\r\n")
+        runner.join(10)
+    assert not runner.is_alive()
+    assert main(["serve", "--max-connections", "0"]) == 1
+    assert "Limits.max_connections must be a positive number" in capsys.readouterr().err

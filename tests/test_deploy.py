@@ -67,6 +67,7 @@ def test_compose_publishes_on_the_hosts_loopback_only_and_keeps_a_maildir_volume
     )  # reachable by Docker's forwarding
     assert option(argv, "--port") == PORT
     assert option(argv, "--maildir").startswith(mount.rstrip("/") + "/")
+    assert int(option(argv, "--max-connections")) >= 60  # a class of thirty, two connections each
     assert "healthcheck" not in svc  # the Dockerfile's own healthcheck applies
 
 
