@@ -214,3 +214,14 @@ def test_serve_takes_a_connection_cap_for_a_class(capsys):
     assert not runner.is_alive()
     assert main(["serve", "--max-connections", "0"]) == 1
     assert "Limits.max_connections must be a positive number" in capsys.readouterr().err
+
+
+def test_grade_does_not_load_a_grammar_nbformat_never_uses():
+    """rfc3987-syntax compiles an IRI grammar on import (two seconds); nbformat checks no IRI."""
+    code = (
+        "import sys; from smtplab import cli; cli._skip_iri_checks(); "
+        "import nbformat, jsonschema; nbformat.validate(nbformat.v4.new_notebook()); "
+        "print(sys.modules.get('rfc3987_syntax', 'absent'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() in ("None", "absent")
