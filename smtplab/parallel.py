@@ -308,6 +308,11 @@ class BatchResult:
         return {status: counted[status] for status in STATUSES}
 
     @property
+    def tally(self) -> str:
+        """The counts in words: ``"490 accepted, 10 refused"`` (``"nothing sent"`` for none)."""
+        return ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+
+    @property
     def accepted(self) -> list[Delivery]:
         """The messages every recipient accepted."""
         return [d for d in self.deliveries if d.status == ACCEPTED]
@@ -326,6 +331,11 @@ class BatchResult:
     def retries(self) -> int:
         """Attempts beyond the first, over all messages."""
         return sum(max(0, d.tries - 1) for d in self.deliveries)
+
+    @property
+    def admitted(self) -> int:
+        """Workers the server gave a connection (fewer than asked for at a connection cap)."""
+        return sum(bool(report.connections) for report in self.workers)
 
     @property
     def connections(self) -> int:
@@ -359,7 +369,7 @@ class BatchResult:
 
     def summary(self) -> str:
         """A few lines: totals, throughput, retries, and what the workers met."""
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+        counts = self.tally
         lines = [
             f"{_plural(len(self), 'message')} in {self.elapsed:.2f} s over {_plural(len(self.workers), 'worker')} "
             f"({_plural(self.connections, 'connection')} opened): {counts}",
@@ -377,7 +387,7 @@ class BatchResult:
         return self.summary()
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+        counts = self.tally
         return (
             f"<BatchResult {_plural(len(self), 'message')}: {counts}; {self.elapsed:.2f} s, "
             f"{self.throughput:.1f} msg/s over {_plural(len(self.workers), 'worker')}>"

@@ -118,13 +118,11 @@ def timeline(
 
 
 def _title(result: BatchResult) -> str:
-    counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
     asked = len(result.workers)
-    admitted = sum(bool(report.connections) for report in result.workers)
     lanes = f"{asked} connection{'s' if asked != 1 else ''}"
-    if admitted < asked:
-        lanes += f" ({admitted} admitted)"
-    return f"{len(result)} messages over {lanes}: {result.elapsed:.2f} s, {result.throughput:.0f} msg/s; {counts}"
+    if result.admitted < asked:
+        lanes += f" ({result.admitted} admitted)"
+    return f"{len(result)} messages over {lanes}: {result.elapsed:.2f} s, {result.throughput:.0f} msg/s; {result.tally}"
 
 
 def png(figure: Figure, *, dpi: int = 80) -> bytes:

@@ -124,7 +124,7 @@ def test_500_messages_8_connections_a_cap_of_4_nothing_lost_nothing_doubled(prog
     # 3 retries, or stopped trying when the batch was done
     working = [w for w in result.workers if w.connections]
     refused = [w for w in result.workers if not w.connections]
-    assert len(working) == 4 and len(refused) == 4
+    assert len(working) == 4 == result.admitted and len(refused) == 4
     assert all(w.attempts == 0 and 1 <= w.refusals <= 4 for w in refused)
     assert all("421" in w.retired for w in refused if w.retired)
     assert all(w.retired for w in refused if w.refusals == 4)
@@ -312,6 +312,7 @@ def test_the_summary_and_the_timeline_tell_the_story():
     assert [row["message"] for row in rows] == list(range(6))
     assert result.throughput > 0 and result.elapsed > 0
     assert "6 messages in" in result.summary() and "6 accepted" in result.summary()
+    assert result.tally == "6 accepted" and result.admitted == 3
     assert repr(result[0]).startswith("<Delivery 0 accepted 250 after 1 attempt (worker ")
 
 

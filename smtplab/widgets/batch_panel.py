@@ -175,13 +175,11 @@ class BatchPanel(LiveBox):
             "<th>connections</th><th>messages</th><th>time</th><th>messages/s</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-        admitted = sum(bool(report.connections) for report in result.workers)
-        counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
         refused = sum(report.refusals for report in result.workers)
         extra = f"; the server refused a connection {refused} times (its cap)" if refused else ""
         self.summary.value = (
-            f'<span style="font-size:13px"><b>{escape(counts)}</b> — {len(result)} messages over '
-            f"{len(result.workers)} connections ({admitted} admitted) in {result.elapsed:.2f} s: "
+            f'<span style="font-size:13px"><b>{escape(result.tally)}</b> — {len(result)} messages over '
+            f"{len(result.workers)} connections ({result.admitted} admitted) in {result.elapsed:.2f} s: "
             f"<b>{result.throughput:.0f} messages/s</b>, {result.retries} retries{escape(extra)}</span>"
         )
 
