@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 import smtplab
-from smtplab.exercises.parallel import RETRY_CASES
+from smtplab.exercises.parallel_sending import RETRY_CASES
 from smtplab.parallel import (
     ACCEPTED,
     GAVE_UP,

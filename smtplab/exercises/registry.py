@@ -46,7 +46,7 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 05 AUTH
         # 06 SSL and STARTTLS
         # 07 parallel sending
-        "07": "parallel",
+        "07": "parallel_sending",
         # 08 classroom and deploy
         "08": "classroom",
     }

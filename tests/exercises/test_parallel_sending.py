@@ -8,7 +8,7 @@ import aiosmtplib
 
 import smtplab
 from smtplab.exercises import check
-from smtplab.exercises.parallel import RETRY_CASES
+from smtplab.exercises.parallel_sending import RETRY_CASES
 from smtplab.parallel import should_retry
 from tests.exercises.harness import Wrong, exercise_tests
 
@@ -119,7 +119,7 @@ WRONG_ANSWERS = {
 }
 
 test_solution_passes, test_wrong_answer_gets_its_hint, test_table_covers_every_hint = exercise_tests(
-    "parallel", WRONG_ANSWERS
+    "parallel_sending", WRONG_ANSWERS
 )
 
 
