@@ -165,15 +165,19 @@ class BatchPanel(LiveBox):
         self.figure = timeline(result)
         self.image.value = png(self.figure)
         self.image.layout.display = None
+        cell = '<td style="padding:1px 10px;text-align:right">'
         rows = "".join(
-            f"<tr><td>{run + 1}</td><td>{len(r.workers)}</td><td>{len(r)}</td><td>{r.elapsed:.2f} s</td>"
-            f"<td>{r.throughput:.0f}</td></tr>"
+            f"<tr>{cell}{run + 1}</td>{cell}{len(r.workers)}</td>{cell}{len(r)}</td>"
+            f"{cell}{r.elapsed:.2f} s</td>{cell}{r.throughput:.0f}</td></tr>"
             for run, r in enumerate(self.results)
         )
+        head = "".join(
+            f'<th style="padding:1px 10px;text-align:right">{title}</th>'
+            for title in ("run", "connections", "messages", "time", "messages/s")
+        )
         self.runs.value = (
-            '<table style="font-size:12px;border-collapse:collapse"><thead><tr><th>run</th>'
-            "<th>connections</th><th>messages</th><th>time</th><th>messages/s</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            '<table style="font-size:12px;border-collapse:collapse">'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
         )
         refused = sum(report.refusals for report in result.workers)
         extra = f"; the server refused a connection {refused} times (its cap)" if refused else ""
