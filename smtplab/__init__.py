@@ -18,8 +18,11 @@ category it belongs to, such as ``OSError`` or ``TimeoutError``), every warning 
 :class:`SmtpLabWarning`; all are importable from here.
 """
 
+import logging
+
 from smtplab.client import Client, Reply, SendResult, SyncClient
 from smtplab.errors import (
+    AuthWithoutTLSWarning,
     ClientTimeoutError,
     HandlerWarning,
     LabConnectionRefusedError,
@@ -48,7 +51,13 @@ from smtplab.transcript import Transcript, TranscriptPair
 
 __version__ = "0.1.0"
 
+# A library's logger prints nothing until the application sets up logging (Python's logging
+# HOWTO, "Configuring Logging for a Library"): what goes wrong in a lab server is kept in
+# server.errors and its transcripts instead of appearing on stderr, in a notebook's cell.
+logging.getLogger("smtplab").addHandler(logging.NullHandler())
+
 __all__ = [
+    "AuthWithoutTLSWarning",
     "Backoff",
     "BatchResult",
     "CaptureHandler",

@@ -19,6 +19,11 @@ The rest of smtplab talks to this module through plain objects:
 Each stage of a session — connect, EHLO, MAIL, RCPT, DATA, end of data, AUTH — asks the lab once,
 before its reply, through :meth:`LabSMTP.intervene` and ``Callbacks.before_reply``: one place where
 a lab can hold back, replace or refuse a reply (an :class:`Intervention`).
+
+What the session says has two more single homes: :data:`STOCK_REPLIES`, the lab's words (with
+the enhanced status codes of RFC 3463) for each of aiosmtpd's stock replies, and
+:meth:`LabSMTP.compose_ehlo`, where the EHLO reply aiosmtpd wrote gets the lab's keywords
+(:attr:`LabSMTP.EHLO_KEYWORDS`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import functools
 import inspect
 import logging
+import re
 import socket
 import threading
 from collections.abc import Callable
@@ -37,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiosmtpd import __version__ as AIOSMTPD_VERSION
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Session, syntax
+from aiosmtpd.smtp import SMTP, AuthResult, Session, TLSSetupException, syntax
 
 from smtplab import protocol
 from smtplab.errors import ServerStartError
@@ -76,6 +83,7 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
         "_timeout_cb",  # a 421 before closing an idle connection
         "_timeout_duration",  # named in that 421
         "_handler_coroutine",  # hanging up from inside a command
+        "_handle_client",  # the session's task: its log records are the session's notes
         "_call_handler_hook",  # limits and handler errors around every hook
         "_ehlo_hook_ver",  # a failed new-style handle_EHLO must return a list
         "_authenticator",  # CRAM-MD5 hands its answer to the authenticator
@@ -98,26 +106,129 @@ UPSTREAM_NAMES: dict[str, tuple[str, ...]] = {
     "asyncio.BaseSelectorEventLoop": ("_transports",),  # every connection, aborted at stop
 }
 
-#: aiosmtpd's own stock replies to a limit, and the lab's words for each (with an enhanced
-#: status code and the limit itself). Every reply a session sends passes through
-#: :meth:`LabSMTP.push`, which looks it up here: the one place where stock replies are reworded.
-STOCK_REPLIES: dict[str, Callable[[LabSMTP], str]] = {
-    "552 Error: Too much mail data": lambda s: (
+
+def _coded(enhanced: str, more: str = "") -> Callable[..., str]:
+    """aiosmtpd's own words with the enhanced status code RFC 3463 gives them (and ``more``)."""
+    return lambda session, text, *parts: f"{text[:3]} {enhanced} {text[4:]}{more}"
+
+
+def _ok(session: LabSMTP, text: str) -> str:
+    # RFC 3463 §3.2: X.1.0 for a sender (other address status), X.1.5 for a valid recipient.
+    return f"250 {_OK_CODES.get(session._replying_to, '2.0.0')} OK"
+
+
+_OK_CODES = {"MAIL": "2.1.0", "RCPT": "2.1.5"}
+
+
+def _not_recognized(session: LabSMTP, text: str, command: str) -> str:
+    if command.isprintable() and command.isascii():
+        return f'500 5.5.1 Error: command "{command}" not recognized (HELP lists the commands)'
+    return (
+        "500 5.5.2 Error: binary data, not an SMTP command (a client that starts TLS at once, "
+        "on a port that speaks plain text first?)"
+    )
+
+
+def _strict_ascii(session: LabSMTP, text: str) -> str:
+    if session._in_data:  # RFC 3463 §3.7: X.6.0 media; RFC 6531 §3.5: X.6.7 a non-ASCII address
+        return (
+            "500 5.6.0 Error: strict ASCII mode: the message has 8-bit bytes, and this server is ASCII only"
+        )
+    return "500 5.6.7 Error: strict ASCII mode: a command has non-ASCII characters, and this server does not offer SMTPUTF8"
+
+
+def _need_rcpt(session: LabSMTP, text: str) -> str:
+    envelope, accepted = session._unrecorded_recipients
+    if envelope is not session.envelope or not accepted:
+        return "503 5.5.1 Error: need RCPT command"
+    return (
+        "503 5.5.1 Error: need RCPT command: no recipient is in the envelope, though handle_RCPT "
+        f"answered 2xx to {accepted} RCPT TO; a handle_RCPT that accepts an address must append it "
+        "to envelope.rcpt_tos"
+    )
+
+
+#: aiosmtpd's own stock replies, by their text as aiosmtpd writes it (``{name}`` where it puts
+#: a value), and the lab's words for each: the enhanced status code RFC 2034 §4 asks for once
+#: ENHANCEDSTATUSCODES is advertised (RFC 3463 codes: X.5.1 bad sequence or command, X.5.2
+#: syntax, X.5.4 arguments, X.7.0 security), and the limit itself where one was hit. Every reply
+#: a session sends passes through :meth:`LabSMTP.push`, which looks it up here: the one place
+#: where stock replies are reworded. A handler hook's own reply is sent as the hook wrote it.
+#:
+#: Not here, by RFC 2034 §4: the greeting and the replies to HELO and EHLO (``501 Syntax: EHLO
+#: hostname``), sent before the extension is agreed, and the 3yz replies (354, 334), for which
+#: RFC 3463 has no class.
+STOCK_REPLIES: dict[str, Callable[..., str]] = {
+    "552 Error: Too much mail data": lambda s, _: (
         f"552 5.3.4 Message too big: the limit is {s.data_size_limit} bytes (SIZE in the EHLO "
         "reply); nothing was stored"
     ),
-    "552 Error: message size exceeds fixed maximum message size": lambda s: (
+    "552 Error: message size exceeds fixed maximum message size": lambda s, _: (
         f"552 5.3.4 Message size exceeds the limit of {s.data_size_limit} bytes (SIZE in the EHLO reply)"
     ),
-    "500 Command line too long": lambda s: (
+    "500 Command line too long": lambda s, _: (
         f"500 5.5.2 Command line too long: the limit is {s.command_size_limit} bytes "
         "(RFC 5321 section 4.5.3.1.4)"
     ),
-    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s: (
+    "500 Line too long (see RFC5321 4.5.3.1.6)": lambda s, _: (
         f"500 5.5.2 Line too long: a message line may have {s.line_length_limit} bytes at most "
         "(RFC 5321 section 4.5.3.1.6); nothing was stored"
     ),
+    "250 OK": _ok,
+    "221 Bye": _coded("2.0.0"),
+    "220 Ready to start TLS": _coded("2.0.0"),
+    "252 Cannot VRFY user, but will accept message and attempt delivery": _coded("2.0.0"),
+    "500 Error: bad syntax": _coded("5.5.2", ": a command is a name such as NOOP, in ASCII"),
+    '500 Error: command "{command}" not recognized': _not_recognized,
+    "500 Error: strict ASCII mode": _strict_ascii,
+    "500 Error: command 'AUTH' not recognized": _coded("5.5.1", ": AUTH needs EHLO, not HELO"),
+    "503 Error: send {helo} first": _coded("5.5.1"),
+    "503 Error: nested MAIL command": _coded("5.5.1"),
+    "503 Error: need MAIL command": _coded("5.5.1"),
+    "503 Error: need RCPT command": _need_rcpt,
+    "503 Already authenticated": _coded("5.5.1"),
+    "530 Must issue a STARTTLS command first": _coded("5.7.0"),  # RFC 3207 §4's own words
+    "554 Command refused due to lack of security": _coded("5.7.0"),
+    "454 TLS not available": _coded("4.7.0"),
+    "501 Not enough value": _coded("5.5.4", ": AUTH needs a mechanism, e.g. AUTH PLAIN"),
+    "501 Too many values": _coded("5.5.4", ": AUTH <mechanism> [initial-response]"),
+    "501 Syntax: QUIT": _coded("5.5.4"),
+    "501 Syntax: RSET": _coded("5.5.4"),
+    "501 Syntax: DATA": _coded("5.5.4"),
+    "501 Syntax: STARTTLS": _coded("5.5.4"),
+    "501 Syntax: VRFY <address>": _coded("5.5.4"),
+    "502 Could not VRFY {arg}": _coded("5.5.4"),
+    "501 Syntax: MAIL FROM: <address>{extended}": _coded("5.5.4"),  # + " [SP <mail-parameters>]"
+    "501 Syntax: RCPT TO: <address>{extended}": _coded("5.5.4"),
+    "501 Error: BODY can only be one of 7BIT, 8BITMIME": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 takes no arguments": _coded("5.5.4"),
+    "501 Error: SMTPUTF8 disabled": _coded("5.5.4"),
+    "555 MAIL FROM parameters not recognized or not implemented": _coded("5.5.4"),
+    "555 RCPT TO parameters not recognized or not implemented": _coded("5.5.4"),
 }
+
+# The stock replies with a value in them, as patterns ('500 Error: command "(.*)" not
+# recognized'), by their reply code: most lines are looked up in STOCK_REPLIES alone.
+_STOCK_PATTERNS: dict[str, list[tuple[re.Pattern[str], Callable[..., str]]]] = {}
+for _text, _reword in STOCK_REPLIES.items():
+    if "{" in _text:
+        _pattern = re.compile(re.sub(r"\\\{\w+\\\}", "(.*)", re.escape(_text)))
+        _STOCK_PATTERNS.setdefault(_text[:3], []).append((_pattern, _reword))
+
+
+def reworded(session: LabSMTP, text: str) -> str | None:
+    """The lab's words for one of aiosmtpd's :data:`STOCK_REPLIES`, or ``None`` for any other line."""
+    reword = STOCK_REPLIES.get(text)
+    if reword is not None:
+        return reword(session, text)
+    if text[4:5].isdigit() and text[5:6] == ".":  # "250 2.1.5 …": has its enhanced code already
+        return None
+    for pattern, reword in _STOCK_PATTERNS.get(text[:3], ()):
+        match = pattern.fullmatch(text)
+        if match is not None:
+            return reword(session, text, *match.groups())
+    return None
+
 
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
@@ -211,6 +322,8 @@ class LabSMTP(SMTP):
         gate: The :class:`~smtplab.limits.ConnectionGate` shared by the sessions of one server;
             without one, ``max_connections`` is not enforced.
         callbacks: How to report to the lab (:class:`Callbacks`); without them nothing is recorded.
+            An exception in a session (not in a handler hook) is reported through
+            ``handler_error`` as ``"the SMTP session"``.
         sessions: A set the session is in while its connection is open (the Controller's).
         **kwargs: Keywords of aiosmtpd's ``SMTP``; ``data_size_limit`` and ``timeout`` given
             here win over ``limits``.
@@ -253,6 +366,11 @@ class LabSMTP(SMTP):
         self._tls_on = False
         self._in_data = False
         self._recording_reader: asyncio.StreamReader | None = None
+        self._replying_to: str | None = None  # MAIL or RCPT while aiosmtpd answers one of them
+        # Recipients a handle_RCPT hook accepted without adding them to this envelope.
+        self._unrecorded_recipients: tuple[Any, int] = (None, 0)
+        self._hook_reply: Any = None  # a handler hook's reply, sent as written
+        self._ehlo_lines: list[str] | None = None  # the EHLO reply while aiosmtpd composes it
 
     def _create_session(self) -> Session:
         return _LabSession(self.loop)
@@ -305,8 +423,8 @@ class LabSMTP(SMTP):
         # Said on the next loop turn, once the connection is fully set up.
         self.loop.call_soon(
             self._goodbye,
-            f"421 4.7.0 {self.hostname} Too many connections ({self._gate.limit} open, the server's "
-            "limit): try again later",
+            f"421 4.7.0 {self.hostname} Too many connections: {self._gate.limit} are open, this server's "
+            "limit (Limits.max_connections); try again later",
         )
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -358,6 +476,39 @@ class LabSMTP(SMTP):
         from smtplab.tls import summarize
 
         return summarize(info)
+
+    # -- what goes wrong in a session ----------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        _SESSION.set(self)  # this task's context: aiosmtpd's log records from here are this session's
+        await super()._handle_client()
+
+    async def handle_exception(self, error: Exception) -> str:
+        """What aiosmtpd does with an exception a command raised (outside a handler hook).
+
+        Stock aiosmtpd logs its traceback (printed into a notebook or a terminal) and answers
+        ``500 Error: (Name) text``. A client that breaks off the TLS handshake after STARTTLS
+        is no error of the server's: the transcript notes it in one line (aiosmtpd then closes
+        the connection). Anything else is reported to the lab (kept in ``server.errors``, with
+        its traceback) and answered ``451 4.3.0``: a local error in processing (RFC 5321 §4.2.3).
+        A handler's own ``handle_exception`` still decides, as in aiosmtpd.
+        """
+        if hasattr(self.event_handler, "handle_exception"):
+            return await super().handle_exception(error)
+        if isinstance(error, TLSSetupException):
+            cause = error.__cause__ or error
+            self._event(f"TLS handshake failed after STARTTLS: {_one_line(cause)}")
+            return ""  # not sent: aiosmtpd closes the connection
+        if self._callbacks is None:
+            log.error(
+                "%r: SMTP session error: %s", self.session.peer if self.session else None, _one_line(error)
+            )
+            return f"451 4.3.0 Error in the SMTP session: {type(error).__name__}"
+        return self._callbacks.handler_error("the SMTP session", error)
+
+    def note(self, text: str) -> None:
+        """Note one line in this session's transcript (what aiosmtpd would have logged)."""
+        self._event(text)
 
     # -- ending a connection -----------------------------------------------------------------
 
@@ -442,9 +593,13 @@ class LabSMTP(SMTP):
             self._greeted = True
             if self._ask is not None and await self._stage_done("connect"):
                 return
-        reword = STOCK_REPLIES.get(text)
-        if reword is not None:
-            status = text = reword(self)
+        if self._ehlo_lines is not None:
+            self._ehlo_lines.append(text)  # sent once composed (smtp_EHLO)
+            return
+        if status is not self._hook_reply:
+            lab_words = reworded(self, text)
+            if lab_words is not None:
+                status = text = lab_words
         self._said(text)
         await super().push(status)
 
@@ -505,24 +660,96 @@ class LabSMTP(SMTP):
             await self.push(f"501 {code} Bad {what} address: {problem}")
         return True
 
+    async def _needs_smtputf8(self, arg: str | None, command: str) -> bool:
+        """Refuse a non-ASCII address sent without SMTPUTF8, as RFC 6531 says; True if refused.
+
+        RFC 6531 §3.4: a client may send a non-ASCII address only in a transaction whose MAIL
+        FROM has the SMTPUTF8 parameter (offered in the EHLO reply); §3.5: otherwise the server
+        answers 553 with the enhanced code X.6.7. The reply stays ASCII: this client has not
+        said it reads UTF-8.
+        """
+        if not arg or arg.isascii() or not self.enable_SMTPUTF8:
+            return False
+        address, params = _address_and_parameters(arg)
+        if address.isascii():
+            return False  # a parameter that is not ASCII: aiosmtpd's own checks answer
+        extended = self.session is not None and self.session.extended_smtp
+        envelope = self.envelope
+        if command == "MAIL" and extended and "SMTPUTF8" in params:
+            return False
+        if command == "RCPT" and (envelope is None or not envelope.mail_from or envelope.smtp_utf8):
+            return False  # no MAIL yet (aiosmtpd says so), or one with SMTPUTF8
+        if await self.check_helo_needed() or await self.check_auth_needed(command):
+            return True
+        if not extended:
+            how = "SMTPUTF8 is an ESMTP extension: greet with EHLO (not HELO), then send MAIL FROM:<...> SMTPUTF8"
+        elif command == "MAIL":
+            how = "To use it, send MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        else:
+            how = "Send RSET, then MAIL FROM:<...> SMTPUTF8 (the EHLO reply offers SMTPUTF8)"
+        if command == "MAIL":
+            what = "sender address refused: it needs SMTPUTF8 (RFC 6531)."
+        else:
+            what = (
+                "recipient address refused: it needs SMTPUTF8 (RFC 6531), and this transaction's "
+                "MAIL FROM had no SMTPUTF8 parameter."
+            )
+        await self.push(f"553 5.6.7 Non-ASCII {what} {how}")
+        return True
+
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str) -> None:
-        # The EHLO reply (its extension keywords) is composed by aiosmtpd from the options.
         if self._ask is not None and await self._stage_done("EHLO"):
             return
-        await super().smtp_EHLO(hostname)
+        # aiosmtpd writes its EHLO reply (and a handle_EHLO hook changes it); the lab collects
+        # those lines and sends what compose_ehlo() makes of them.
+        self._ehlo_lines = []
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            lines, self._ehlo_lines = self._ehlo_lines, None
+        await self._push_lines(self.compose_ehlo(lines))
+
+    #: Keywords the lab adds to aiosmtpd's EHLO reply: ENHANCEDSTATUSCODES (RFC 2034), as every
+    #: reply after EHLO carries an enhanced status code (:data:`STOCK_REPLIES`).
+    EHLO_KEYWORDS: tuple[str, ...] = ("ENHANCEDSTATUSCODES",)
+
+    def compose_ehlo(self, lines: list[str]) -> list[str]:
+        """The EHLO composition point: aiosmtpd's reply lines in, the lab's reply out.
+
+        aiosmtpd writes the server's name, then the keywords its options call for (SIZE,
+        8BITMIME, SMTPUTF8, STARTTLS, AUTH) and HELP; a learner's ``handle_EHLO`` may have
+        changed them. The lab adds :attr:`EHLO_KEYWORDS` before the last line (RFC 5321
+        §4.1.1.1: one keyword per line, ``250-`` on every line but the last). A refusal is
+        sent as it is.
+        """
+        if not lines or not all(line[:4] in ("250-", "250 ") for line in lines):
+            return lines
+        texts = [line[4:] for line in lines]
+        added = [keyword for keyword in self.EHLO_KEYWORDS if keyword not in texts[1:]]
+        at = len(texts) - 1 if len(texts) > 1 else 1
+        texts[at:at] = added
+        return [f"250{'-' if n < len(texts) - 1 else ' '}{text}" for n, text in enumerate(texts)]
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._bad_address(arg, "MAIL", "5.1.7", "sender"):  # RFC 3463 §3.2: X.1.7
             return
+        if await self._needs_smtputf8(arg, "MAIL"):
+            return
         if self._ask is not None and self.session.host_name and await self._stage_done("MAIL"):
             return
-        await super().smtp_MAIL(arg)
+        self._replying_to = "MAIL"
+        try:
+            await super().smtp_MAIL(arg)
+        finally:
+            self._replying_to = None
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
         if await self._bad_address(arg, "RCPT", "5.1.3", "recipient"):  # RFC 3463 §3.2: X.1.3
+            return
+        if await self._needs_smtputf8(arg, "RCPT"):
             return
         limit = self.limits.max_recipients
         envelope = self.envelope
@@ -539,7 +766,24 @@ class LabSMTP(SMTP):
             return
         if self._ask is not None and self.session.host_name and await self._stage_done("RCPT"):
             return
-        await super().smtp_RCPT(arg)
+        self._replying_to = "RCPT"
+        self._last_reply = ""
+        recorded = len(envelope.rcpt_tos) if envelope is not None else 0
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._replying_to = None
+        if (
+            self._last_reply.startswith("2")
+            and envelope is self.envelope
+            and envelope is not None
+            and len(envelope.rcpt_tos) == recorded
+            and hasattr(self.event_handler, "handle_RCPT")
+        ):
+            # The hook answered yes but kept nothing: DATA will answer "503 need RCPT command".
+            before, accepted = self._unrecorded_recipients
+            self._unrecorded_recipients = (envelope, accepted + 1 if before is envelope else 1)
+            self._event("handle_RCPT accepted the address but did not append it to envelope.rcpt_tos")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -591,12 +835,15 @@ class LabSMTP(SMTP):
                 await self.push(f"501 5.5.4 HELP: no command {arg!r} here; HELP alone lists them")
                 return
             where = f"{command.rfc} {command.section}".replace("§", "section ")  # ASCII-only replies
-            await self.push(f"214 {command.syntax} - {command.purpose} ({where})")
+            await self.push(f"214 2.0.0 {command.syntax} - {command.purpose} ({where})")
             return
         lines = ["Commands of this lab server (HELP <command> for one):"]
         lines += [protocol.COMMANDS[n].syntax for n in available if n in protocol.COMMANDS]
         lines.append("End of HELP")
-        await self._push_lines([f"214{'-' if n < len(lines) - 1 else ' '}{t}" for n, t in enumerate(lines)])
+        # RFC 2034 §4: the same enhanced code on every line of a reply.
+        await self._push_lines(
+            [f"214{'-' if n < len(lines) - 1 else ' '}2.0.0 {t}" for n, t in enumerate(lines)]
+        )
 
     async def _not_a_web_server(self, arg: str | None) -> None:
         # A browser (or a proxy probe) aimed at the SMTP port: answer briefly and hang up,
@@ -625,15 +872,83 @@ class LabSMTP(SMTP):
                 if reply is not None:
                     return reply
         try:
-            return await super()._call_handler_hook(command, *args)
-        except Exception as error:
-            log.exception("handle_%s raised", command)
+            self._hook_reply = await super()._call_handler_hook(command, *args)
+            return self._hook_reply
+        except Exception as error:  # noqa: BLE001 - reported to the lab, answered 451
+            log.error("handle_%s raised %s", command, _one_line(error))  # no traceback: see server.errors
             if command == "PROXY":
                 return False
             reply = f"451 4.3.0 Error in handle_{command}: {type(error).__name__}"
             if self._callbacks is not None:
                 reply = self._callbacks.handler_error(f"handle_{command}", error)
             return [reply] if command == "EHLO" and self._ehlo_hook_ver == "new" else reply
+
+
+def _one_line(error: BaseException) -> str:
+    """``SSLError: [SSL: UNEXPECTED_MESSAGE] unexpected message (_ssl.c:1006)``, on one line."""
+    return _printable(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` on one line, control characters escaped (``\\x16``), at most ``limit`` characters."""
+    flat = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+# The lab session whose task is running (set in LabSMTP._handle_client): aiosmtpd logs with the
+# peer only, and a log record is attributed to its session through this.
+_SESSION: contextvars.ContextVar[LabSMTP | None] = contextvars.ContextVar("smtplab_session", default=None)
+
+
+class _LabThread(threading.Thread):
+    """The thread of a lab server's event loop (each session of that server runs on it)."""
+
+
+class _SessionNotes(logging.Filter):
+    """aiosmtpd's warnings and tracebacks from a lab server become one-line notes.
+
+    aiosmtpd logs through the ``mail.log`` logger; with no logging set up, Python prints each
+    warning — ``unrecognised: ^V^C…`` for a binary line, a traceback for a failed TLS
+    handshake — on stderr, which is the notebook's cell or the ``smtplab serve`` terminal. On a
+    lab server's thread, a record of WARNING or more goes instead to the session's transcript as
+    one line (or, outside a session, to the ``smtplab`` logger at INFO); records from other
+    aiosmtpd servers, and INFO and below, pass as usual.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not isinstance(threading.current_thread(), _LabThread):
+            return True
+        message, args = record.msg, record.args
+        if isinstance(message, str) and message.startswith("%r ") and isinstance(args, tuple) and args:
+            message, args = message[3:], args[1:]  # aiosmtpd starts with the peer: the session says it
+        try:
+            text = str(message) % args if args else str(message)
+        except (TypeError, ValueError):
+            text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" ({_one_line(record.exc_info[1])})"
+        session = _SESSION.get()
+        if session is not None:
+            session.note(f"aiosmtpd: {_printable(text)}")
+        else:
+            log.info("aiosmtpd on a lab server: %s", _printable(text))
+        return False
+
+
+def _quiet_aiosmtpd_logs() -> None:
+    """Put :class:`_SessionNotes` on aiosmtpd's logger, once (it only acts on lab servers' threads)."""
+    logger = logging.getLogger("mail.log")
+    if not any(isinstance(f, _SessionNotes) for f in logger.filters):
+        logger.addFilter(_SessionNotes())
+
+
+def _address_and_parameters(arg: str) -> tuple[str, list[str]]:
+    """``"FROM:<a@b> SMTPUTF8"`` -> ``("FROM:<a@b>", ["SMTPUTF8"])``: the address, the parameters."""
+    if ">" in arg:
+        address, _, rest = arg.rpartition(">")
+        return address, rest.upper().split()
+    address, *params = arg.split()
+    return address, [param.upper() for param in params]
 
 
 def _headline(summary: TLSSummary | None) -> str:
@@ -736,7 +1051,8 @@ class LabController(Controller):
     def start(self) -> None:
         """Start the server's thread; returns once it is serving (or raises why not)."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name=self._name, daemon=True)
+        _quiet_aiosmtpd_logs()
+        self._thread = _LabThread(target=self._run, args=(ready,), name=self._name, daemon=True)
         self._thread.start()
         if not ready.wait(self.ready_timeout):
             raise ServerStartError(

@@ -1,9 +1,14 @@
 """What every background lab service shares: the loopback rule, a listening socket, a registry.
 
-A lab service (the lab proxy today) listens on loopback unless told otherwise, fails at once on
-a taken port instead of after a timeout, and is kept in a per-process registry by name, so that
-re-running a notebook cell replaces a running service instead of piling up another, and every
-one is stopped at interpreter exit (kernel shutdown or restart).
+A lab service (the lab server, the lab proxy) listens on loopback unless told otherwise, fails at
+once on a taken port instead of after a timeout, and is kept in a per-process registry by name, so
+that re-running a notebook cell replaces a running service instead of piling up another, and
+every one is stopped at interpreter exit (kernel shutdown or restart).
+
+Replacing is careful (:class:`Succession`): the running namesake stops only once its successor
+listens, so a start that fails leaves it running — unless the successor asked for the
+namesake's own port, which must be freed first; then a failed start starts the namesake again,
+and the error says what became of it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
-from smtplab.errors import PortInUseError, ServerStartError
+from smtplab.errors import PortInUseError, ServerStartError, SmtpLabError
 from smtplab.render import format_address
 
-__all__ = ["Registry", "is_loopback", "listen"]
+__all__ = ["Registry", "Succession", "is_loopback", "listen"]
 
 
 def is_loopback(host: str) -> bool:
@@ -68,7 +73,8 @@ def listen(
             raise PortInUseError(
                 errno.EADDRINUSE,
                 f"port {port} on {host} is already in use (by {who}). Use port=0 to let the "
-                "operating system pick a free port.",
+                "operating system pick a free port, or stop what holds it (smtplab.running_servers() "
+                "and smtplab.running_proxies() list this kernel's).",
             ) from None
         if error.errno == errno.EACCES:
             raise ServerStartError(
@@ -85,6 +91,11 @@ class Service(Protocol):
     @property
     def address(self) -> Any: ...
 
+    @property
+    def port(self) -> int: ...
+
+    def start(self) -> Any: ...
+
     def stop(self) -> None: ...
 
 
@@ -97,11 +108,13 @@ class Registry(Generic[S]):
     Args:
         kind: What they are, for messages (``"lab proxy"``).
         replaced: The warning category given when a service replaces its namesake.
+        example: How to start one with another name, for that warning (``"name='lab2'"``).
     """
 
-    def __init__(self, kind: str, *, replaced: type[Warning]) -> None:
+    def __init__(self, kind: str, *, replaced: type[Warning], example: str = "name=...") -> None:
         self.kind = kind
         self.replaced = replaced
+        self.example = example
         self._services: dict[str, S] = {}
         self._lock = threading.Lock()
         self._atexit = False
@@ -118,18 +131,16 @@ class Registry(Generic[S]):
             service.stop()
         return len(services)
 
-    def replace_namesake(self, service: S, *, stacklevel: int) -> None:
-        """Stop a running service of the same name, with a warning that says so."""
+    def holder(self, port: int) -> str | None:
+        """Which running service listens on ``port`` (for a taken port's message), or ``None``."""
+        held = next((s for s in self.running() if port and s.port == port), None)
+        return f"the {self.kind} {held.name!r} in this kernel" if held is not None else None
+
+    def succession(self, service: S) -> Succession[S]:
+        """Start ``service`` in place of its running namesake, if it has one (see :class:`Succession`)."""
         with self._lock:
             old = self._services.get(service.name)
-        if old is not None and old is not service:
-            old.stop()
-            warnings.warn(
-                f"stopped the {self.kind} {old.name!r} that was running on {format_address(old.address)} "
-                f"to start this one. Give each a different name (name=...) to run several at once.",
-                self.replaced,
-                stacklevel=stacklevel + 1,
-            )
+        return Succession(self, service, old if old is not service else None)
 
     def add(self, service: S) -> None:
         """Register a service that has started (and, the first time, the stop at exit)."""
@@ -144,3 +155,95 @@ class Registry(Generic[S]):
         with self._lock:
             if self._services.get(service.name) is service:
                 del self._services[service.name]
+
+
+class Succession(Generic[S]):
+    """One start of a service that may replace a running namesake: the namesake stops last.
+
+    The starting service listens through :meth:`listen`, then calls :meth:`done` once it serves,
+    or :meth:`failed` with the error that stopped it::
+
+        succession = registry.succession(self)
+        try:
+            sock = succession.listen(bind, holds=lambda old: old.port == port)
+            ...  # serve sock
+        except BaseException as error:
+            raise succession.failed(error)  # the same error, saying what became of the namesake
+        succession.done(stacklevel=3)
+
+    Attributes:
+        old: The running namesake, or ``None``.
+    """
+
+    def __init__(self, registry: Registry[S], service: S, old: S | None) -> None:
+        self.registry = registry
+        self.service = service
+        self.old = old
+        self._freed = False  # the namesake was stopped to free its address for the successor
+
+    def listen(self, bind: Callable[[], socket.socket], *, holds: Callable[[S], bool]) -> socket.socket:
+        """Bind with ``bind()``; if the namesake holds the address asked for, stop it first.
+
+        Args:
+            bind: Binds and listens, raising :class:`~smtplab.errors.PortInUseError` on a taken
+                address.
+            holds: Whether the namesake listens on the address asked for (a notebook cell run
+                again with the same explicit port).
+        """
+        if self.old is None or not holds(self.old):
+            return bind()
+        self.old.stop()  # the same address: it has to go first, and comes back if this start fails
+        self._freed = True
+        return bind()
+
+    def failed(self, error: BaseException) -> BaseException:
+        """The error to raise for a failed start: ``error``, saying what became of the namesake.
+
+        A namesake stopped to free its address is started again here (even on Ctrl-C).
+        """
+        old = self.old
+        if old is None:
+            return error
+        if not self._freed:
+            note = f"The {self.registry.kind} {old.name!r} on {format_address(old.address)} is still running."
+        else:
+            freed = f"The {self.registry.kind} {old.name!r} was stopped to free port {old.port}, and"
+            try:
+                old.start()
+            except Exception as again:  # noqa: BLE001 - said in the message of the first error
+                note = f"{freed} could not be started again: {again}"
+            else:
+                note = f"{freed} is running again."
+        return _with_note(error, note) if isinstance(error, Exception) else error
+
+    def done(self, *, stacklevel: int) -> None:
+        """Register the started service; stop the namesake (if still running), with a warning."""
+        old = self.old
+        if old is not None and not self._freed:
+            old.stop()
+        self.registry.add(self.service)
+        if old is not None:
+            warnings.warn(
+                f"stopped the {self.registry.kind} {old.name!r} that was running on "
+                f"{format_address(old.address)} to start this one. Give each a different name to "
+                f"run several at once, e.g. {self.registry.example}.",
+                self.registry.replaced,
+                stacklevel=stacklevel + 1,
+            )
+
+
+def _with_note(error: Exception, note: str) -> Exception:
+    """``error`` (of the same class when it can be) with ``note`` at the end of its message."""
+
+    def said(text: str) -> str:
+        return f"{text}{'' if text.endswith(('.', '!', '?')) else '.'} {note}"
+
+    if isinstance(error, PortInUseError):
+        noted: Exception = PortInUseError(error.errno, said(error.strerror))
+    elif isinstance(error, SmtpLabError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        noted = type(error)(said(error.args[0]))
+    else:
+        noted = ServerStartError(said(str(error)))
+    noted.__cause__ = error.__cause__  # the original's cause, if it had one worth showing
+    noted.__suppress_context__ = True
+    return noted

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Iterable
 
 __all__ = [
+    "AuthWithoutTLSWarning",
     "ClientTimeoutError",
     "HandlerWarning",
     "LabConnectionRefusedError",
@@ -105,6 +106,10 @@ class SmtpLabWarning(UserWarning):
 
 class HandlerWarning(SmtpLabWarning):
     """A learner's handler has a mistake that will make the server refuse mail."""
+
+
+class AuthWithoutTLSWarning(SmtpLabWarning):
+    """A lab server takes AUTH but has no TLS: every AUTH in plain text will get ``538``."""
 
 
 class RemoteBindWarning(SmtpLabWarning):

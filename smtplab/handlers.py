@@ -7,14 +7,19 @@ hiding it: ``start_server(handler=MyHandler())`` runs the learner's hooks unchan
 still captures every message the learner's ``handle_DATA`` accepts.
 
 What the guard adds is what a learner needs when a hook goes wrong: a plain ``def`` instead of
-``async def``, an exception, or a forgotten ``return`` each give the client a clear ``451`` reply
-naming the hook, and the server keeps the details in ``server.errors`` — where stock aiosmtpd
-answers an opaque ``500``.
+``async def``, an exception, a forgotten ``return`` or a reply without its three-digit code each
+give the client a clear ``451`` reply naming the hook, and the server keeps the details in
+``server.errors`` — where stock aiosmtpd answers an opaque ``500``, or sends the malformed line.
+A hook aiosmtpd will never call (``handle_rcpt``, ``handle_MAIL_FROM``) is named, with the one
+meant, when the server starts. A hook's own reply is sent as written: the lab server offers
+ENHANCEDSTATUSCODES, so a real one would write ``"250 2.1.5 OK"`` where a lesson may write
+``"250 OK"``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import logging
 import traceback
@@ -24,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from smtplab import protocol
 from smtplab.mailbox import CapturedMessage, Mailbox
 
 __all__ = ["CaptureHandler", "Directory", "HandlerError", "LabHandler", "check_handler"]
@@ -33,6 +39,13 @@ log = logging.getLogger("smtplab")
 # Hooks aiosmtpd calls outside the usual ``await hook(server, session, envelope, *args)`` shape:
 # handle_STARTTLS is called synchronously, handle_exception with the error only.
 _PASS_THROUGH = frozenset({"handle_STARTTLS", "handle_PROXY", "handle_exception"})
+
+#: Every hook aiosmtpd calls on a handler (aiosmtpd's handler documentation): ``handle_`` and the
+#: command in capitals, and ``handle_exception``. Any other ``handle_`` name is never called.
+HOOKS = frozenset(
+    {f"handle_{command}" for command in ("HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT")}
+    | {"handle_VRFY", "handle_AUTH", "handle_STARTTLS", "handle_PROXY", "handle_exception"}
+)
 
 
 @dataclass(frozen=True)
@@ -60,19 +73,40 @@ class HandlerError:
 def check_handler(handler: object) -> list[str]:
     """Return the problems aiosmtpd would trip over in ``handler``'s hooks, as sentences.
 
-    Today that is a hook written with ``def`` where aiosmtpd needs ``async def``.
+    A hook written with ``def`` where aiosmtpd needs ``async def``, and a ``handle_`` name
+    aiosmtpd never calls (with the hook it probably meant).
     """
     problems = []
     for name in dir(handler):
-        if not name.startswith("handle_") or name in _PASS_THROUGH:
+        if not name.startswith("handle_"):
             continue
         hook = getattr(handler, name)
+        if callable(hook) and name not in HOOKS:
+            problems.append(_never_called(type(handler).__name__, name))
+            continue
+        if name in _PASS_THROUGH:
+            continue
         if callable(hook) and not inspect.iscoroutinefunction(hook):
             problems.append(
                 f"{type(handler).__name__}.{name} is a plain 'def'; aiosmtpd awaits its hooks, "
                 f"so write 'async def {name}(self, server, session, envelope, ...)'."
             )
     return problems
+
+
+def _never_called(owner: str, name: str) -> str:
+    by_command = {hook[len("handle_") :].upper(): hook for hook in HOOKS}
+    wanted = name[len("handle_") :].upper()
+    meant = by_command.get(wanted) or next(
+        (hook for command, hook in by_command.items() if wanted.startswith(f"{command}_")), None
+    )
+    if meant is None:
+        close = difflib.get_close_matches(wanted, list(by_command), n=1, cutoff=0.7)
+        meant = by_command[close[0]] if close else None
+    said = f"{owner}.{name} is never called: aiosmtpd calls handle_<COMMAND> in capitals"
+    if meant is not None:
+        return f"{said} — did you mean {meant}?"
+    return f"{said} ({', '.join(sorted(HOOKS))}); if it is a helper of yours, rename it, e.g. _{name}."
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -283,14 +317,30 @@ class LabHandler:
 def check_reply(name: str, status: Any) -> Any:
     """What a learner's hook returned, checked before aiosmtpd sends it: the one place to do so.
 
+    A reply is a ``str`` starting with a three-digit code (RFC 5321 §4.2); ``handle_EHLO`` (the
+    five-parameter form) returns a list of them. The guard turns each error below into a ``451``
+    naming the hook, so no malformed line reaches the client.
+
     Raises:
-        TypeError: The hook returned ``None`` (a forgotten ``return``); the guard turns it into a
-            ``451`` naming the hook.
+        TypeError: The hook returned ``None`` (a forgotten ``return``), or something not a str.
+        ValueError: The hook returned a line without a reply code, e.g. ``"OK fine"``.
     """
     if status is None:
         raise TypeError(
             f"{name} returned None; return a reply line such as '250 OK' or '550 5.1.1 No such user'."
         )
+    for line in status if isinstance(status, list) and name == "handle_EHLO" else [status]:
+        if not isinstance(line, str):
+            kind = type(line).__name__
+            raise TypeError(
+                f"{name} returned {line!r} ({'an' if kind[0] in 'aeiou' else 'a'} {kind}); return a "
+                "reply line as a str, such as '250 OK' or '550 5.1.1 No such user'."
+            )
+        if any(protocol.reply_code(part) is None for part in line.split("\r\n")):
+            raise ValueError(
+                f"{name} returned {line!r}, which is not an SMTP reply: start it with a three-digit "
+                "code, e.g. '250 OK' or '550 5.1.1 No such user' (RFC 5321 section 4.2)."
+            )
     return status
 
 

@@ -49,7 +49,8 @@ class CapturedMessage:
         peer: The client's address, ``(host, port)``.
         received: When the final ``.`` of ``DATA`` arrived (UTC).
         helo: The name the client gave in ``EHLO``/``HELO``.
-        mail_options: ESMTP parameters of ``MAIL FROM`` (e.g. ``SIZE=1234``).
+        mail_options: ESMTP parameters of ``MAIL FROM``, upper-cased (e.g. ``SIZE=1234``,
+            ``SMTPUTF8``, ``BODY=8BITMIME``).
         rcpt_options: ESMTP parameters of the ``RCPT TO`` commands.
         tls: A summary of the TLS session the message travelled in, or ``None`` for plain text.
         auth_user: The user who authenticated with ``AUTH``, or ``None``.

@@ -33,20 +33,23 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import ReplacedServerWarning, ServerStartError
 from smtplab.render import format_address
-from smtplab.server import LabServer
+from smtplab.server import LabServer, holder
 from smtplab.transcript import Transcript
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["Edit", "LabProxy", "ProxyConnection", "running_proxies", "start_proxy", "stop_all_proxies"]
 
-#: What a lab server started without ``tls=`` answers to STARTTLS (aiosmtpd 1.4.6's words; RFC
-#: 3207 §4 gives 454 for "TLS not available"). The stripping proxy answers the same, so the
-#: client cannot tell it from a server that never offered TLS.
-NO_TLS_REPLY = "454 TLS not available"
+#: What a lab server started without ``tls=`` answers to STARTTLS (aiosmtpd 1.4.6's words, with the
+#: enhanced code the lab adds; RFC 3207 §4 gives 454 for "TLS not available"). The stripping
+#: proxy answers the same, so the client cannot tell it from a server that never offered TLS.
+NO_TLS_REPLY = "454 4.7.0 TLS not available"
 
 _MAX_LINE = 1024 * 1024  # bytes of one line; a longer one ends the connection
 _MAX_REPLY_LINES = 1000  # lines of one multi-line reply
@@ -453,7 +456,9 @@ _RULE = (
 
 # -- the learner's side --------------------------------------------------------------------------
 
-_proxies: Registry[LabProxy] = Registry("lab proxy", replaced=ReplacedServerWarning)
+_proxies: Registry[LabProxy] = Registry(
+    "lab proxy", replaced=ReplacedServerWarning, example="start_proxy(server, name='proxy2')"
+)
 
 
 def running_proxies() -> list[LabProxy]:
@@ -478,7 +483,7 @@ class LabProxy:
         strip_starttls: Whether STARTTLS is deleted from the server's EHLO reply.
         host: The loopback address the proxy listens on.
         name: The proxy's name in :func:`running_proxies`; starting another proxy with the same
-            name stops this one first.
+            name stops this one once the new one listens.
     """
 
     def __init__(
@@ -591,22 +596,38 @@ class LabProxy:
         with self._lock:
             if self.running:
                 return self
-            _proxies.replace_namesake(self, stacklevel=4)
-            sock = listen(self.host, self._port or self._requested_port, what="the lab proxy")
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name=f"smtplab-proxy-{self.name}", daemon=True)
-            thread.start()
+            succession = _proxies.succession(self)
+            port = self._port or self._requested_port
+            sock: socket.socket | None = None
+            loop: asyncio.AbstractEventLoop | None = None
+            thread: threading.Thread | None = None
             try:
+                sock = succession.listen(
+                    lambda: listen(self.host, port, what="the lab proxy", owner=holder),
+                    holds=lambda old: port != 0 and old.port == port,
+                )
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name=f"smtplab-proxy-{self.name}", daemon=True
+                )
+                thread.start()
                 self._server = asyncio.run_coroutine_threadsafe(
                     asyncio.start_server(self._accept, sock=sock, limit=_MAX_LINE), loop
                 ).result(_CONNECT_TIMEOUT)
             except BaseException as error:
-                sock.close()
-                _end_loop(loop, thread)
-                raise ServerStartError(f"the lab proxy could not start: {error!r}") from error
+                if sock is not None:
+                    sock.close()
+                if thread is not None and thread.is_alive():
+                    _end_loop(loop, thread)  # type: ignore[arg-type]
+                elif loop is not None:
+                    loop.close()
+                if sock is None or not isinstance(error, Exception):  # listen() said why already
+                    raise succession.failed(error)  # noqa: B904 - the error itself, saying more
+                failure = ServerStartError(f"the lab proxy could not start: {error!r}")
+                raise succession.failed(failure) from error
             self._port = sock.getsockname()[1]
             self._loop, self._thread = loop, thread
-            _proxies.add(self)
+            succession.done(stacklevel=3)
         return self
 
     def stop(self) -> None:

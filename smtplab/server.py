@@ -15,10 +15,8 @@ insides), whose sessions report back through plain callbacks.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import inspect
-import ipaddress
 import logging
 import os
 import socket
@@ -26,10 +24,12 @@ import stat
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import (
+    AuthWithoutTLSWarning,
     HandlerWarning,
     PortInUseError,
     RemoteBindWarning,
@@ -70,32 +70,42 @@ log = logging.getLogger("smtplab")
 #: (RFC 2606 §2), and a fixed name spares a ``getfqdn()`` DNS lookup per connection.
 DEFAULT_HOSTNAME = "smtplab.test"
 
+#: The AUTH mechanisms a lab server with ``auth=`` offers unless told otherwise: aiosmtpd's PLAIN
+#: and LOGIN, and CRAM-MD5 (RFC 2195) from :mod:`smtplab.auth`.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
 #: Server sessions whose transcripts are kept (oldest forgotten first).
 TRANSCRIPTS_KEPT = 1000
 
 
 # -- the learner's side ------------------------------------------------------------------------
 
-_registry: dict[str, LabServer] = {}
-_registry_lock = threading.Lock()
-_atexit_registered = False
+_servers: Registry[LabServer] = Registry(
+    "lab server", replaced=ReplacedServerWarning, example="start_server(name='lab2')"
+)
 
 
 def running_servers() -> list[LabServer]:
     """Every lab server running in this process (this kernel), oldest first."""
-    with _registry_lock:
-        return list(_registry.values())
+    return _servers.running()
 
 
 def stop_all() -> int:
-    """Stop every lab server running in this process; returns how many were stopped.
+    """Stop every lab server and lab proxy running in this process; returns how many were stopped.
 
-    Also runs at interpreter exit (kernel shutdown or restart).
+    A notebook's clean-up needs only this call (``smtplab.stop_all_proxies()`` stops the proxies
+    alone). Also runs at interpreter exit (kernel shutdown or restart).
     """
-    servers = running_servers()
-    for server in servers:
-        server.stop()
-    return len(servers)
+    from smtplab.proxy import stop_all_proxies  # the proxy module imports this one
+
+    return stop_all_proxies() + _servers.stop_all()  # proxies first: they relay to servers
+
+
+def holder(port: int) -> str | None:
+    """Which lab server or lab proxy of this kernel listens on ``port`` (for a taken port's message)."""
+    from smtplab.proxy import _proxies
+
+    return _servers.holder(port) or _proxies.holder(port)
 
 
 class LabServer:
@@ -108,10 +118,11 @@ class LabServer:
         mailbox: Every captured message (:class:`~smtplab.mailbox.Mailbox`); kept across
             restarts.
         limits: The :class:`~smtplab.limits.Limits` the server enforces.
-        errors: Mistakes in the learner's handler hooks (:class:`~smtplab.handlers.HandlerError`),
-            newest last.
+        errors: Mistakes in the learner's handler hooks, and any unexpected error in a session
+            (hook ``"the SMTP session"``), as :class:`~smtplab.handlers.HandlerError`, newest last.
         name: The server's name in :func:`running_servers`; starting another server with the
-            same name stops this one first.
+            same name stops this one once the new one listens (a start that fails leaves it running).
+        observer_errors: Exceptions raised by observers (:meth:`observe`), newest last.
     """
 
     def __init__(
@@ -127,6 +138,7 @@ class LabServer:
         tls: TLSMode = None,
         require_tls: bool = False,
         auth: Mapping[str, str] | LabAuthenticator | None = None,
+        auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
         lab_tls: LabTLS | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
@@ -143,7 +155,7 @@ class LabServer:
         self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
-        if not _is_loopback(host):
+        if not is_loopback(host):
             if not allow_remote:
                 raise ValueError(
                     f"the host {host!r} is not a loopback address, so other machines could reach the "
@@ -187,11 +199,23 @@ class LabServer:
         self.require_tls = require_tls
         self._lab_tls = lab_tls
         self.auth = _checked_auth(auth)
+        self.auth_mechanisms = _checked_mechanisms(auth_mechanisms, self.auth, options)
+        if self.auth is not None and tls is None and options.get("auth_require_tls", True):
+            warnings.warn(
+                "this lab server takes AUTH but has no TLS, and AUTH in plain text gets 538 5.7.11 "
+                "Encryption required (the EHLO reply does not even offer AUTH): passwords are not "
+                "sent unencrypted. Start it with tls='starttls' (or tls='implicit'), or, for a "
+                "lesson about passwords on the wire, pass auth_require_tls=False.",
+                AuthWithoutTLSWarning,
+                stacklevel=3,
+            )
         self.errors: list[HandlerError] = []
         self._options = options
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
         self._controller: LabController | None = None
         self._lock = threading.RLock()
+        self._observers: list[Callable[[LabServer], object]] = []
+        self.observer_errors: list[Exception] = []
 
     # -- facts ----------------------------------------------------------------------------
 
@@ -260,6 +284,34 @@ class LabServer:
         )
         return f"<LabServer {self.name!r} {state}{extras}, {len(self.mailbox)} message(s)>"
 
+    # -- observers -------------------------------------------------------------------------
+
+    def observe(self, callback: Callable[[LabServer], object]) -> Callable[[LabServer], object]:
+        """Call ``callback(server)`` after each start and each stop; returns it (a decorator too).
+
+        For views of the server (``ServerPanel``): read ``server.running`` in the callback. It
+        runs on the thread that started or stopped the server, after the change; an exception
+        in it is kept in :attr:`observer_errors`, never raised into ``start()`` or ``stop()``.
+        """
+        with self._lock:
+            self._observers.append(callback)
+        return callback
+
+    def unobserve(self, callback: Callable[[LabServer], object]) -> None:
+        """Stop calling ``callback``."""
+        with self._lock:
+            if callback in self._observers:
+                self._observers.remove(callback)
+
+    def _tell_observers(self) -> None:
+        with self._lock:
+            observers = list(self._observers)
+        for callback in observers:
+            try:
+                callback(self)
+            except Exception as error:  # noqa: BLE001 - kept for the learner to read
+                self.observer_errors.append(error)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> LabServer:
@@ -272,53 +324,72 @@ class LabServer:
         with self._lock:
             if self.running:
                 return self
-            _replace_namesake(self)
-            options = self._smtp_options()  # builds TLS contexts before any socket exists
-            if self.unix_socket:
-                sock = _bind_unix(self._unix_path())
-            else:
-                sock = _bind(self.host, self._port or self._requested_port)
-            handler = LabHandler(
-                self.capture,
-                self.handler,
-                report=self._report,
-                directory=self.directory,
-                reply_delay=self.reply_delay,
-            )
-            if self.auth is not None:
-                from smtplab.auth import auth_cram_md5
-
-                # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
-                # by its @auth_mechanism decorator.
-                handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
-            bound = sock.getsockname()
-            where = bound if isinstance(bound, str) else bound[1]
-            from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
-
-            controller = LabController(
-                handler,
-                sock,
-                limits=self.limits,
-                callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
-                name=f"smtplab-server-{where}",
-                server_hostname=self.hostname,
-                ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
-                ready_timeout=self.ready_timeout,
-                **options,
-            )
+            succession = _servers.succession(self)
+            sock: socket.socket | None = None
+            controller: LabController | None = None
             try:
+                options = self._smtp_options()  # builds TLS contexts before any socket exists
+                sock = succession.listen(self._listen, holds=self._holds)
+                controller = self._controller_for(sock, options)
                 controller.start()
             except BaseException as error:
-                controller.stop(no_assert=True)
-                if isinstance(error, SmtpLabError):
-                    raise
-                raise ServerStartError(f"the lab server could not start: {error}") from error
+                if controller is not None:
+                    controller.stop(no_assert=True)  # closes the socket too
+                elif sock is not None:
+                    sock.close()
+                if isinstance(error, SmtpLabError) or not isinstance(error, Exception):
+                    raise succession.failed(error)  # noqa: B904 - the error itself, saying more
+                failure = ServerStartError(f"the lab server could not start: {error}")
+                raise succession.failed(failure) from error
             if not self.unix_socket:
                 self._port = sock.getsockname()[1]
             self._controller = controller
-            _register(self)
+            succession.done(stacklevel=3)
             log.info("lab server %r listening on %s", self.name, self.address)
+        self._tell_observers()
         return self
+
+    def _listen(self) -> socket.socket:
+        if self.unix_socket:
+            return _bind_unix(self._unix_path())
+        return listen(self.host, self._port or self._requested_port, what="the lab server", owner=holder)
+
+    def _holds(self, other: LabServer) -> bool:
+        """Whether ``other`` listens where this server is about to (the same port or socket)."""
+        if self.unix_socket:
+            return other.socket_path is not None and other.socket_path == self._unix_path()
+        port = self._port or self._requested_port
+        return port != 0 and not other.unix_socket and other.port == port
+
+    def _controller_for(self, sock: socket.socket, options: dict[str, Any]) -> LabController:
+        handler = LabHandler(
+            self.capture,
+            self.handler,
+            report=self._report,
+            directory=self.directory,
+            reply_delay=self.reply_delay,
+        )
+        if self.auth is not None and "CRAM-MD5" in self.auth_mechanisms:
+            from smtplab.auth import auth_cram_md5
+
+            # aiosmtpd has PLAIN and LOGIN built in; CRAM-MD5 (RFC 2195) comes from us, named
+            # by its @auth_mechanism decorator.
+            handler.auth_cram_md5 = auth_cram_md5  # type: ignore[attr-defined]
+        bound = sock.getsockname()
+        where = bound if isinstance(bound, str) else bound[1]
+        from smtplab._aiosmtpd import AIOSMTPD_VERSION, Callbacks, LabController
+
+        return LabController(
+            handler,
+            sock,
+            limits=self.limits,
+            callbacks=Callbacks(opened=self._session_opened, handler_error=self._report),
+            name=f"smtplab-server-{where}",
+            server_hostname=self.hostname,
+            ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
+            ready_timeout=self.ready_timeout,
+            **options,
+        )
 
     def _smtp_options(self) -> dict[str, Any]:
         options = dict(self._options)
@@ -329,6 +400,9 @@ class LabServer:
             options["require_starttls"] = self.require_tls
         if self.auth is not None:
             options["authenticator"] = self.auth
+            left_out = [name for name in AUTH_MECHANISMS if name not in self.auth_mechanisms]
+            if left_out:
+                options["auth_exclude_mechanism"] = left_out
         return options
 
     def stop(self) -> None:
@@ -337,13 +411,12 @@ class LabServer:
             controller, self._controller = self._controller, None
             if controller is None:
                 return
-            with _registry_lock:
-                if _registry.get(self.name) is self:
-                    del _registry[self.name]
+            _servers.discard(self)
             controller.stop()
             self.mailbox.close()
             if self._socket_path is not None:
                 _remove_socket(self._socket_path, self._socket_dir)
+        self._tell_observers()
 
     def _unix_path(self) -> str:
         """Where the Unix-domain socket goes: kept across restarts."""
@@ -381,7 +454,8 @@ class LabServer:
     def _report(self, hook: str, error: BaseException) -> str:
         failure = describe_failure(hook, error)
         self.errors.append(failure)
-        log.error("lab server %r: %s", self.name, failure)
+        # One line: the traceback is in server.errors, not printed into the notebook or terminal.
+        log.error("lab server %r: %s failed: %s: %s", self.name, hook, type(error).__name__, error)
         return failure.reply
 
 
@@ -397,6 +471,7 @@ def start_server(
     tls: TLSMode = None,
     require_tls: bool = False,
     auth: Mapping[str, str] | LabAuthenticator | None = None,
+    auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
     lab_tls: LabTLS | None = None,
     limits: Limits | Mapping[str, Any] | None = None,
     unix_socket: str | os.PathLike[str] | bool = False,
@@ -418,7 +493,7 @@ def start_server(
         port: The TCP port; ``0`` lets the operating system pick a free one (``server.port`` says which).
         handler: Your own aiosmtpd handler (``async def handle_RCPT(...)`` …); what its ``handle_DATA``
             accepts is still captured.
-        name: The server's name; starting one with the name of a running server stops that one first.
+        name: The server's name; a running server of that name is stopped once this one listens.
         hostname: The name the server gives in its greeting and EHLO reply.
         maildir: A directory to also write every message to, in Maildir format (it survives restarts).
         mailbox: The :class:`~smtplab.mailbox.Mailbox` to capture into (a new one, bounded by ``limits``, if
@@ -428,6 +503,7 @@ def start_server(
         require_tls: With ``tls="starttls"``, refuse mail (``530``) until the client has sent STARTTLS.
         auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
             (refused in plain text with ``538``).
+        auth_mechanisms: The AUTH mechanisms offered, e.g. ``("PLAIN", "LOGIN")`` to leave CRAM-MD5 out.
         lab_tls: The certificate authority and certificate to use (default: the process-wide
             ``default_lab_tls()``).
         limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
@@ -463,6 +539,7 @@ def start_server(
         tls=tls,
         require_tls=require_tls,
         auth=auth,
+        auth_mechanisms=auth_mechanisms,
         lab_tls=lab_tls,
         limits=limits,
         unix_socket=unix_socket,
@@ -524,6 +601,39 @@ def _limits(limits: Limits | Mapping[str, Any] | None, options: dict[str, Any]) 
     raise TypeError(f"limits must be a smtplab.Limits or a dict of its fields, not {limits!r}")
 
 
+def _checked_mechanisms(
+    mechanisms: Any, auth: LabAuthenticator | None, options: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """``auth_mechanisms=`` upper-cased and checked: known names, with ``auth=``, alone."""
+    if isinstance(mechanisms, str) or not isinstance(mechanisms, (tuple, list)):
+        raise ValueError(
+            f"auth_mechanisms takes a tuple of mechanism names, e.g. auth_mechanisms=('PLAIN',), "
+            f"not {mechanisms!r}"
+        )
+    chosen = tuple(dict.fromkeys(str(name).upper() for name in mechanisms))
+    if chosen == AUTH_MECHANISMS:
+        return chosen
+    if auth is None:
+        raise ValueError(
+            "auth_mechanisms= chooses among the mechanisms of auth=: give auth= too, e.g. "
+            "auth={'alice': 'wonderland'}"
+        )
+    if not chosen:
+        raise ValueError(f"auth_mechanisms needs at least one of {', '.join(AUTH_MECHANISMS)}")
+    for name in chosen:
+        if name not in AUTH_MECHANISMS:
+            import difflib
+
+            close = difflib.get_close_matches(name, AUTH_MECHANISMS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"no AUTH mechanism {name!r} here; a lab server offers {', '.join(AUTH_MECHANISMS)}.{hint}"
+            )
+    if "auth_exclude_mechanism" in options:
+        raise ValueError("give either auth_mechanisms= or aiosmtpd's auth_exclude_mechanism=, not both")
+    return chosen
+
+
 def _checked_auth(auth: Any) -> LabAuthenticator | None:
     if auth is None:
         return None
@@ -534,53 +644,6 @@ def _checked_auth(auth: Any) -> LabAuthenticator | None:
     if not isinstance(auth, Mapping) or not auth:
         raise ValueError('auth must map user names to passwords, e.g. auth={"alice": "wonderland"}')
     return LabAuthenticator(auth)
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("", "0.0.0.0", "::"):
-        return False
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return False
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind and listen on ``host:port`` at once, turning a taken port into a clear error."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as error:
-        raise ServerStartError(f"cannot resolve host {host!r}: {error}") from error
-    sock = socket.socket(family, kind, proto)
-    try:
-        if os.name == "posix":
-            # Rebind at once after a restart even with old connections in TIME_WAIT; Linux still
-            # refuses the port while another socket listens on it (RFC 793 TIME-WAIT aside).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            owner = next((s for s in running_servers() if s.port == port), None)
-            who = f"the lab server {owner.name!r} in this kernel" if owner else "another program"
-            raise PortInUseError(
-                errno.EADDRINUSE,
-                f"port {port} on {host} is already in use (by {who}). Use port=0 to let the "
-                "operating system pick a free port, or stop the other server "
-                "(smtplab.running_servers() lists this kernel's).",
-            ) from None
-        if error.errno == errno.EACCES:
-            raise ServerStartError(
-                f"not allowed to listen on port {port}: ports below 1024 need administrator "
-                "rights. Use port=0, or a port such as 2525 or 8025."
-            ) from error
-        raise ServerStartError(f"cannot listen on {host}:{port}: {error}") from error
-    return sock
 
 
 def _bind_unix(path: str) -> socket.socket:
@@ -652,28 +715,3 @@ def _hint_shared_host(user: str) -> None:
         SharedHostWarning,
         stacklevel=4,
     )
-
-
-def _replace_namesake(server: LabServer) -> None:
-    from smtplab.render import format_address
-
-    with _registry_lock:
-        old = _registry.get(server.name)
-    if old is not None and old is not server:
-        old.stop()
-        warnings.warn(
-            f"stopped the lab server {old.name!r} that was running on "
-            f"{format_address(old.address)} to start this one. Give servers different "
-            "names to run several at once, e.g. start_server(name='lab2').",
-            ReplacedServerWarning,
-            stacklevel=4,
-        )
-
-
-def _register(server: LabServer) -> None:
-    global _atexit_registered
-    with _registry_lock:
-        _registry[server.name] = server
-        if not _atexit_registered:
-            atexit.register(stop_all)
-            _atexit_registered = True

@@ -167,10 +167,38 @@ def test_check_handler_names_every_plain_def_hook():
     assert "Learner.handle_NOOP is a plain 'def'" in problem and "async def handle_NOOP" in problem
 
 
+def test_check_handler_suggests_the_hook_a_misspelled_name_meant():
+    class Typos:
+        async def handle_rcpt(self, server, session, envelope, address, rcpt_options): ...
+        async def handle_Data(self, server, session, envelope): ...
+        async def handle_RCPT_TO(self, server, session, envelope, address, rcpt_options): ...
+        async def handle_bounce(self, message): ...  # a helper of the learner's
+        async def handle_exception(self, error): ...  # called by aiosmtpd, lower case
+
+    problems = check_handler(Typos())
+    assert [problem.split(" is never called")[0] for problem in problems] == [
+        "Typos.handle_Data",
+        "Typos.handle_RCPT_TO",
+        "Typos.handle_bounce",
+        "Typos.handle_rcpt",
+    ]
+    data, rcpt_to, bounce, rcpt = problems
+    assert data.endswith("did you mean handle_DATA?") and rcpt.endswith("did you mean handle_RCPT?")
+    assert rcpt_to.endswith("did you mean handle_RCPT?")
+    assert "aiosmtpd calls handle_<COMMAND> in capitals" in bounce and "rename it" in bounce
+
+
 def test_check_reply_is_where_a_hooks_reply_is_checked():
     assert check_reply("handle_RCPT", "250 OK") == "250 OK"
+    assert check_reply("handle_EHLO", ["250-lab.test", "250 HELP"]) == ["250-lab.test", "250 HELP"]
     with pytest.raises(TypeError, match="handle_RCPT returned None"):
         check_reply("handle_RCPT", None)
+    with pytest.raises(ValueError, match=r"handle_RCPT returned 'OK fine', which is not an SMTP reply"):
+        check_reply("handle_RCPT", "OK fine")
+    with pytest.raises(TypeError, match=r"handle_MAIL returned 250 \(an int\)"):
+        check_reply("handle_MAIL", 250)
+    with pytest.raises(ValueError, match=r"handle_EHLO returned 'HELP'"):
+        check_reply("handle_EHLO", ["250-lab.test", "HELP"])
 
 
 def test_a_failure_reply_is_one_short_ascii_line():

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import smtplib
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ def lesson_server(**options: object) -> Iterator[smtplab.LabServer]:
     server = smtplab.start_server(
         tls="starttls",
         auth={"alice": "wonderland"},
-        auth_exclude_mechanism=["CRAM-MD5"],  # as most submission servers: PLAIN and LOGIN only
+        auth_mechanisms=("PLAIN", "LOGIN"),  # as most submission servers offer
         name="proxied",
         **options,
     )
@@ -367,6 +368,16 @@ def test_a_proxy_of_the_same_name_replaces_the_old_one():
             second = smtplab.start_proxy(server)
         assert not first.running and smtplab.running_proxies() == [second]
         assert smtplab.stop_all_proxies() == 1 and not second.running
+
+
+def test_a_failed_start_leaves_the_running_proxy_of_the_same_name_running():
+    with lesson_server() as server, smtplab.start_proxy(server) as running:
+        with socket.socket() as squatter:
+            squatter.bind(("127.0.0.1", 0))
+            squatter.listen()
+            with pytest.raises(smtplab.PortInUseError, match=r"The lab proxy .proxy. on .* is still running"):
+                smtplab.start_proxy(server, port=squatter.getsockname()[1])
+        assert running.running and smtplab.running_proxies() == [running]
 
 
 def test_an_unreachable_server_gets_the_client_a_421():

@@ -6,14 +6,19 @@ import email.policy
 import smtplib
 import socket
 import time
+import warnings
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import smtplab
-from smtplab.errors import HandlerWarning, RemoteBindWarning, ReplacedServerWarning
+from smtplab._aiosmtpd import LabController
+from smtplab.errors import AuthWithoutTLSWarning, HandlerWarning, RemoteBindWarning, ReplacedServerWarning
 from tests.conftest import free_port, open_fds, thread_names
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def send(server: smtplab.LabServer, message: EmailMessage | bytes, **kwargs) -> dict:
@@ -112,7 +117,9 @@ def test_port_taken_by_another_lab_server_names_it():
 def test_same_name_replaces_the_old_server_and_frees_its_port():
     port = free_port()
     old = smtplab.start_server(port=port, name="cell")
-    with pytest.warns(ReplacedServerWarning, match="stopped the lab server 'cell'"):
+    with pytest.warns(
+        ReplacedServerWarning, match=r"stopped the lab server 'cell'.*start_server\(name='lab2'\)"
+    ):
         new = smtplab.start_server(port=port, name="cell")
     try:
         assert not old.running and new.running and new.port == port
@@ -121,12 +128,104 @@ def test_same_name_replaces_the_old_server_and_frees_its_port():
         new.stop()
 
 
+def test_a_failed_start_leaves_the_running_namesake_running():
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        with smtplab.start_server() as running:  # the default name, "lab"
+            with pytest.raises(smtplab.PortInUseError) as caught:
+                smtplab.start_server(port=taken)
+            assert f"The lab server 'lab' on 127.0.0.1:{running.port} is still running" in str(caught.value)
+            assert running.running and smtplab.running_servers() == [running]
+            send(running, simple_message("still here"))
+            assert running.mailbox.wait_for(1)[0].subject == "still here"
+
+
+def test_a_namesake_on_the_same_port_is_restored_when_the_new_server_fails(monkeypatch):
+    port = free_port()
+    with smtplab.start_server(port=port) as old:
+        send(old, simple_message("before"))
+
+        start = LabController.start
+        failures = [OSError("no threads left")]  # the new server's start fails, the old one's not
+
+        def fail_once(self):
+            if failures:
+                raise failures.pop()
+            start(self)
+
+        monkeypatch.setattr(LabController, "start", fail_once)
+        with pytest.raises(smtplab.ServerStartError) as caught:
+            smtplab.start_server(port=port)
+        message = str(caught.value)
+        assert message.startswith("the lab server could not start: no threads left. ")
+        assert f"The lab server 'lab' was stopped to free port {port}, and is running again" in message
+        assert old.running and old.port == port and smtplab.running_servers() == [old]
+        send(old, simple_message("after"))
+        assert [m.subject for m in old.mailbox.wait_for(2)] == ["before", "after"]
+
+
+def test_a_namesake_is_stopped_only_once_its_successor_is_bound():
+    with smtplab.start_server(name="cell") as old:
+        stopped_while: list[bool] = []
+        stop = old.stop
+
+        def watched_stop() -> None:  # when the old one stops, the new one listens already
+            stopped_while.append(len(thread_names()) == len(threads) + 1)
+            stop()
+
+        threads = thread_names()
+        old.stop = watched_stop  # type: ignore[method-assign]
+        with pytest.warns(ReplacedServerWarning):
+            new = smtplab.start_server(name="cell")
+        try:
+            assert stopped_while == [True] and not old.running and new.running
+            assert smtplab.running_servers() == [new]
+        finally:
+            new.stop()
+
+
+def test_observers_hear_each_start_and_stop():
+    server = smtplab.LabServer(name="watched")
+    seen: list[bool] = []
+
+    @server.observe
+    def record(observed: smtplab.LabServer) -> None:
+        seen.append(observed.running)
+
+    def broken(observed: smtplab.LabServer) -> None:
+        raise RuntimeError("a bug in an observer")
+
+    server.observe(broken)
+    server.start()
+    server.restart()
+    server.stop()
+    server.stop()  # already stopped: nothing to tell
+    assert seen == [True, False, True, False]
+    assert [str(error) for error in server.observer_errors] == ["a bug in an observer"] * 4
+    server.unobserve(record)
+    server.unobserve(broken)
+    server.unobserve(broken)  # not observing: nothing to do
+    with server:
+        pass
+    assert len(seen) == 4
+
+
 def test_running_servers_and_stop_all():
     a = smtplab.start_server(name="a")
     b = smtplab.start_server(name="b")
     assert smtplab.running_servers() == [a, b]
     assert smtplab.stop_all() == 2
     assert not a.running and not b.running and smtplab.running_servers() == []
+
+
+def test_stop_all_stops_proxies_too():
+    server = smtplab.start_server(name="relayed")
+    proxy = smtplab.start_proxy(server)
+    assert smtplab.stop_all() == 2
+    assert not server.running and not proxy.running and smtplab.running_proxies() == []
+    assert smtplab.stop_all_proxies() == 0  # still there, for code that calls it
 
 
 def test_ipv6_loopback():
@@ -149,10 +248,74 @@ def test_remote_host_needs_explicit_opt_in():
 
 
 def test_opting_in_to_remote_warns(monkeypatch):
-    monkeypatch.setattr("smtplab.server._is_loopback", lambda host: False)
+    monkeypatch.setattr("smtplab.server.is_loopback", lambda host: False)
     with pytest.warns(RemoteBindWarning, match="reachable beyond this machine"):
         server = smtplab.LabServer(allow_remote=True)
     assert not server.running
+
+
+def test_auth_without_tls_warns_that_it_can_only_get_538_unless_the_lesson_opts_in():
+    with pytest.warns(AuthWithoutTLSWarning, match=r"AUTH in plain text gets 538 5\.7\.11") as caught:
+        server = smtplab.start_server(auth={"alice": "wonderland"}, name="no-tls")
+    (warning,) = caught
+    assert warning.filename == __file__  # it points at the learner's line
+    message = str(warning.message)
+    assert "tls='starttls'" in message and "auth_require_tls=False" in message
+    with server, smtplib.SMTP(*server.address, timeout=5) as client:
+        client.ehlo()
+        assert not client.has_extn("auth")
+        assert client.docmd("AUTH", "PLAIN AGFsaWNlAHdvbmRlcmxhbmQ=")[0] == 538
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each fix it names works, without the warning
+        with smtplab.start_server(
+            auth={"alice": "wonderland"}, auth_require_tls=False, name="opted"
+        ) as opted:
+            with smtplib.SMTP(*opted.address, timeout=5) as client:
+                assert client.login("alice", "wonderland")[0] == 235
+        with smtplab.start_server(auth={"alice": "wonderland"}, tls="starttls", name="tls") as tls:
+            with smtplib.SMTP(*tls.address, timeout=5) as client:
+                client.starttls(context=tls.client_context())
+                assert client.login("alice", "wonderland")[0] == 235
+
+
+def test_auth_mechanisms_chooses_what_auth_offers():
+    with smtplab.start_server(
+        tls="starttls", auth={"alice": "wonderland"}, auth_mechanisms=("PLAIN", "login"), name="pl"
+    ) as server:
+        assert server.auth_mechanisms == ("PLAIN", "LOGIN")
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.starttls(context=server.client_context())
+            client.ehlo()
+            assert client.esmtp_features["auth"].split() == ["LOGIN", "PLAIN"]  # no CRAM-MD5
+            assert client.docmd("AUTH", "CRAM-MD5")[0] == 504
+            assert client.login("alice", "wonderland")[0] == 235
+    with smtplab.start_server(tls="starttls", auth={"alice": "wonderland"}, name="all") as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.starttls(context=server.client_context())
+            client.ehlo()
+            assert client.esmtp_features["auth"].split() == ["CRAM-MD5", "LOGIN", "PLAIN"]  # all three
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"auth_mechanisms": ("CRAM_MD5",)}, r"no AUTH mechanism 'CRAM_MD5'.*Did you mean 'CRAM-MD5'\?"),
+        ({"auth_mechanisms": ()}, r"auth_mechanisms needs at least one of PLAIN, LOGIN, CRAM-MD5"),
+        ({"auth_mechanisms": "PLAIN"}, r"a tuple of mechanism names, e\.g\. auth_mechanisms=\('PLAIN',\)"),
+        (
+            {"auth_mechanisms": ("PLAIN",), "auth_exclude_mechanism": ["LOGIN"]},
+            r"give either auth_mechanisms= or aiosmtpd's auth_exclude_mechanism=",
+        ),
+    ],
+)
+def test_auth_mechanisms_mistakes_are_named(options, error):
+    with pytest.raises(ValueError, match=error):
+        smtplab.LabServer(tls="starttls", auth={"alice": "wonderland"}, **options)
+
+
+def test_auth_mechanisms_needs_auth():
+    with pytest.raises(ValueError, match=r"auth_mechanisms= chooses among the mechanisms of auth="):
+        smtplab.LabServer(auth_mechanisms=("PLAIN",))
 
 
 def test_unknown_option_is_named_with_a_suggestion():
@@ -178,6 +341,20 @@ def test_messages_from_smtplib_arrive_intact(lab_server):
     assert captured.peer[0] == "127.0.0.1"
     assert captured.helo and captured.id in captured.transcript.text()
     assert captured.flags == ()
+
+
+def test_non_ascii_addresses_are_refused_without_smtputf8_and_recorded_with_it(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        client.ehlo()
+        client.sock.sendall("MAIL FROM:<jörg@例え.test>\r\n".encode())  # smtplib would refuse to send it
+        code, text = client.getreply()
+        assert code == 553 and text.startswith(b"5.6.7 Non-ASCII sender address refused")
+        message = simple_message("Grüße")
+        message.replace_header("From", "Jörg <jörg@例え.test>")
+        client.send_message(message)  # stdlib smtplib adds SMTPUTF8 and BODY=8BITMIME
+    captured = lab_server.mailbox.wait_for(1)[0]
+    assert captured.mail_from == "jörg@例え.test" and captured.subject == "Grüße"
+    assert captured.mail_options[1:] == ("SMTPUTF8", "BODY=8BITMIME")  # after SIZE=…
 
 
 def test_multipart_with_attachment_arrives_intact(lab_server):
@@ -264,12 +441,19 @@ class ForgetsReturn:
         envelope.mail_from = address
 
 
+class NoCode:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        envelope.rcpt_tos.append(address)
+        return "OK fine"  # no reply code: a malformed line on the wire
+
+
 @pytest.mark.parametrize(
     ("handler", "hook", "expected"),
     [
         (SyncData(), "handle_DATA", "must be 'async def'"),
         (Crashes(), "handle_RCPT", "ZeroDivisionError: division by zero"),
         (ForgetsReturn(), "handle_MAIL", "returned None"),
+        (NoCode(), "handle_RCPT", "returned 'OK fine', which is not an SMTP reply"),
     ],
 )
 def test_handler_mistakes_give_a_clear_reply_and_a_readable_error(handler, hook, expected):
@@ -289,6 +473,41 @@ def test_handler_mistakes_give_a_clear_reply_and_a_readable_error(handler, hook,
     assert len(server.mailbox) == 0
 
 
+class ForgetsToAppend:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        return "250 2.1.5 OK"  # but envelope.rcpt_tos stays empty
+
+
+@pytest.mark.server_options(handler=ForgetsToAppend())
+def test_a_503_after_accepted_recipients_says_the_handler_kept_none(lab_server):
+    with smtplib.SMTP(*lab_server.address, timeout=5) as client:
+        client.ehlo()
+        client.mail("a@example.test")
+        assert client.rcpt("b@example.test")[0] == 250
+        code, text = client.docmd("DATA")
+    assert code == 503 and text.decode().startswith("5.5.1 Error: need RCPT command: no recipient is")
+    assert "handle_RCPT answered 2xx to 1 RCPT TO" in text.decode()
+    assert "append it to envelope.rcpt_tos" in text.decode()
+
+
+class Misspelled:
+    async def handle_rcpt(self, server, session, envelope, address, rcpt_options):
+        return "550 5.1.1 nobody here"
+
+    async def handle_MAIL_FROM(self, server, session, envelope, address, mail_options):
+        return "250 OK"
+
+
+def test_misspelled_hooks_are_named_with_the_one_aiosmtpd_calls():
+    with pytest.warns(HandlerWarning) as caught:
+        server = smtplab.LabServer(handler=Misspelled())
+    assert not server.running
+    warned = sorted(str(w.message) for w in caught)
+    assert warned[0].startswith("Misspelled.handle_MAIL_FROM is never called: aiosmtpd calls")
+    assert "did you mean handle_MAIL?" in warned[0]
+    assert warned[1].startswith("Misspelled.handle_rcpt is never called") and "handle_RCPT?" in warned[1]
+
+
 def test_maildir_survives_a_restart(tmp_path):
     maildir = tmp_path / "Maildir"
     with smtplab.start_server(maildir=maildir, name="md") as server:
@@ -303,6 +522,39 @@ def test_maildir_survives_a_restart(tmp_path):
     assert [m["Subject"] for m in stored] == ["kept 1", "kept 2"]
     assert stored[0]["Return-Path"] == "<alice@example.test>"
     assert stored[0]["Delivered-To"] == "bob@example.test"
+
+
+QUIET_SCRIPT = """
+import socket, ssl, smtplab
+from tests.wire import Wire
+
+class Broken:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        raise ValueError("a mistake in a hook")
+
+with smtplab.start_server(tls="starttls", handler=Broken()) as server:
+    with Wire(server.address) as wire:  # a client that gives up on the TLS handshake
+        wire.line(), wire.command("EHLO x"), wire.command("STARTTLS")
+        wire.send(b"\\x16\\x03\\x01\\x00\\x05hello")
+        wire.rest()
+    with Wire(server.address) as wire:  # binary data, and a hook that raises
+        wire.line(), wire.command(b"\\x16\\x03\\x01\\x00\\x05hello"), wire.command("EHLO x")
+        wire.command("MAIL FROM:<a@example.test>"), wire.command("RCPT TO:<b@example.test>")
+        wire.command("QUIT")
+print(len(server.errors), "error(s) kept")
+"""
+
+
+def test_nothing_is_printed_on_stderr_by_a_lab_server_in_trouble():
+    # With no logging set up, as in a notebook or under `smtplab serve`, Python prints any log
+    # record of WARNING or more on stderr: aiosmtpd's tracebacks and smtplab's own reports.
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "1 error(s) kept\n")
 
 
 def test_server_transcripts_record_each_session(lab_server):

@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtplib.protocol import SMTPProtocol
 
-from smtplab import _aiosmtpd, _aiosmtplib
+from smtplab import _aiosmtpd, _aiosmtplib, handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = {"_aiosmtpd.py", "_aiosmtplib.py"}
@@ -50,6 +50,7 @@ PRIVATE_NAMES = (
     "_authenticator",
     "_authenticate",
     "_transports",
+    "_handle_client",
     "__signature__",
 )
 
@@ -84,6 +85,7 @@ SMTP_METHODS = {
     "_call_handler_hook": (["self", "command", "args"], True),
     "_syntax_available": (["self", "method"], False),
     "_authenticate": (["self", "mechanism", "auth_data"], False),
+    "_handle_client": (["self"], True),
     # Public, but overridden or called by the adapter with these arguments:
     "push": (["self", "status"], True),
     "check_helo_needed": (["self", "helo"], True),
@@ -93,6 +95,7 @@ SMTP_METHODS = {
     "connection_lost": (["self", "error"], False),
     "data_received": (["self", "data"], False),
     "eof_received": (["self"], False),
+    "handle_exception": (["self", "error"], True),
     **{f"smtp_{verb}": (["self", "arg"], True) for verb in ("MAIL", "RCPT", "DATA", "AUTH", "HELP", "EXPN")},
     "smtp_EHLO": (["self", "hostname"], True),
 }
@@ -160,7 +163,33 @@ def test_stock_replies_the_adapter_rewords_are_still_sent_word_for_word() -> Non
     # Join literals split over lines, then look for each text as a whole string literal.
     source = re.sub(r"""(['"])\s*\n\s*(['"])""", "", inspect.getsource(aiosmtpd.smtp))
     for text in _aiosmtpd.STOCK_REPLIES:
-        assert f"'{text}'" in source or f'"{text}"' in source, f"aiosmtpd no longer sends {text!r}"
+        written = [f"'{text}'", f'"{text}"']
+        if "{" in text:  # a value in it: an f-string, or a literal and the value joined by +
+            written += [f"f'{text}'", f'f"{text}"']
+            prefix, _, name = text.rpartition("{")
+            written += [f"'{prefix}' + {name.rstrip('}')}", f'"{prefix}" + {name.rstrip("}")}']
+            if text.endswith("}"):  # or built up: syntaxerr = '501 Syntax: …'; syntaxerr += '…'
+                written += [f"'{prefix}'", f'"{prefix}"']
+        assert any(form in source for form in written), f"aiosmtpd no longer sends {text!r}"
+
+
+def test_aiosmtpd_logs_to_mail_log_and_wraps_a_failed_starttls_handshake() -> None:
+    # The adapter quiets the "mail.log" logger on lab servers' threads, and tells a client's
+    # failed STARTTLS handshake (TLSSetupException, raised from the ssl error) from a bug.
+    assert aiosmtpd.smtp.log.name == "mail.log"
+    assert issubclass(aiosmtpd.smtp.TLSSetupException, Exception)
+    source = inspect.getsource(SMTP.smtp_STARTTLS)
+    assert "raise TLSSetupException() from error" in source
+    assert "status = await self.handle_exception(error)" in inspect.getsource(SMTP._handle_client)
+
+
+def test_the_hooks_aiosmtpd_calls_are_the_ones_the_guard_knows() -> None:
+    # smtplab.handlers.HOOKS names every hook aiosmtpd calls; a learner's other handle_ names warn.
+    source = inspect.getsource(aiosmtpd.smtp)
+    called = set(re.findall(r"""_call_handler_hook\(\s*['"](\w+)['"]""", source))
+    called |= set(re.findall(r"""_handle_hooks\.get\(\s*['"](\w+)['"]""", source))
+    called |= {"exception"} if "self.event_handler.handle_exception(" in source else set()
+    assert {f"handle_{name}" for name in called} == handlers.HOOKS
 
 
 def test_session_keeps_login_data_in_a_private_attribute(loop: asyncio.AbstractEventLoop) -> None:

@@ -103,6 +103,47 @@ def test_server_panel_controls_a_given_server_and_leaves_it_running(lab_server):
     assert lab_server.running
 
 
+def test_server_panel_follows_a_server_started_and_stopped_from_code(lab_server):
+    panel = ServerPanel(lab_server)
+    try:
+        lab_server.stop()
+        assert panel.state.value == "stopped" and panel.stop_button.disabled
+        assert not panel.start_button.disabled
+        lab_server.start()
+        assert panel.state.value == "running" and panel.address.value == f"127.0.0.1:{lab_server.port}"
+        smtplab.stop_all()
+        assert panel.state.value == "stopped" and panel.address.value == ""
+    finally:
+        panel.close()
+    lab_server.start()
+    assert panel.state.value == "stopped", "a closed panel no longer follows the server"
+
+
+def test_widgets_keep_showing_what_happened_when_their_server_stops(lab_server):
+    view, composer, panel = MailboxView(lab_server.mailbox), Composer(lab_server), ServerPanel(lab_server)
+    try:
+        composer.send_button.click()
+        assert composer.sent.wait(10) and composer.last_result.ok
+        lab_server.mailbox.wait_for(1)
+        wait_until(view.text, "value", lambda text: "Hello, Bob!" in text)
+        transcript_view = TranscriptView(composer.client.transcript)
+        shown = (view.listed, view.text.value, composer.result.value, transcript_view.table.value)
+
+        smtplab.stop_all()  # what a notebook's clean-up does
+
+        assert (view.listed, view.text.value, composer.result.value, transcript_view.table.value) == shown
+        assert panel.state.value == "stopped" and panel.count.value == "1 message"
+        assert not any(w.errors for w in (view, composer, panel, transcript_view))
+
+        lab_server.start()  # and they go on when it is back
+        send_with_smtplib(lab_server, rich_message())
+        wait_until(view.selector, "options", lambda options: len(options) == 2)
+        wait_until(panel.count, "value", lambda value: value == "2 messages")
+    finally:
+        for widget in (view, composer, panel):
+            widget.close()
+
+
 def test_an_error_in_a_click_lands_in_the_widget_output(lab_server):
     taken = smtplab.LabServer(port=lab_server.port, name="second")
     panel = ServerPanel(taken)

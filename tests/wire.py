@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 
@@ -55,6 +56,12 @@ class Wire:
             return self._file.read()
         except ConnectionResetError:
             return b""
+
+    def starttls(self, context: ssl.SSLContext, server_hostname: str = "localhost") -> None:
+        """Go on inside TLS, after the server's ``220`` to ``STARTTLS``."""
+        self._file.close()
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        self._file = self.sock.makefile("rb")
 
     def close(self) -> None:
         self._file.close()

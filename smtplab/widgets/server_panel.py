@@ -18,6 +18,10 @@ PANEL_SERVER_NAME = "panel"
 class ServerPanel(LiveBox):
     """Start/Stop buttons for a lab server, its address, its state and a live message count.
 
+    The panel follows its server however it is started or stopped — its buttons,
+    ``server.stop()`` in a cell, ``smtplab.stop_all()`` in a notebook's clean-up — and keeps
+    showing the last state (and the mailbox's count) once the server is stopped.
+
     Args:
         server: The :class:`~smtplab.server.LabServer` to control. With ``None`` the panel
             starts its own on the first click on Start (``start_server(name="panel")``) and
@@ -36,6 +40,7 @@ class ServerPanel(LiveBox):
         self.server = server
         self._owns_server = server is None
         self._observed: Any = None  # the mailbox observed
+        self._observed_server: LabServer | None = None
         self.title = ipywidgets.HTML()
         self.start_button = ipywidgets.Button(
             description="Start",
@@ -98,19 +103,27 @@ class ServerPanel(LiveBox):
     # -- observing ----------------------------------------------------------------------------
 
     def _observe(self, server: LabServer) -> None:
-        if self._observed is server.mailbox:
+        if self._observed is server.mailbox and self._observed_server is server:
             return
         self._unobserve_models()
         server.mailbox.observe(self._on_mailbox_message)
         self._observed = server.mailbox
+        server.observe(self._on_server_change)
+        self._observed_server = server
 
     def _on_mailbox_message(self, message: Any) -> None:  # the mailbox's dispatcher thread
+        self.request_refresh()
+
+    def _on_server_change(self, server: LabServer) -> None:  # whichever thread started or stopped it
         self.request_refresh()
 
     def _unobserve_models(self) -> None:
         if self._observed is not None:
             self._observed.unobserve(self._on_mailbox_message)
             self._observed = None
+        if self._observed_server is not None:
+            self._observed_server.unobserve(self._on_server_change)
+            self._observed_server = None
 
     def close(self) -> None:
         """Stop observing; also stop the server if the panel started it itself."""

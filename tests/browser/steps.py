@@ -10,6 +10,10 @@ widgets once the notebook has run: a list of steps, each a dict with one action:
 
 Selectors are CSS. At least one click, and something to expect after it, is required: the test
 clicks a widget in every notebook and checks what it shows. A notebook without steps fails.
+
+The clean-up cell stops the servers but leaves the widgets showing what happened, for a learner
+scrolling back: after it, every ``expect`` step is checked again, then the optional
+``smtplab.after_cleanup`` list — ``expect`` steps only, e.g. the server panel showing "stopped".
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def browser_steps(metadata: Any) -> list[dict[str, str]]:
     assert "click" in kinds, "click at least one widget"
     assert "expect" in kinds[kinds.index("click") :], "expect what a click shows, after it"
     return steps
+
+
+def after_cleanup_steps(metadata: Any) -> list[dict[str, str]]:
+    """What the widgets must show once the clean-up cell ran: the ``expect`` steps again, and more."""
+    extra = metadata.get("smtplab", {}).get("after_cleanup", [])
+    assert isinstance(extra, list), "smtplab.after_cleanup is a list of steps"
+    for number, step in enumerate(extra, 1):
+        assert set(step) == {"expect", "text"} and all(isinstance(v, str) and v for v in step.values()), (
+            f"after_cleanup step {number}: only {{'expect': selector, 'text': text}} steps: {step}"
+        )
+    return [step for step in browser_steps(metadata) if "expect" in step] + extra
 
 
 def take(page: Any, step: dict[str, str]) -> None:

@@ -2,9 +2,9 @@
 
 One JupyterLab and one Chromium serve the whole run. Each notebook is opened from a temporary
 copy, run above its cleanup cell (so its widgets are still live), driven by the steps in its
-metadata (tests/browser/steps.py), photographed into test-artifacts/, cleaned up, saved, and
-the saved file is checked: every code cell ran, errors only where tagged raises-exception, every
-check passed.
+metadata (tests/browser/steps.py), photographed into test-artifacts/, cleaned up — after which
+its widgets must still show what happened — saved, and the saved file is checked: every code
+cell ran, errors only where tagged raises-exception, every check passed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import nbformat
 import pytest
 
 from smtplab.exercises.scan import check_calls, verdicts
-from tests.browser.steps import browser_steps, take
+from tests.browser.steps import after_cleanup_steps, browser_steps, take
 
 pytestmark = pytest.mark.browser
 
@@ -310,11 +310,15 @@ def _run_notebook(page: Any, lab: Lab, notebook: Path, source: Any) -> None:
     verdict.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-verdict.png"))
 
-    # Then the cleanup cell, as a learner would at the end, and save what the page shows.
+    # Then the cleanup cell, as a learner would at the end: the widgets still show what happened.
     cleanup.locator(".jp-InputPrompt").click()
     page.keyboard.press("Shift+Enter")
     expect(cleanup.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))
     expect(running).to_have_count(0)
+    for step in after_cleanup_steps(source.metadata):
+        take(page, step)
+    page.locator(after_cleanup_steps(source.metadata)[-1]["expect"]).first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{notebook.stem}-after-cleanup.png"))
     cleanup.locator(".jp-InputPrompt").click()
     page.keyboard.press("Control+s")
     current = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-current")

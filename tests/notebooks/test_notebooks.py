@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -13,7 +14,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 
 from smtplab.exercises.scan import check_calls, verdicts
-from tests.browser.steps import browser_steps
+from tests.browser.steps import after_cleanup_steps, browser_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -22,6 +23,18 @@ NOTEBOOK_TIMEOUT = 90  # seconds for a whole notebook (pytest-timeout); the quic
 CELL_TIMEOUT = 30  # seconds for one cell
 # Run last, on the same kernel: which Python executed the notebook.
 WHICH_PYTHON = "import sys\nprint(sys.executable)\nprint(sys.prefix)"
+# Run after the cleanup cell: it stopped every server, and left every widget open and showing
+# what happened (a learner scrolls back to them); a ServerPanel's server is stopped.
+WIDGETS_AFTER_CLEANUP = """\
+import gc, json, smtplab
+from smtplab.widgets import ServerPanel
+from smtplab.widgets._live import LiveBox
+shown = [w for w in gc.get_objects() if isinstance(w, LiveBox)]
+print(json.dumps({
+    "closed": [type(w).__name__ for w in shown if w.comm is None],
+    "panels running": [w.server.name for w in shown if isinstance(w, ServerPanel) and w.server and w.server.running],
+    "servers running": [s.name for s in smtplab.running_servers()],
+}))"""
 
 
 def kernel_env() -> dict[str, str]:
@@ -53,6 +66,7 @@ def test_the_python3_kernel_is_this_python():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.name for path in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(WIDGETS_AFTER_CLEANUP))
     notebook.cells.append(nbformat.v4.new_code_cell(WHICH_PYTHON))
     client = NotebookClient(
         notebook,
@@ -65,7 +79,11 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     cells = code_cells(notebook)
     which = stream_text(cells[-1]).splitlines()
     assert which == [sys.executable, sys.prefix], "the notebook ran on another Python than this venv's"
-    for cell in cells[:-1]:
+    after_cleanup = json.loads(stream_text(cells[-2]))
+    assert after_cleanup == {"closed": [], "panels running": [], "servers running": []}, (
+        "the cleanup cell stops every server and leaves the widgets open, showing what happened"
+    )
+    for cell in cells[:-2]:
         errors = [out for out in cell.outputs if out.output_type == "error"]
         if "raises-exception" in cell.metadata.get("tags", []):
             assert errors, f"cell {cell.id} is tagged raises-exception but no longer raises:\n{cell.source}"
@@ -95,7 +113,7 @@ def test_notebook_is_committed_clean(path: Path) -> None:
     assert sum("cleanup" in cell.metadata.get("tags", []) for cell in notebook.cells) == 1, (
         "one code cell tagged 'cleanup' stops what the notebook started"
     )
-    browser_steps(notebook.metadata)  # how the browser test uses its widgets
+    after_cleanup_steps(notebook.metadata)  # how the browser test uses its widgets, and after cleanup
 
 
 def test_notebook_index_lists_every_notebook_in_order():
