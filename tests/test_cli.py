@@ -207,7 +207,8 @@ def test_serve_takes_a_connection_cap_for_a_class(capsys):
             with pytest.raises(smtplib.SMTPConnectError) as refused:
                 smtplib.SMTP(host, port, timeout=5)
             assert (
-                refused.value.smtp_code == 421 and b"Too many connections: 1 are open" in refused.value.smtp_error
+                refused.value.smtp_code == 421
+                and b"Too many connections: 1 are open" in refused.value.smtp_error
             )
             first.sendmail("a@example.test", ["b@example.test"], "Subject: one\r\n\r\nhi\r\n")
         runner.join(10)
