@@ -33,4 +33,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 # Exec form, so SIGTERM from `docker stop` reaches smtplab itself (PID 1), which treats it as Ctrl-C.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["smtplab"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "2525", "--allow-remote", "--maildir", "/data/Maildir"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "2525", "--allow-remote", "--maildir", "/data/Maildir", "--max-connections", "100"]

@@ -15,9 +15,13 @@ most ``connections`` connections. A message the server defers with a ``4xx`` rep
 times; a ``5xx`` refusal is final and never retried (RFC 5321 §4.2.1: 4yz is a transient, 5yz a
 permanent failure). A server at its connection cap answers ``421`` instead of its greeting
 (RFC 5321 §3.1): the worker waits and tries again, and after ``retries`` refusals in a row it
-retires, leaving its messages to the workers the server did admit. A connection that drops
+retires. A worker takes a message only once it has a connection, so the messages all go to the
+workers the server did admit, and none waits on a refused one. A connection that drops
 mid-send is reopened and the message tried again — it may have been delivered already if the
 drop came after its data (RFC 1047 describes this duplicate), which SMTP cannot tell.
+
+:func:`should_retry` is that rule, in one place: send_many asks it about every reply and every
+error, and a lesson can ask it too.
 
 From a script or a plain function, :func:`send_many_sync` runs the same on smtplab's background
 loop (:mod:`smtplab.aio`).
@@ -57,6 +61,7 @@ __all__ = [
     "WorkerReport",
     "send_many",
     "send_many_sync",
+    "should_retry",
 ]
 
 #: A message to send: an :class:`email.message.EmailMessage` (the envelope comes from its
@@ -73,6 +78,31 @@ DEFERRED = "deferred"  # an attempt's outcome: 4xx, to be tried again
 
 # What can go wrong on an open connection, short of a reply: it dropped, or a reply never came.
 _CONNECTION_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+def should_retry(outcome: Reply | BaseException) -> bool:
+    """Whether trying again later could succeed: the rule :func:`send_many` follows.
+
+    - A reply, or an error that carries one (aiosmtplib's ``SMTPConnectResponseError`` for a
+      refusing greeting, say): ``4xx`` yes — "not now", a transient failure, including the
+      ``421`` of a server at its connection cap — and ``2xx``, ``3xx``, ``5xx`` no: done, or
+      refused for good (RFC 5321 §4.2.1).
+    - TLS that cannot work (:class:`~smtplab.TLSMismatchError`,
+      :class:`~smtplab.TLSCertificateError`, any :class:`ssl.SSLError`): no — a setting to
+      change, not a busy server.
+    - A connection that dropped, was refused or timed out (``OSError``, ``TimeoutError``,
+      ``aiosmtplib.SMTPServerDisconnected``): yes.
+    - Anything else (a bad address is a ``ValueError``): no.
+
+    Args:
+        outcome: A :class:`~smtplab.Reply` (or anything with an ``int`` ``code``), or an exception.
+    """
+    code = getattr(outcome, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return 400 <= code < 500
+    if isinstance(outcome, (TLSMismatchError, TLSCertificateError, ssl.SSLError)):
+        return False
+    return isinstance(outcome, (OSError, TimeoutError, aiosmtplib.SMTPServerDisconnected))
 
 
 class Backoff:
@@ -223,6 +253,8 @@ class WorkerReport:
         connections: The connections it opened (their numbers).
         attempts: Messages it tried (retries included).
         refusals: Times the server refused it a connection (e.g. ``421`` at its cap).
+        refused_with: The reply code of the latest refusal (``421`` at a cap), or ``None`` when
+            it was never refused or nobody answered.
         retired: Why it stopped before the queue was empty, or ``None``.
     """
 
@@ -230,6 +262,7 @@ class WorkerReport:
     connections: list[int] = field(default_factory=list)
     attempts: int = 0
     refusals: int = 0
+    refused_with: int | None = None
     retired: str | None = None
 
 
@@ -275,6 +308,11 @@ class BatchResult:
         return {status: counted[status] for status in STATUSES}
 
     @property
+    def tally(self) -> str:
+        """The counts in words: ``"490 accepted, 10 refused"`` (``"nothing sent"`` for none)."""
+        return ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+
+    @property
     def accepted(self) -> list[Delivery]:
         """The messages every recipient accepted."""
         return [d for d in self.deliveries if d.status == ACCEPTED]
@@ -293,6 +331,11 @@ class BatchResult:
     def retries(self) -> int:
         """Attempts beyond the first, over all messages."""
         return sum(max(0, d.tries - 1) for d in self.deliveries)
+
+    @property
+    def admitted(self) -> int:
+        """Workers the server gave a connection (fewer than asked for at a connection cap)."""
+        return sum(bool(report.connections) for report in self.workers)
 
     @property
     def connections(self) -> int:
@@ -326,7 +369,7 @@ class BatchResult:
 
     def summary(self) -> str:
         """A few lines: totals, throughput, retries, and what the workers met."""
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+        counts = self.tally
         lines = [
             f"{_plural(len(self), 'message')} in {self.elapsed:.2f} s over {_plural(len(self.workers), 'worker')} "
             f"({_plural(self.connections, 'connection')} opened): {counts}",
@@ -344,7 +387,7 @@ class BatchResult:
         return self.summary()
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items() if n) or "nothing sent"
+        counts = self.tally
         return (
             f"<BatchResult {_plural(len(self), 'message')}: {counts}; {self.elapsed:.2f} s, "
             f"{self.throughput:.1f} msg/s over {_plural(len(self.workers), 'worker')}>"
@@ -425,16 +468,19 @@ class _Batch:
         client: Client | None = None
         try:
             while not self.stopping:
+                if client is None or not client.connected:
+                    # Connect before taking a message: a worker the server keeps refusing holds
+                    # none back from the workers it admitted.
+                    connected = await self.connect(report)
+                    if connected is None:  # every message settled while it waited
+                        return
+                    if isinstance(connected, str):  # the server keeps refusing: retire
+                        report.retired = connected
+                        return
+                    client = connected
                 index = await self.queue.get()
                 if index is None:
                     return
-                if client is None or not client.connected:
-                    connected = await self.connect(report)
-                    if isinstance(connected, str):  # the server keeps refusing: retire
-                        report.retired = connected
-                        self.queue.put_nowait(index)  # for a worker the server did admit
-                        return
-                    client = connected
                 report.attempts += 1
                 if not await self.attempt(client, report, self.deliveries[index]):
                     await client.close()
@@ -442,8 +488,12 @@ class _Batch:
             if client is not None:
                 await _goodbye(client)
 
-    async def connect(self, report: WorkerReport) -> Client | str:
-        """A new connection for ``report``'s worker, retrying refusals; or why the worker retires."""
+    async def connect(self, report: WorkerReport) -> Client | str | None:
+        """A new connection for ``report``'s worker, retrying refusals.
+
+        Returns the client; or why the worker retires (the server keeps refusing); or ``None``
+        when every message settled while it waited to try again.
+        """
         refusals = 0
         while True:
             client = _client(self.target, self.client_options)
@@ -451,13 +501,17 @@ class _Batch:
                 await client.connect()
             except (TLSMismatchError, TLSCertificateError):
                 raise  # a setting to fix, not a busy server
-            except aiosmtplib.SMTPConnectResponseError as error:
-                # A refusing greeting (RFC 5321 §3.1): 421 means "busy, come back", 554 "go away".
-                why = f"the server answered {error.code} {error.message}".rstrip()
-                if error.code >= 500:
-                    return why
             except _CONNECTION_ERRORS as error:
-                why = f"could not connect: {_describe(error)}"
+                # A refusing greeting carries its reply (RFC 5321 §3.1): 421 means "busy, come
+                # back", 554 "go away"; other errors mean nobody answered.
+                code = getattr(error, "code", None)
+                if isinstance(code, int):
+                    report.refused_with = code
+                    why = f"the server answered {code} {getattr(error, 'message', '')}".rstrip()
+                else:
+                    why = f"could not connect: {_describe(error)}"
+                if not should_retry(error):
+                    return why
             else:
                 self.connections_opened += 1
                 report.connections.append(self.connections_opened)
@@ -471,7 +525,18 @@ class _Batch:
             refusals += 1
             if refusals > self.retries:
                 return f"{why} ({_plural(refusals, 'time')} in a row)"
-            await asyncio.sleep(self.backoff.delay(refusals))
+            if await self.settled_within(self.backoff.delay(refusals)):
+                return None
+
+    async def settled_within(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if every message settles first; whether they all did."""
+        if not self.all_settled.is_set():
+            settled = asyncio.ensure_future(self.all_settled.wait())
+            try:
+                await asyncio.wait({settled}, timeout=seconds)
+            finally:
+                settled.cancel()
+        return self.all_settled.is_set()
 
     # -- one message ------------------------------------------------------------------------------
 
@@ -486,7 +551,13 @@ class _Batch:
             return True
         except _CONNECTION_ERRORS as error:
             attempt = Attempt(report.worker, connection, start, self.now(), "dropped", error=_describe(error))
-            self.retry(delivery, attempt, error=f"the connection dropped: {_describe(error)}")
+            if should_retry(error):
+                self.retry(delivery, attempt, error=f"the connection dropped: {_describe(error)}")
+            else:
+                delivery.attempts.append(attempt)
+                self.settle(
+                    delivery, _given_up(delivery), error=f"trying again cannot help: {_describe(error)}"
+                )
             return False
         outcome = self.account(delivery, result)
         attempt = Attempt(report.worker, connection, start, self.now(), outcome, reply=result.reply)
@@ -508,7 +579,7 @@ class _Batch:
         assert reply is not None
         delivery.reply = reply
         if not result.recipients:  # MAIL FROM refused: the reply stands for every recipient left
-            if 400 <= reply.code < 500:
+            if should_retry(reply):
                 return DEFERRED
             return PARTLY_ACCEPTED if _any_accepted(delivery) else REFUSED
         reached_data = bool(result.accepted)
@@ -517,7 +588,7 @@ class _Batch:
             if answer.ok and reached_data:
                 answer = reply  # an accepted recipient's fate is the reply to the data
             delivery.recipients[address] = answer
-            if 400 <= answer.code < 500:
+            if should_retry(answer):
                 still.append(address)
         self.pending[delivery.index] = still
         if still:

@@ -181,7 +181,7 @@ class LabServer:
                 raise ValueError("unix_socket needs Unix-domain sockets, which this system lacks")
             if port != 0 or allow_remote:
                 raise ValueError("unix_socket= replaces host and port: give one or the other")
-        elif os.environ.get("JUPYTERHUB_USER"):
+        elif os.environ.get("JUPYTERHUB_USER") and not _in_a_pod():
             _hint_shared_host(os.environ["JUPYTERHUB_USER"])
         for problem in check_handler(handler) if handler is not None else ():
             warnings.warn(problem, HandlerWarning, stacklevel=3)
@@ -905,6 +905,16 @@ def _remove_socket(path: str, made_directory: str | None) -> None:
 
 
 _shared_host_hinted = False
+
+
+def _in_a_pod() -> bool:
+    """Whether this kernel runs in a Kubernetes pod, whose 127.0.0.1 is its own.
+
+    Kubernetes puts ``KUBERNETES_SERVICE_HOST`` in every pod's environment; a JupyterHub on
+    Kubernetes (Zero to JupyterHub, KubeSpawner) gives each user a pod of their own, so nobody
+    else can reach a lab server on its loopback.
+    """
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 def _hint_shared_host(user: str) -> None:

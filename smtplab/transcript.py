@@ -23,13 +23,14 @@ Recording is cheap on purpose: a recorded line is kept as its text, its time and
 sender and TLS, in three flat arrays that the garbage collector never has to walk; it becomes a
 :class:`Line` (with its secret found) only when someone reads the transcript or observes it.
 
-The module is pure: no I/O and no asyncio.
+The module is pure: no I/O and no asyncio (``save()`` hands the writing to :mod:`smtplab.export`).
 """
 
 from __future__ import annotations
 
 import collections
 import heapq
+import os
 import re
 import threading
 import time as _time
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, overload
 from smtplab.protocol import answered_verb, explain, reply_code
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from types import ModuleType
 
 __all__ = ["MASK", "Line", "Transcript", "TranscriptPair", "masked", "secret_start"]
@@ -440,6 +442,16 @@ class Transcript:
             for line in self.lines
         ]
 
+    def save(self, path: str | os.PathLike[str], *, reveal_secrets: bool = False) -> Path:
+        """Write the transcript to a file whose suffix names the form: ``.html``, ``.json``, ``.txt``.
+
+        A web page, data, or plain text (see :mod:`smtplab.export`); secrets masked unless
+        ``reveal_secrets=True``. Returns the path written.
+        """
+        from smtplab.export import save
+
+        return save(self, path, reveal_secrets=reveal_secrets)
+
     @staticmethod
     def pair(client: Transcript, server: Transcript) -> TranscriptPair:
         """Show the client's and the server's records of one session side by side."""
@@ -553,6 +565,15 @@ class TranscriptPair:
 
     def _repr_html_(self) -> str:
         return self.html()
+
+    def save(self, path: str | os.PathLike[str], *, reveal_secrets: bool = False) -> Path:
+        """Write both records to a file whose suffix names the form: ``.html``, ``.json``, ``.txt``.
+
+        As :meth:`Transcript.save`; the JSON holds ``"client"`` and ``"server"``.
+        """
+        from smtplab.export import save
+
+        return save(self, path, reveal_secrets=reveal_secrets)
 
     def mermaid(self, *, reveal_secrets: bool = False) -> str:
         """One sequence diagram in the client's wire order; one-sided lines are marked."""

@@ -131,6 +131,7 @@ def _no_leak_left_behind() -> Iterator[None]:
 def _not_on_a_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests run as outside JupyterHub (no SharedHostWarning) unless they set JUPYTERHUB_USER."""
     monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
 def open_fds() -> int:

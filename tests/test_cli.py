@@ -364,3 +364,49 @@ def test_serve_prints_commands_that_match_its_tls_and_auth(tmp_path, options):
             assert ("alice" in command) == ("--tls" in options and "--auth" in options), command
     if options == ("--auth", "alice:wonderland"):
         assert "AUTH is offered only inside TLS" in text and "--tls starttls" in text
+
+
+def test_serve_and_send_start_without_loading_the_grader_s_notebook_libraries():
+    """nbformat pulls in jsonschema, seconds to import with JupyterLab's packages: only grade needs it."""
+    code = (
+        "import sys; from smtplab.cli import _parser; "
+        "_parser().parse_args(['serve', '--port', '0']); _parser().parse_args(['send', '--port', '25']); "
+        "loaded = sorted(m for m in ('nbformat', 'nbclient', 'jsonschema') if m in sys.modules); "
+        "print(loaded)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_serve_takes_a_connection_cap_for_a_class(capsys):
+    out = Announcements()
+    with contextlib.redirect_stdout(out):
+        runner = threading.Thread(
+            target=main, args=(["serve", "--max-connections", "1", "--max-messages", "1"],), daemon=True
+        )
+        runner.start()
+        assert out.listening.wait(10)
+        host, port = address_from(out.getvalue())
+        with smtplib.SMTP(host, port, timeout=5) as first:
+            with pytest.raises(smtplib.SMTPConnectError) as refused:
+                smtplib.SMTP(host, port, timeout=5)
+            assert (
+                refused.value.smtp_code == 421
+                and b"Too many connections: 1 are open" in refused.value.smtp_error
+            )
+            first.sendmail("a@example.test", ["b@example.test"], "Subject: one\r\n\r\nhi\r\n")
+        runner.join(10)
+    assert not runner.is_alive()
+    assert main(["serve", "--max-connections", "0"]) == 1
+    assert "Limits.max_connections must be a positive number" in capsys.readouterr().err
+
+
+def test_grade_does_not_load_a_grammar_nbformat_never_uses():
+    """rfc3987-syntax compiles an IRI grammar on import (two seconds); nbformat checks no IRI."""
+    code = (
+        "import sys; from smtplab import cli; cli._skip_iri_checks(); "
+        "import nbformat, jsonschema; nbformat.validate(nbformat.v4.new_notebook()); "
+        "print(sys.modules.get('rfc3987_syntax', 'absent'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() in ("None", "absent")

@@ -67,6 +67,7 @@ def test_compose_publishes_on_the_hosts_loopback_only_and_keeps_a_maildir_volume
     )  # reachable by Docker's forwarding
     assert option(argv, "--port") == PORT
     assert option(argv, "--maildir").startswith(mount.rstrip("/") + "/")
+    assert int(option(argv, "--max-connections")) >= 60  # a class of thirty, two connections each
     assert "healthcheck" not in svc  # the Dockerfile's own healthcheck applies
 
 
@@ -130,3 +131,20 @@ def test_the_compose_command_runs_receives_mail_passes_its_healthcheck_and_stops
     assert "stopped; 1 message(s) captured" in out and "Traceback" not in err
     (kept,) = mailbox.Maildir(tmp_path / "Maildir", create=False)
     assert kept["Subject"] == "welcome" and kept["Delivered-To"] == "class@example.test"
+
+
+def test_what_notebook_08_quotes_from_the_container_files_is_in_them():
+    """The lesson explains compose.yaml and the Dockerfile line by line: its quotes must stay true."""
+    import nbformat
+
+    lesson = nbformat.read(ROOT / "notebooks" / "08-classroom-and-deploy.ipynb", as_version=4)
+    markdown = "\n".join(cell.source for cell in lesson.cells if cell.cell_type == "markdown")
+    sources = {"yaml": ROOT / "compose.yaml", "dockerfile": ROOT / "Dockerfile"}
+    quoted = 0
+    for kind, path in sources.items():
+        lines = {line.strip() for line in path.read_text().splitlines()}
+        for block in re.findall(rf"```{kind}\n(.*?)```", markdown, re.DOTALL):
+            for line in filter(None, (line.strip() for line in block.splitlines())):
+                assert line in lines, f"notebook 08 quotes {line!r}, which {path.name} no longer says"
+                quoted += 1
+    assert quoted >= 6

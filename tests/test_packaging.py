@@ -16,6 +16,8 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+#: conda-forge names that differ from PyPI's: matplotlib-base is matplotlib without the Qt GUI.
+CONDA_TO_PYPI = {"matplotlib-base": "matplotlib"}
 
 
 def _requirements(specs: list[str]) -> dict[str, str]:
@@ -33,7 +35,8 @@ def test_environment_yml_mirrors_pyproject_dependencies_and_the_lab_extra():
         d for d in conda["dependencies"] if isinstance(d, str) and not d.startswith(("python", "pip"))
     ]
     lab = project()["optional-dependencies"]["lab"]
-    assert _requirements(conda_deps) == _requirements(project()["dependencies"] + lab)
+    named = {CONDA_TO_PYPI.get(name, name): spec for name, spec in _requirements(conda_deps).items()}
+    assert named == _requirements(project()["dependencies"] + lab)
     assert "conda-forge" in conda["channels"]
     assert f">={project()['requires-python'].lstrip('>=')}" in next(
         d for d in conda["dependencies"] if str(d).startswith("python")

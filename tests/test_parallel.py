@@ -11,8 +11,18 @@ from typing import Any, ClassVar
 import pytest
 
 import smtplab
-from smtplab.parallel import ACCEPTED, GAVE_UP, NOT_SENT, PARTLY_ACCEPTED, REFUSED, Backoff, send_many
-from tests.conftest import free_port
+from smtplab.exercises.parallel_sending import RETRY_CASES
+from smtplab.parallel import (
+    ACCEPTED,
+    GAVE_UP,
+    NOT_SENT,
+    PARTLY_ACCEPTED,
+    REFUSED,
+    Backoff,
+    send_many,
+    should_retry,
+)
+from tests.conftest import free_port, run
 
 FAST = {"base": 0.001, "cap": 0.01}  # short waits: the tests check the rule, not the clock
 
@@ -110,11 +120,14 @@ def test_500_messages_8_connections_a_cap_of_4_nothing_lost_nothing_doubled(prog
         else:
             assert delivery.tries == 1 and delivery.accepted and delivery.reply.code == 250
     assert result.retries == len(deferred)
-    # the cap: 4 workers got connections, the others met 421 and retired
+    # the cap: 4 workers got connections; the others met 421 and retired after the first try and
+    # 3 retries, or stopped trying when the batch was done
     working = [w for w in result.workers if w.connections]
-    retired = [w for w in result.workers if w.retired]
-    assert len(working) == 4 and len(retired) == 4 and all("421" in w.retired for w in retired)
-    assert all(w.refusals == 4 for w in retired)  # the first try and 3 retries
+    refused = [w for w in result.workers if not w.connections]
+    assert len(working) == 4 == result.admitted and len(refused) == 4
+    assert all(w.attempts == 0 and 1 <= w.refusals <= 4 for w in refused)
+    assert all("421" in w.retired for w in refused if w.retired)
+    assert all(w.retired for w in refused if w.refusals == 4)
     assert sum(w.attempts for w in result.workers) == 500 + len(deferred)
     assert len(result.timeline()) == 500 + len(deferred)
     # a bounded pool, never one task per message; the bar counted every message
@@ -299,6 +312,7 @@ def test_the_summary_and_the_timeline_tell_the_story():
     assert [row["message"] for row in rows] == list(range(6))
     assert result.throughput > 0 and result.elapsed > 0
     assert "6 messages in" in result.summary() and "6 accepted" in result.summary()
+    assert result.tally == "6 accepted" and result.admitted == 3
     assert repr(result[0]).startswith("<Delivery 0 accepted 250 after 1 attempt (worker ")
 
 
@@ -331,3 +345,27 @@ def test_send_many_retries_the_cap_that_the_client_reports_as_a_smtplab_error():
     assert result.counts[ACCEPTED] == 6
     # the workers opened together; the server admitted one and refused the others with 421 at first
     assert sum(w.refusals for w in result.workers) >= 1
+
+
+def test_a_worker_the_cap_refuses_holds_no_message_back():
+    """The refused workers wait for a connection before taking a message, and stop waiting at the end."""
+    patient = Backoff(base=60, cap=60)  # without both rules the batch would wait a minute: run() times out
+    with smtplab.start_server(limits={"max_connections": 1}, name="one-slot") as server:
+        result = run(
+            send_many(server, [message(n) for n in range(6)], connections=3, backoff=patient, progress=False)
+        )
+    assert result.ok
+    (working,) = [w for w in result.workers if w.connections]
+    rows = sorted(result.timeline(), key=lambda row: row["start"])
+    assert [row["message"] for row in rows] == list(range(6))  # in input order: none was held back
+    assert {row["worker"] for row in rows} == {working.worker}
+    for report in result.workers:
+        if report is not working:
+            assert report.attempts == 0 and report.refusals == 1 and report.retired is None
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected", "mistake"), RETRY_CASES, ids=[repr(case[0])[:50] for case in RETRY_CASES]
+)
+def test_the_retry_rule_answers_every_case_of_the_lessons_table(outcome, expected, mistake):
+    assert should_retry(outcome) is expected

@@ -803,3 +803,16 @@ def test_on_a_jupyterhub_a_tcp_server_hints_once_at_unix_socket(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         smtplab.LabServer()  # once is enough
+
+
+def test_in_a_kubernetes_pod_of_its_own_a_tcp_server_says_nothing(monkeypatch):
+    """Zero to JupyterHub gives each user a pod, and each pod its own 127.0.0.1: no neighbour shares it."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setattr("smtplab.server._shared_host_hinted", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smtplab.LabServer()
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.warns(SharedHostWarning):
+        smtplab.LabServer()

@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from smtplab.exercises.registry import catalogue
-from smtplab.exercises.scan import check_calls, read, verdicts
 from smtplab.exercises.verdict import Verdict
+
+# smtplab.exercises.scan (nbformat, and jsonschema behind it: seconds to import where
+# rfc3987-syntax is installed, as with JupyterLab) is imported by the functions that read
+# notebooks, so that `smtplab serve` and `smtplab send` do not wait for it.
 
 __all__ = ["DEFAULT_JOBS", "DEFAULT_TIMEOUT", "HandIn", "grade", "gradebook", "table"]
 
@@ -89,6 +92,8 @@ def _learners(paths: Sequence[Path]) -> list[str]:
 
 def _expected(notebook: Any, path: Path) -> list[str]:
     """The exercises a notebook answers: all of each notebook number its check cells name."""
+    from smtplab.exercises.scan import check_calls
+
     entries = catalogue()
     named = {call.exercise for call in check_calls(notebook) if call.exercise}
     numbers = {exercise_id[:2] for exercise_id in named}
@@ -121,6 +126,8 @@ def _kernel_config(workdir: str) -> Any:
 async def _grade_one(hand_in: HandIn, timeout: float, jobs: asyncio.Semaphore) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    from smtplab.exercises.scan import read, verdicts
 
     try:
         notebook = read(hand_in.path)

@@ -52,7 +52,9 @@ NOTEBOOK_MODULES: Mapping[str, str] = MappingProxyType(
         # 06 SSL and STARTTLS
         "06": "starttls",
         # 07 parallel sending
+        "07": "parallel_sending",
         # 08 classroom and deploy
+        "08": "classroom",
     }
 )
 

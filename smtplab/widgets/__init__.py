@@ -14,6 +14,7 @@ the library and observes it — it holds no SMTP knowledge of its own::
     CommandConsole(server)  # talk SMTP by hand, see where the session stands
     AuthVisualizer(client.transcript)  # an AUTH exchange step by step, base64 decoded
     TLSExplorer()  # client mode x server mode x trust x name, run live against lab servers
+    BatchPanel(server)  # send_many at the click of a button, and the batch's timeline
 
 Updates from the server's threads are handed to the kernel's event loop, so widgets can be
 left on screen while mail arrives. An exception in a widget's callback is shown in the
@@ -21,6 +22,7 @@ widget itself (its ``output``), never lost. ``widget.close()`` stops observing.
 """
 
 from smtplab.widgets.auth_visualizer import AuthVisualizer
+from smtplab.widgets.batch_panel import BatchPanel
 from smtplab.widgets.composer import Composer
 from smtplab.widgets.console import CommandConsole
 from smtplab.widgets.fault_panel import FaultPanel
@@ -32,6 +34,7 @@ from smtplab.widgets.transcript_view import TranscriptView
 
 __all__ = [
     "AuthVisualizer",
+    "BatchPanel",
     "CommandConsole",
     "Composer",
     "FaultPanel",

@@ -30,7 +30,7 @@ WIDGETS_AFTER_CLEANUP = """\
 import gc, json, smtplab
 from smtplab.widgets import ServerPanel
 from smtplab.widgets._live import LiveBox
-shown = [w for w in gc.get_objects() if isinstance(w, LiveBox)]
+shown = [w for w in gc.get_objects() if issubclass(type(w), LiveBox)]  # type(): a dead weak proxy raises on isinstance
 print(json.dumps({
     "closed": [type(w).__name__ for w in shown if w.comm is None],
     "panels running": [w.server.name for w in shown if isinstance(w, ServerPanel) and w.server and w.server.running],
