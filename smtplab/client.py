@@ -681,7 +681,7 @@ class Client:
         owner = next((s for s in servers if s.port == self.port), None)
         if owner is not None and owner.tls == "implicit" and self.tls != "implicit":
             return Fix(
-                f"The lab server {owner.name!r} on that port is one: it was started with tls='implicit'.",
+                f"The lab server {owner.name!r} on that port is one: it speaks implicit TLS.",
                 terminal,
             )
         if owner is not None:

@@ -213,7 +213,8 @@ def test_a_plain_client_waits_for_an_implicit_greeting_until_its_timeout():
     assert isinstance(attempt.error, smtplab.ClientTimeoutError) and not attempt.handshake_failed
     assert attempt.error_text.startswith("ClientTimeoutError: no greeting from localhost:")
     assert (
-        "started with tls='implicit'" in attempt.explanation and "try tls='implicit'" in attempt.explanation
+        "on that port is one: it speaks implicit TLS" in attempt.explanation
+        and "try tls='implicit'" in attempt.explanation
     )
 
 
