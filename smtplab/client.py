@@ -18,6 +18,7 @@ event loop alike (see :mod:`smtplab.aio`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import email.utils
 import functools
@@ -47,7 +48,7 @@ from smtplab.transcript import Transcript, TranscriptPair, masked
 if TYPE_CHECKING:
     from smtplab.proxy import LabProxy
     from smtplab.server import LabServer
-    from smtplab.tls import TLSMode, TLSSummary
+    from smtplab.tls import CertificateFacts, TLSMode
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
@@ -481,16 +482,17 @@ class Client:
     async def _tls_failure(self, error: BaseException) -> SmtpLabError:
         """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
-        from smtplab.tls import certificate_summary, created_lab_tls
+        from smtplab.tls import created_lab_tls, describe_certificate
 
         refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
-        certificate: TLSSummary | None = None
+        certificate: CertificateFacts | None = None
         lab_tls = self._lab.lab_tls if self._lab is not None else None
         if refused and lab_tls is not None:
-            certificate = certificate_summary(lab_tls.server_der)  # what every lab server presents
+            certificate = lab_tls.server_certificate  # what every lab server presents
         elif refused:
             der = await self._presented_certificate()
-            certificate = certificate_summary(der) if der else None
+            with contextlib.suppress(ValueError):  # not a certificate: no names to quote
+                certificate = describe_certificate(der) if der else None
             default = created_lab_tls()
             if der and default is not None and default.issued(der):
                 lab_tls = default
