@@ -230,9 +230,6 @@ def reworded(session: LabSMTP, text: str) -> str | None:
     return None
 
 
-# "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
-_ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
-
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
 
@@ -937,7 +934,10 @@ class LabSMTP(SMTP):
 
 def _codes_alone(reply: str) -> str:
     """``"250 2.1.0 OK"`` -> ``"250 OK"``: a reply without its enhanced status code."""
-    return _ENHANCED_CODE.sub("", reply, count=1).rstrip()
+    parsed = protocol.parse_reply_line(reply)
+    if parsed is None or parsed.enhanced is None:
+        return reply.rstrip()
+    return f"{reply[:4]}{parsed.text}".rstrip()  # the code and its separator, then the text
 
 
 def _one_line(error: BaseException) -> str:
