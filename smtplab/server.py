@@ -146,6 +146,8 @@ class LabServer:
         require_tls: bool = False,
         auth: Mapping[str, str] | LabAuthenticator | None = None,
         auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
+        auth_required: bool = False,
+        auth_require_tls: bool = True,
         lab_tls: LabTLS | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
@@ -159,6 +161,9 @@ class LabServer:
     ) -> None:
         options = dict(smtp_options)
         _check_options(options)
+        # aiosmtpd's own keywords, given to it only when they differ from its defaults.
+        options.update({"auth_required": True} if auth_required else {})
+        options.update({"auth_require_tls": False} if not auth_require_tls else {})
         _check_tls_options(tls, require_tls, options)
         self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -209,7 +214,7 @@ class LabServer:
         self._lab_tls = lab_tls
         self.auth = _checked_auth(auth)
         self.auth_mechanisms = _checked_mechanisms(auth_mechanisms, self.auth, options)
-        if self.auth is not None and tls is None and options.get("auth_require_tls", True):
+        if self.auth is not None and tls is None and auth_require_tls:
             warnings.warn(
                 "this lab server takes AUTH but has no TLS, and AUTH in plain text gets 538 5.7.11 "
                 "Encryption required (the EHLO reply does not even offer AUTH): passwords are not "
@@ -592,6 +597,8 @@ def start_server(
     require_tls: bool = False,
     auth: Mapping[str, str] | LabAuthenticator | None = None,
     auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
+    auth_required: bool = False,
+    auth_require_tls: bool = True,
     lab_tls: LabTLS | None = None,
     limits: Limits | Mapping[str, Any] | None = None,
     unix_socket: str | os.PathLike[str] | bool = False,
@@ -625,6 +632,9 @@ def start_server(
         auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
             (refused in plain text with ``538``).
         auth_mechanisms: The AUTH mechanisms offered, e.g. ``("PLAIN", "LOGIN")`` to leave CRAM-MD5 out.
+        auth_required: Refuse mail (``530 5.7.0``) until the client has logged in with AUTH.
+        auth_require_tls: Refuse AUTH in plain text (``538``); ``False`` lets a lesson show a password
+            on the wire.
         lab_tls: The certificate authority and certificate to use (default: the process-wide
             ``default_lab_tls()``).
         limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
@@ -639,8 +649,8 @@ def start_server(
             off is not offered, and using it gets the refusal of a server without it (555, 502).
         allow_remote: Allow a ``host`` other machines can reach (a classroom container); warns.
         ready_timeout: Seconds to wait for the server's thread to start before giving up.
-        **smtp_options: Keywords of aiosmtpd's ``SMTP`` class, e.g. ``auth_require_tls=False`` (AUTH in plain
-            text, for a lesson), ``data_size_limit``, ``timeout``.
+        **smtp_options: aiosmtpd's other ``SMTP`` keywords, e.g. ``ident``; its ``data_size_limit`` and
+            ``timeout`` are the ``Limits`` fields ``max_message_size`` and ``idle_timeout``.
 
     Returns:
         The running :class:`LabServer`; use it as a context manager to stop it automatically.
@@ -663,6 +673,8 @@ def start_server(
         require_tls=require_tls,
         auth=auth,
         auth_mechanisms=auth_mechanisms,
+        auth_required=auth_required,
+        auth_require_tls=auth_require_tls,
         lab_tls=lab_tls,
         limits=limits,
         unix_socket=unix_socket,
