@@ -829,6 +829,15 @@ class LabSMTP(SMTP):
             return
         await super().smtp_DATA(arg)  # type: ignore[arg-type]
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._tls_on and not arg:
+            # RFC 3207 §4.2: once TLS is on, no second handshake. Stock aiosmtpd answers 220 and
+            # nests TLS inside TLS, which asyncio cannot do (a traceback on the server's loop).
+            await self.push("554 5.5.1 Error: TLS already active")  # Postfix's words
+            return
+        await super().smtp_STARTTLS(arg)
+
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         if "AUTH" in self.switched_off:
