@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smtplab import hints
 from smtplab._lifecycle import Registry, is_loopback, listen
 from smtplab.errors import (
     AuthWithoutTLSWarning,
@@ -873,6 +874,10 @@ def _checked_auth(auth: Any) -> LabAuthenticator | None:
     return LabAuthenticator(auth)
 
 
+#: A private place for a Unix-domain socket, as the error about a shared directory suggests it.
+PRIVATE_SOCKET = "~/.smtplab/lab.sock"
+
+
 def _bind_unix(path: str) -> socket.socket:
     """Listen on a Unix-domain socket in a directory only this user may enter (mode 0700)."""
     directory = os.path.dirname(path)
@@ -884,9 +889,14 @@ def _bind_unix(path: str) -> socket.socket:
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         # File permissions are what keeps other users out (a socket in /tmp would not be).
         raise ServerStartError(
-            f"the directory {directory} is open to other users (mode {stat.filemode(info.st_mode)}), "
-            "so they could reach the socket. Use a private directory, e.g. "
-            "unix_socket='~/.smtplab/lab.sock' (created with mode 0700), or unix_socket=True."
+            hints.Hint(
+                f"the directory {directory} is open to other users (mode {stat.filemode(info.st_mode)}), "
+                "so they could reach the socket. Use a private directory, e.g. ",
+                hints.option("unix_socket", PRIVATE_SOCKET),
+                " (created with mode 0700), or ",
+                hints.Fix("unix_socket=True", "--unix-socket without a PATH"),
+                ".",
+            )
         )
     if os.path.exists(path):
         if not stat.S_ISSOCK(os.stat(path).st_mode):
