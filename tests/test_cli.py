@@ -72,6 +72,16 @@ def test_serve_reports_a_taken_port(capsys):
     assert "--allow-remote" in err and "allow_remote=" not in err and "host=" not in err
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--port", "70000"), ("--max-connections", "0"), ("--max-messages", "-1")]
+)
+def test_serve_refuses_an_out_of_range_number_in_its_own_terms(capsys, option, value):
+    assert main(["serve", option, value]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} takes" in err and f"not {value}" in err
+    assert "Limits." not in err and "port must be" not in err and "=" not in err
+
+
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child is POSIX-specific")
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm-as-docker-stop"])
 def test_serve_as_a_subprocess_stops_cleanly_on_ctrl_c(tmp_path, stop):
