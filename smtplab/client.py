@@ -574,13 +574,21 @@ class Client:
             await self.ehlo(timeout=timeout)
         if not self.smtp.supports_extension("starttls"):
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
+            if self._talks_to_a_lab_server():
+                turn_on: tuple[str | Fix, ...] = (
+                    "Start the lab server with TLS (",
+                    start_lab_server("starttls"),
+                    ")",
+                )
+            else:
+                turn_on = ("If you run that server, turn STARTTLS on in its configuration",)
             raise TLSMismatchError(
                 Hint(
                     f"{self.where} does not offer STARTTLS (its EHLO reply has no STARTTLS "
                     f"line), or {between} removed it (a STARTTLS-stripping attack, RFC 3207 §6): "
-                    "never fall back to plain text. Start the lab server with TLS (",
-                    start_lab_server("starttls"),
-                    "), or use ",
+                    "never fall back to plain text. ",
+                    *turn_on,
+                    ", or use ",
                     option("tls", "implicit"),
                     " if it speaks TLS from the first byte.",
                 )
@@ -665,6 +673,13 @@ class Client:
                 )
             return reply
         return await self._command("AUTH", chosen, timeout=timeout)
+
+    def _talks_to_a_lab_server(self) -> bool:
+        """Whether the server is a lab server: this client's own, or any that greets as one."""
+        from smtplab.server import LAB_IDENT
+
+        greeting = self.greeting.message if self.greeting is not None else ""
+        return self._lab is not None or f" {LAB_IDENT} " in f" {greeting} "
 
     def _lab_status(self) -> Fix:
         """What this kernel knows about the server that did not answer; where to look from a terminal."""

@@ -407,7 +407,7 @@ class LabServer:
             ),
             name=f"smtplab-server-{where}",
             server_hostname=self.hostname,
-            ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
+            ident=f"{LAB_IDENT} (aiosmtpd {AIOSMTPD_VERSION})",
             ready_timeout=self.ready_timeout,
             **options,
         )
@@ -873,6 +873,10 @@ def _checked_auth(auth: Any) -> LabAuthenticator | None:
         raise ValueError('auth must map user names to passwords, e.g. auth={"alice": "wonderland"}')
     return LabAuthenticator(auth)
 
+
+#: How a lab server names itself in its greeting (``220 smtplab.test ESMTP smtplab (aiosmtpd …)``):
+#: how a client tells a lab server, even one in another process, from any other.
+LAB_IDENT = "ESMTP smtplab"
 
 #: A private place for a Unix-domain socket, as the error about a shared directory suggests it.
 PRIVATE_SOCKET = "~/.smtplab/lab.sock"
