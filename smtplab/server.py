@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from smtplab import hints
 from smtplab._lifecycle import Registry, is_loopback, listen
+from smtplab._observers import Observers
 from smtplab.errors import (
     AuthWithoutTLSWarning,
     HandlerWarning,
@@ -229,8 +230,10 @@ class LabServer:
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
         self._controller: LabController | None = None
         self._lock = threading.RLock()
-        self._observers: list[Callable[[LabServer], object]] = []
         self.observer_errors: list[Exception] = []
+        self._observers: Observers[Callable[[LabServer], object]] = Observers(
+            "a lab server", errors=self.observer_errors
+        )
         self._fault_rules: FaultRules | None = None
         self._pending: set[concurrent.futures.Future[Any]] = set()
 
@@ -310,24 +313,14 @@ class LabServer:
         runs on the thread that started or stopped the server, after the change; an exception
         in it is kept in :attr:`observer_errors`, never raised into ``start()`` or ``stop()``.
         """
-        with self._lock:
-            self._observers.append(callback)
-        return callback
+        return self._observers.add(callback)
 
     def unobserve(self, callback: Callable[[LabServer], object]) -> None:
         """Stop calling ``callback``."""
-        with self._lock:
-            if callback in self._observers:
-                self._observers.remove(callback)
+        self._observers.remove(callback)
 
     def _tell_observers(self) -> None:
-        with self._lock:
-            observers = list(self._observers)
-        for callback in observers:
-            try:
-                callback(self)
-            except Exception as error:  # noqa: BLE001 - kept for the learner to read
-                self.observer_errors.append(error)
+        self._observers.notify(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
