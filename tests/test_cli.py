@@ -408,8 +408,8 @@ def test_serve_takes_a_connection_cap_for_a_class(capsys):
             first.sendmail("a@example.test", ["b@example.test"], "Subject: one\r\n\r\nhi\r\n")
         runner.join(10)
     assert not runner.is_alive()
-    assert main(["serve", "--max-connections", "0"]) == 1
-    assert "Limits.max_connections must be a positive number" in capsys.readouterr().err
+    assert main(["serve", "--max-connections", "0"]) == 2  # told in its own terms, before starting
+    assert "--max-connections takes a whole number from 1 up" in capsys.readouterr().err
 
 
 def test_grade_does_not_load_a_grammar_nbformat_never_uses():
