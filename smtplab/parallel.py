@@ -367,6 +367,26 @@ class BatchResult:
             for a in d.attempts
         ]
 
+    @property
+    def connection_trouble(self) -> str:
+        """What the workers met when connecting, in words; ``""`` when every try connected.
+
+        A refusing greeting is named by its code (``421`` is a lab server at its connection
+        cap); a connection nobody answered (a stopped server, a wrong port) is not a refusal.
+        """
+        codes = sorted({w.refused_with for w in self.workers if w.refused_with is not None})
+        refused = sum(w.refusals for w in self.workers if w.refused_with is not None)
+        unanswered = sum(w.refusals for w in self.workers if w.refused_with is None)
+        parts = []
+        if refused:
+            with_codes = " or ".join(str(code) for code in codes) + (
+                " (at its cap)" if codes == [421] else ""
+            )
+            parts.append(f"the server refused a connection {_plural(refused, 'time')} with {with_codes}")
+        if unanswered:
+            parts.append(f"{_plural(unanswered, 'try', 'tries')} to connect found nobody answering")
+        return "; ".join(parts)
+
     def summary(self) -> str:
         """A few lines: totals, throughput, retries, and what the workers met."""
         counts = self.tally
@@ -375,9 +395,8 @@ class BatchResult:
             f"({_plural(self.connections, 'connection')} opened): {counts}",
             f"{self.throughput:.1f} accepted messages/s; {_plural(self.retries, 'retry', 'retries')}",
         ]
-        refusals = sum(w.refusals for w in self.workers)
-        if refusals:
-            lines.append(f"the server refused a connection {_plural(refusals, 'time')} (e.g. 421 at its cap)")
+        if self.connection_trouble:
+            lines.append(self.connection_trouble)
         for report in self.workers:
             if report.retired:
                 lines.append(f"worker {report.worker} retired: {report.retired}")
