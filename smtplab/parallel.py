@@ -14,8 +14,8 @@ most ``connections`` connections. A message the server defers with a ``4xx`` rep
 ``452`` …) goes back to the queue after a backoff delay and is tried again, at most ``retries``
 times; a ``5xx`` refusal is final and never retried (RFC 5321 §4.2.1: 4yz is a transient, 5yz a
 permanent failure). A server at its connection cap answers ``421`` instead of its greeting
-(RFC 5321 §3.1): the worker waits and tries again, and after ``retries`` refusals in a row it
-retires. A worker takes a message only once it has a connection, so the messages all go to the
+(RFC 5321 §3.1): the worker waits and tries again, and once ``retries`` more tries were refused
+in a row it retires. A worker takes a message only once it has a connection, so the messages all go to the
 workers the server did admit, and none waits on a refused one. A connection that drops
 mid-send is reopened and the message tried again — it may have been delivered already if the
 drop came after its data (RFC 1047 describes this duplicate), which SMTP cannot tell.
@@ -743,7 +743,7 @@ async def send_many(
         messages: :class:`email.message.EmailMessage` objects (the envelope comes from their
             headers) and/or ``(sender, recipients, content)`` tuples.
         connections: How many connections (and workers) at most. A server with a connection cap
-            admits fewer; the others retire after ``retries`` refusals.
+            admits fewer; the others retire when refused ``retries + 1`` times in a row.
         progress: Show a progress bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
         retries: How often a message deferred with ``4xx`` (or whose connection dropped) is
             tried again, and how often a refused connection is; ``5xx`` is never retried.
