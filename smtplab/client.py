@@ -414,6 +414,8 @@ class Client:
                     ),
                     error,
                 ) from None
+            if isinstance(error.__cause__, aiosmtplib.SMTPServerDisconnected):
+                self._event("connection closed by the server before its greeting")
             raise
         self._smtp = smtp
         self._closing_reply = None
@@ -920,6 +922,10 @@ class Client:
             self._event("connection closed by the client after a timeout")
             verb = masked(line, after_334=self._in_auth).split(" ")[0]
             raise explaining(self._timeout_error(verb, timeout), error) from None
+        except aiosmtplib.SMTPServerDisconnected:
+            verb = masked(line, after_334=self._in_auth).split(" ")[0]
+            self._event(f"connection closed by the server: no reply to {verb}")
+            raise
         reply = self._last_reply
         verb = line.split(" ", 1)[0].upper()
         if verb in ("EHLO", "HELO") and reply.code == 250:  # also when sent with raw()
@@ -1000,6 +1006,8 @@ class Client:
                 error,
             ) from None
         except aiosmtplib.SMTPServerDisconnected:
+            unanswered = "the message content" if self._data_sent else "DATA"
+            self._event(f"connection closed by the server: no reply to {unanswered}")
             _aiosmtplib.hang_up(self.smtp)
             raise
         return self._result(self._last_reply)
