@@ -22,6 +22,7 @@ import email.policy
 import email.utils
 import functools
 import ssl
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
@@ -371,6 +372,7 @@ class Client:
             tls_context=self._tls_context() if self.tls else None,
         )
         self._event(f"connecting to {self.where}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        connecting_since = time.time()
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
@@ -396,7 +398,9 @@ class Client:
             self._event("connection closed by the server after its greeting")
             if error.code != 421:
                 raise  # e.g. 554 "no SMTP service here": aiosmtplib's words say it
-            raise explaining(ServerBusyError(error.code, error.message, self._busy(error)), error) from None
+            raise explaining(
+                ServerBusyError(error.code, error.message, self._busy(error, connecting_since)), error
+            ) from None
         except aiosmtplib.SMTPConnectError as error:
             if _ssl_error_in(error):
                 raise await self._tls_failure(error) from None
@@ -410,6 +414,8 @@ class Client:
                     ),
                     error,
                 ) from None
+            if isinstance(error.__cause__, aiosmtplib.SMTPServerDisconnected):
+                self._event("connection closed by the server before its greeting")
             raise
         self._smtp = smtp
         self._closing_reply = None
@@ -695,10 +701,20 @@ class Client:
         listing = ", ".join(f"{s.name!r} on {s.host}:{s.port}" for s in servers)
         return Fix(f"Lab servers running in this kernel: {listing}.", terminal)
 
-    def _busy(self, error: aiosmtplib.SMTPConnectResponseError) -> Hint:
-        """Why a server answered 421 instead of its greeting, and what to do."""
+    def _busy(self, error: aiosmtplib.SMTPConnectResponseError, since: float) -> Hint:
+        """Why a server answered 421 instead of its greeting (since ``time.time()`` ``since``)."""
         said = f"{error.code} {error.message}".rstrip()
-        if self._lab is not None or "too many connections" in error.message.lower():
+        injected = self._lab is not None and any(
+            firing.stage == "connect" and firing.time >= since for firing in self._lab.fault_rules.history
+        )
+        if injected:
+            return Hint(
+                f"{self.where} refused the connection ({said}): a fault armed with "
+                "server.inject('connect', ...) answered instead of the greeting. The server is "
+                "neither full nor closing; server.faults lists what is still armed. 421 is "
+                "temporary (RFC 5321 §3.1): a real client would try again later."
+            )
+        if "too many connections" in error.message.lower():  # the lab's own words when it is full
             limits = self._lab.limits if self._lab is not None else None
             cap = getattr(limits, "max_connections", None)
             size = f" ({cap} here)" if cap else ""
@@ -906,6 +922,10 @@ class Client:
             self._event("connection closed by the client after a timeout")
             verb = masked(line, after_334=self._in_auth).split(" ")[0]
             raise explaining(self._timeout_error(verb, timeout), error) from None
+        except aiosmtplib.SMTPServerDisconnected:
+            verb = masked(line, after_334=self._in_auth).split(" ")[0]
+            self._event(f"connection closed by the server: no reply to {verb}")
+            raise
         reply = self._last_reply
         verb = line.split(" ", 1)[0].upper()
         if verb in ("EHLO", "HELO") and reply.code == 250:  # also when sent with raw()
@@ -986,6 +1006,8 @@ class Client:
                 error,
             ) from None
         except aiosmtplib.SMTPServerDisconnected:
+            unanswered = "the message content" if self._data_sent else "DATA"
+            self._event(f"connection closed by the server: no reply to {unanswered}")
             _aiosmtplib.hang_up(self.smtp)
             raise
         return self._result(self._last_reply)

@@ -537,6 +537,40 @@ def test_the_connection_cap_is_a_smtplab_error_naming_the_limit(lab_server):
     assert second.greeting.code == 421 and "refused at connect" in second.greeting.meaning
 
 
+def test_an_injected_421_at_connect_is_not_blamed_on_the_connection_cap(lab_server):
+    lab_server.inject("connect", reply="421 4.3.2 Service not available, closing transmission channel")
+    with pytest.raises(smtplab.ServerBusyError) as caught:
+        SyncClient(lab_server).connect()
+    error = caught.value
+    assert error.code == 421 and error.message.startswith("4.3.2 Service not available")
+    assert "server.inject('connect', ...)" in str(error) and "server.faults" in str(error)
+    assert "max_connections" not in str(error)
+    with SyncClient(lab_server) as client:  # fired once: the next connection is greeted
+        assert client.greeting.code == 220
+
+
+@pytest.mark.parametrize(
+    ("stage", "error", "last_event"),
+    [
+        ("connect", aiosmtplib.SMTPConnectError, "connection closed by the server before its greeting"),
+        ("MAIL", aiosmtplib.SMTPServerDisconnected, "connection closed by the server: no reply to MAIL"),
+        ("DATA", aiosmtplib.SMTPServerDisconnected, "connection closed by the server: no reply to DATA"),
+        (
+            "end of data",
+            aiosmtplib.SMTPServerDisconnected,
+            "connection closed by the server: no reply to the message content",
+        ),
+    ],
+)
+def test_a_server_hanging_up_is_the_last_line_of_the_client_transcript(lab_server, stage, error, last_event):
+    lab_server.inject(stage, disconnect=True)
+    client = SyncClient(lab_server)
+    with pytest.raises(error):  # aiosmtplib's own exception, unchanged
+        client.send("alice@example.test", ["bob@example.test"], "Subject: hang-up\r\n\r\nhi\r\n")
+    client.close()
+    assert client.transcript.text(annotate=False).splitlines()[-1] == f"** {last_event}"
+
+
 def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation():
     import traceback
 
