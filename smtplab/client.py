@@ -481,7 +481,7 @@ class Client:
     async def _tls_failure(self, error: BaseException) -> SmtpLabError:
         """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
-        from smtplab.tls import certificate_summary, created_lab_tls
+        from smtplab.tls import certificate_summary, created_lab_tls, trusts_a_lab_ca
 
         refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
         certificate: TLSSummary | None = None
@@ -502,6 +502,7 @@ class Client:
             expected_mode=self.tls,
             certificate=certificate,
             lab_tls=lab_tls,
+            trusts_lab_ca=refused and trusts_a_lab_ca(self._tls_context()),
         )
         failure = TLSCertificateError(message) if refused else TLSMismatchError(message)
         return explaining(failure, error)
