@@ -572,6 +572,16 @@ class Client:
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         if not self.smtp.supports_extension("starttls"):
+            stripped = self.proxy is not None and self.proxy.strip_starttls
+            if stripped and self._lab is not None and self._lab.tls == "starttls":
+                # The server offers STARTTLS: starting it "with TLS" would change nothing.
+                raise TLSMismatchError(
+                    f"{self.where} does not offer STARTTLS: the lab proxy in front of the server "
+                    "deleted that line from the EHLO reply (strip_starttls=True, a STARTTLS-"
+                    "stripping attack, RFC 3207 §6), and the server behind it does offer STARTTLS. "
+                    "Stopping here is right: never fall back to plain text. For TLS, connect to "
+                    "the server itself, or through a proxy that does not strip STARTTLS."
+                )
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
             raise TLSMismatchError(
                 Hint(
