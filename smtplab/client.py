@@ -487,7 +487,7 @@ class Client:
     async def _tls_failure(self, error: BaseException) -> SmtpLabError:
         """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
-        from smtplab.tls import certificate_summary, created_lab_tls
+        from smtplab.tls import certificate_summary, created_lab_tls, trusts_a_lab_ca
 
         refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
         certificate: TLSSummary | None = None
@@ -508,6 +508,7 @@ class Client:
             expected_mode=self.tls,
             certificate=certificate,
             lab_tls=lab_tls,
+            trusts_lab_ca=refused and trusts_a_lab_ca(self._tls_context()),
         )
         failure = TLSCertificateError(message) if refused else TLSMismatchError(message)
         return explaining(failure, error)
@@ -577,6 +578,16 @@ class Client:
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         if not self.smtp.supports_extension("starttls"):
+            stripped = self.proxy is not None and self.proxy.strip_starttls
+            if stripped and self._lab is not None and self._lab.tls == "starttls":
+                # The server offers STARTTLS: starting it "with TLS" would change nothing.
+                raise TLSMismatchError(
+                    f"{self.where} does not offer STARTTLS: the lab proxy in front of the server "
+                    "deleted that line from the EHLO reply (strip_starttls=True, a STARTTLS-"
+                    "stripping attack, RFC 3207 §6), and the server behind it does offer STARTTLS. "
+                    "Stopping here is right: never fall back to plain text. For TLS, connect to "
+                    "the server itself, or through a proxy that does not strip STARTTLS."
+                )
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
             raise TLSMismatchError(
                 Hint(

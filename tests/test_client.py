@@ -12,6 +12,7 @@ from aiosmtpd.controller import Controller
 import smtplab
 from smtplab.client import Client, SyncClient
 from smtplab.protocol import State
+from smtplab.tls import LabTLS
 from tests.conftest import free_port, run
 
 pytestmark = pytest.mark.server_options(
@@ -441,6 +442,23 @@ def test_a_lab_server_reached_by_address_is_told_to_trust_the_lab_ca(lab_server)
     client.close()
     assert "it is a lab server" in str(caught.value) and "issued by O=smtplab, OU=Lab CA" in str(caught.value)
     assert "--cafile ca.pem" in smtplab.hints.render(caught.value, "cli")
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_a_certificate_from_another_lab_ca_is_not_trusted_on_its_name(lab_tls, tls):
+    # An impostor's CA may call itself "Lab CA" too: a client that trusts one lab CA is told that
+    # this is another, not to trust "the lab CA".
+    with smtplab.start_server(name="impostor", tls=tls, lab_tls=LabTLS.create()) as impostor:
+        client = smtplab.SyncClient(
+            host="127.0.0.1", port=impostor.port, tls=tls, tls_context=lab_tls.client_context(), timeout=5
+        )
+        with pytest.raises(smtplab.TLSCertificateError) as caught:
+            client.connect()
+        client.close()
+    message = str(caught.value)
+    assert "issued by O=smtplab, OU=Lab CA" in message
+    assert "trusts a lab CA, but not this one" in message and "an impostor's" in message
+    assert "if you did not, do not connect" in message and "it is a lab server" not in message
 
 
 @pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"}, auth_required=True)
