@@ -23,6 +23,7 @@ import email.policy
 import email.utils
 import functools
 import ssl
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
@@ -372,6 +373,7 @@ class Client:
             tls_context=self._tls_context() if self.tls else None,
         )
         self._event(f"connecting to {self.where}{' with implicit TLS' if self.tls == 'implicit' else ''}")
+        connecting_since = time.time()
         try:
             response = await smtp.connect()
         except aiosmtplib.SMTPTimeoutError as error:
@@ -397,7 +399,9 @@ class Client:
             self._event("connection closed by the server after its greeting")
             if error.code != 421:
                 raise  # e.g. 554 "no SMTP service here": aiosmtplib's words say it
-            raise explaining(ServerBusyError(error.code, error.message, self._busy(error)), error) from None
+            raise explaining(
+                ServerBusyError(error.code, error.message, self._busy(error, connecting_since)), error
+            ) from None
         except aiosmtplib.SMTPConnectError as error:
             if _ssl_error_in(error):
                 raise await self._tls_failure(error) from None
@@ -411,6 +415,8 @@ class Client:
                     ),
                     error,
                 ) from None
+            if isinstance(error.__cause__, aiosmtplib.SMTPServerDisconnected):
+                self._event("connection closed by the server before its greeting")
             raise
         self._smtp = smtp
         self._closing_reply = None
@@ -482,7 +488,7 @@ class Client:
     async def _tls_failure(self, error: BaseException) -> SmtpLabError:
         """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
-        from smtplab.tls import created_lab_tls, describe_certificate
+        from smtplab.tls import created_lab_tls, describe_certificate, trusts_a_lab_ca
 
         refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
         certificate: CertificateFacts | None = None
@@ -504,6 +510,7 @@ class Client:
             expected_mode=self.tls,
             certificate=certificate,
             lab_tls=lab_tls,
+            trusts_lab_ca=refused and trusts_a_lab_ca(self._tls_context()),
         )
         failure = TLSCertificateError(message) if refused else TLSMismatchError(message)
         return explaining(failure, error)
@@ -573,6 +580,16 @@ class Client:
         if self.state.state is protocol.State.CONNECTED:
             await self.ehlo(timeout=timeout)
         if not self.smtp.supports_extension("starttls"):
+            stripped = self.proxy is not None and self.proxy.strip_starttls
+            if stripped and self._lab is not None and self._lab.tls == "starttls":
+                # The server offers STARTTLS: starting it "with TLS" would change nothing.
+                raise TLSMismatchError(
+                    f"{self.where} does not offer STARTTLS: the lab proxy in front of the server "
+                    "deleted that line from the EHLO reply (strip_starttls=True, a STARTTLS-"
+                    "stripping attack, RFC 3207 §6), and the server behind it does offer STARTTLS. "
+                    "Stopping here is right: never fall back to plain text. For TLS, connect to "
+                    "the server itself, or through a proxy that does not strip STARTTLS."
+                )
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
             if self._talks_to_a_lab_server():
                 turn_on: tuple[str | Fix, ...] = (
@@ -712,10 +729,20 @@ class Client:
         listing = ", ".join(f"{s.name!r} on {s.host}:{s.port}" for s in servers)
         return Fix(f"Lab servers running in this kernel: {listing}.", terminal)
 
-    def _busy(self, error: aiosmtplib.SMTPConnectResponseError) -> Hint:
-        """Why a server answered 421 instead of its greeting, and what to do."""
+    def _busy(self, error: aiosmtplib.SMTPConnectResponseError, since: float) -> Hint:
+        """Why a server answered 421 instead of its greeting (since ``time.time()`` ``since``)."""
         said = f"{error.code} {error.message}".rstrip()
-        if self._lab is not None or "too many connections" in error.message.lower():
+        injected = self._lab is not None and any(
+            firing.stage == "connect" and firing.time >= since for firing in self._lab.fault_rules.history
+        )
+        if injected:
+            return Hint(
+                f"{self.where} refused the connection ({said}): a fault armed with "
+                "server.inject('connect', ...) answered instead of the greeting. The server is "
+                "neither full nor closing; server.faults lists what is still armed. 421 is "
+                "temporary (RFC 5321 §3.1): a real client would try again later."
+            )
+        if "too many connections" in error.message.lower():  # the lab's own words when it is full
             limits = self._lab.limits if self._lab is not None else None
             cap = getattr(limits, "max_connections", None)
             size = f" ({cap} here)" if cap else ""
@@ -923,6 +950,10 @@ class Client:
             self._event("connection closed by the client after a timeout")
             verb = masked(line, after_334=self._in_auth).split(" ")[0]
             raise explaining(self._timeout_error(verb, timeout), error) from None
+        except aiosmtplib.SMTPServerDisconnected:
+            verb = masked(line, after_334=self._in_auth).split(" ")[0]
+            self._event(f"connection closed by the server: no reply to {verb}")
+            raise
         reply = self._last_reply
         verb = line.split(" ", 1)[0].upper()
         if verb in ("EHLO", "HELO") and reply.code == 250:  # also when sent with raw()
@@ -1003,6 +1034,8 @@ class Client:
                 error,
             ) from None
         except aiosmtplib.SMTPServerDisconnected:
+            unanswered = "the message content" if self._data_sent else "DATA"
+            self._event(f"connection closed by the server: no reply to {unanswered}")
             _aiosmtplib.hang_up(self.smtp)
             raise
         return self._result(self._last_reply)

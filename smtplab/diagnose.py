@@ -54,6 +54,15 @@ def exception_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _openssl_words(ssl_errors: list[ssl.SSLError]) -> str:
+    """`` ([SSL: WRONG_VERSION_NUMBER] wrong version number)``: what other tools print too."""
+    for error in ssl_errors:
+        words = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(error.strerror or ""))
+        if words:
+            return f" ({words})"
+    return ""
+
+
 def explain_ssl_error(
     exc: BaseException,
     *,
@@ -62,6 +71,7 @@ def explain_ssl_error(
     expected_mode: object = _UNKNOWN,
     certificate: CertificateFacts | None = None,
     lab_tls: LabTLS | None = None,
+    trusts_lab_ca: bool = False,
 ) -> Hint:
     """Explain a failed TLS connection in SMTP terms, naming the mismatch and the fix.
 
@@ -78,13 +88,16 @@ def explain_ssl_error(
             names. Without it, no names are quoted.
         lab_tls: The lab CA that issued the server's certificate, when one in this process did
             (the server is a lab server, and trusting that CA is the fix).
+        trusts_lab_ca: Whether the client already trusts a lab CA. If it refuses a certificate
+            from a lab CA all the same, that is another lab CA of the same name — or an
+            impostor's — and trusting "the lab CA" is not the fix.
 
     Returns:
         A short explanation (one or two sentences) with its fixes; ``str()`` of it is the
         Python spelling. Never raises.
     """
     try:
-        return _explain(exc, host, port, _mode(expected_mode), certificate, lab_tls)
+        return _explain(exc, host, port, _mode(expected_mode), certificate, lab_tls, trusts_lab_ca)
     except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
         return Hint(f"TLS with {host}:{port} failed: {exc!r}")
 
@@ -96,6 +109,7 @@ def _explain(
     mode: TLSMode | str,
     certificate: CertificateFacts | None,
     lab_tls: LabTLS | None,
+    trusts_lab_ca: bool,
 ) -> Hint:
     where = port if isinstance(port, str) else f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     chain = exception_chain(exc)
@@ -134,8 +148,9 @@ def _explain(
                 )
             else:
                 other = (f", or ask the server's administrator for a certificate that lists {asked!r}",)
+            said = f" ({message.split(',')[0].strip()})" if message else ""  # "Hostname mismatch"
             return Hint(
-                f"The certificate of {where} {listed}; you connected to {asked!r}. TLS checks "
+                f"The certificate of {where} {listed}; you connected to {asked!r}{said}. TLS checks "
                 "that the certificate names the host you asked for (RFC 6125 §6): connect "
                 "using one of the certificate's names",
                 *use,
@@ -149,6 +164,16 @@ def _explain(
                 f"issued by {certificate.issuer}; " if certificate is not None and certificate.issuer else ""
             )
             why = f"({issuer}{message or 'unknown issuer'})"
+            if lab and trusts_lab_ca:
+                # Names are cheap: any CA can call itself "Lab CA"; only the signature counts.
+                return Hint(
+                    f"Your client does not trust the authority that signed the certificate of "
+                    f"{where} {why}. Your client trusts a lab CA, but not this one: it has the "
+                    "same name and another key - another kernel's lab CA, or an impostor's. If "
+                    "you started that server yourself, trust its CA: ",
+                    trust_lab_ca(default=False),
+                    "; if you did not, do not connect - and do not switch verification off.",
+                )
             if lab:
                 return Hint(
                     f"Your client does not trust the authority that signed the certificate of "
@@ -182,16 +207,17 @@ def _explain(
         reasons & {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
         or "WRONG VERSION NUMBER" in upper
     ):
+        said = _openssl_words(ssl_errors)
         if mode == _STARTTLS:
             return Hint(
-                f"{where} answered the TLS handshake after STARTTLS with plain text, so it did "
+                f"{where} answered the TLS handshake after STARTTLS with plain text{said}, so it did "
                 "not really switch to TLS. Check that the server was started with a TLS "
                 "context, or use ",
                 option("tls", None),
                 " to stay in plain text.",
             )
         return Hint(
-            f"{where} answered your TLS handshake in plain text: it speaks SMTP in the clear "
+            f"{where} answered your TLS handshake in plain text{said}: it speaks SMTP in the clear "
             "first (a plain or STARTTLS port, RFC 3207), but you connected with implicit TLS. "
             "On this port use ",
             option("tls", "starttls"),

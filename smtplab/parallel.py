@@ -14,8 +14,8 @@ most ``connections`` connections. A message the server defers with a ``4xx`` rep
 ``452`` …) goes back to the queue after a backoff delay and is tried again, at most ``retries``
 times; a ``5xx`` refusal is final and never retried (RFC 5321 §4.2.1: 4yz is a transient, 5yz a
 permanent failure). A server at its connection cap answers ``421`` instead of its greeting
-(RFC 5321 §3.1): the worker waits and tries again, and after ``retries`` refusals in a row it
-retires. A worker takes a message only once it has a connection, so the messages all go to the
+(RFC 5321 §3.1): the worker waits and tries again, and once ``retries`` more tries were refused
+in a row it retires. A worker takes a message only once it has a connection, so the messages all go to the
 workers the server did admit, and none waits on a refused one. A connection that drops
 mid-send is reopened and the message tried again — it may have been delivered already if the
 drop came after its data (RFC 1047 describes this duplicate), which SMTP cannot tell.
@@ -370,6 +370,26 @@ class BatchResult:
             for a in d.attempts
         ]
 
+    @property
+    def connection_trouble(self) -> str:
+        """What the workers met when connecting, in words; ``""`` when every try connected.
+
+        A refusing greeting is named by its code (``421`` is a lab server at its connection
+        cap); a connection nobody answered (a stopped server, a wrong port) is not a refusal.
+        """
+        codes = sorted({w.refused_with for w in self.workers if w.refused_with is not None})
+        refused = sum(w.refusals for w in self.workers if w.refused_with is not None)
+        unanswered = sum(w.refusals for w in self.workers if w.refused_with is None)
+        parts = []
+        if refused:
+            with_codes = " or ".join(str(code) for code in codes) + (
+                " (at its cap)" if codes == [421] else ""
+            )
+            parts.append(f"the server refused a connection {_plural(refused, 'time')} with {with_codes}")
+        if unanswered:
+            parts.append(f"{_plural(unanswered, 'try', 'tries')} to connect found nobody answering")
+        return "; ".join(parts)
+
     def summary(self) -> str:
         """A few lines: totals, throughput, retries, and what the workers met."""
         counts = self.tally
@@ -378,9 +398,8 @@ class BatchResult:
             f"({_plural(self.connections, 'connection')} opened): {counts}",
             f"{self.throughput:.1f} accepted messages/s; {_plural(self.retries, 'retry', 'retries')}",
         ]
-        refusals = sum(w.refusals for w in self.workers)
-        if refusals:
-            lines.append(f"the server refused a connection {_plural(refusals, 'time')} (e.g. 421 at its cap)")
+        if self.connection_trouble:
+            lines.append(self.connection_trouble)
         for report in self.workers:
             if report.retired:
                 lines.append(f"worker {report.worker} retired: {report.retired}")
@@ -727,7 +746,7 @@ async def send_many(
         messages: :class:`email.message.EmailMessage` objects (the envelope comes from their
             headers) and/or ``(sender, recipients, content)`` tuples.
         connections: How many connections (and workers) at most. A server with a connection cap
-            admits fewer; the others retire after ``retries`` refusals.
+            admits fewer; the others retire when refused ``retries + 1`` times in a row.
         progress: Show a progress bar (``tqdm.auto``: a widget in Jupyter, text in a terminal).
         retries: How often a message deferred with ``4xx`` (or whose connection dropped) is
             tried again, and how often a refused connection is; ``5xx`` is never retried.

@@ -57,6 +57,7 @@ __all__ = [
     "default_lab_tls",
     "describe_certificate",
     "summarize",
+    "trusts_a_lab_ca",
 ]
 
 TLSMode = Literal["starttls", "implicit"] | None
@@ -375,6 +376,16 @@ def _issue(ca: trustme.CA, names: tuple[str, ...], valid_days: int) -> trustme.L
 
 _default: LabTLS | None = None
 _default_lock = threading.Lock()
+
+
+def trusts_a_lab_ca(context: ssl.SSLContext) -> bool:
+    """Whether ``context`` trusts a lab CA — any: they all share one name. Never raises."""
+    lab = {("organizationName", _LAB_ORGANIZATION), ("organizationalUnitName", _LAB_CA_UNIT)}
+    try:
+        trusted = context.get_ca_certs()
+    except (ssl.SSLError, ValueError):  # pragma: no cover - a context that cannot say
+        return False
+    return any({pair for rdn in ca.get("subject", ()) for pair in rdn} == lab for ca in trusted)
 
 
 def created_lab_tls() -> LabTLS | None:

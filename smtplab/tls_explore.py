@@ -361,7 +361,10 @@ class Attempt:
         if record.messages:
             size = sum(len(message) for message in record.messages)
             read.append(f"the whole message ({size} bytes, headers and body)")
-        if record.tls_relayed:
+        if record.tls_relayed and not (record.ciphertext_from_client or record.ciphertext_from_server):
+            # an implicit-TLS server waited for a handshake that a plain client never began
+            read.append("nothing: not a byte crossed it either way")
+        elif record.tls_relayed:
             read.append(
                 f"only ciphertext once TLS began ({record.ciphertext_from_client} bytes from the client, "
                 f"{record.ciphertext_from_server} from the server)"

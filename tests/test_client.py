@@ -12,6 +12,7 @@ from aiosmtpd.controller import Controller
 import smtplab
 from smtplab.client import Client, SyncClient
 from smtplab.protocol import State
+from smtplab.tls import LabTLS
 from tests.conftest import free_port, run
 
 pytestmark = pytest.mark.server_options(
@@ -443,6 +444,23 @@ def test_a_lab_server_reached_by_address_is_told_to_trust_the_lab_ca(lab_server)
     assert "--cafile ca.pem" in smtplab.hints.render(caught.value, "cli")
 
 
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_a_certificate_from_another_lab_ca_is_not_trusted_on_its_name(lab_tls, tls):
+    # An impostor's CA may call itself "Lab CA" too: a client that trusts one lab CA is told that
+    # this is another, not to trust "the lab CA".
+    with smtplab.start_server(name="impostor", tls=tls, lab_tls=LabTLS.create()) as impostor:
+        client = smtplab.SyncClient(
+            host="127.0.0.1", port=impostor.port, tls=tls, tls_context=lab_tls.client_context(), timeout=5
+        )
+        with pytest.raises(smtplab.TLSCertificateError) as caught:
+            client.connect()
+        client.close()
+    message = str(caught.value)
+    assert "issued by O=smtplab, OU=Lab CA" in message
+    assert "trusts a lab CA, but not this one" in message and "an impostor's" in message
+    assert "if you did not, do not connect" in message and "it is a lab server" not in message
+
+
 @pytest.mark.server_options(tls="starttls", auth={"alice": "wonderland"}, auth_required=True)
 def test_replies_are_explained_in_answer_to_their_command_on_both_sides(lab_server):
     with smtplab.SyncClient(lab_server, tls="starttls") as client:
@@ -535,6 +553,40 @@ def test_the_connection_cap_is_a_smtplab_error_naming_the_limit(lab_server):
     assert "limits=Limits(max_connections=50)" in str(error) and "send_many" in str(error)
     stands_alone(error, aiosmtplib.SMTPConnectResponseError)
     assert second.greeting.code == 421 and "refused at connect" in second.greeting.meaning
+
+
+def test_an_injected_421_at_connect_is_not_blamed_on_the_connection_cap(lab_server):
+    lab_server.inject("connect", reply="421 4.3.2 Service not available, closing transmission channel")
+    with pytest.raises(smtplab.ServerBusyError) as caught:
+        SyncClient(lab_server).connect()
+    error = caught.value
+    assert error.code == 421 and error.message.startswith("4.3.2 Service not available")
+    assert "server.inject('connect', ...)" in str(error) and "server.faults" in str(error)
+    assert "max_connections" not in str(error)
+    with SyncClient(lab_server) as client:  # fired once: the next connection is greeted
+        assert client.greeting.code == 220
+
+
+@pytest.mark.parametrize(
+    ("stage", "error", "last_event"),
+    [
+        ("connect", aiosmtplib.SMTPConnectError, "connection closed by the server before its greeting"),
+        ("MAIL", aiosmtplib.SMTPServerDisconnected, "connection closed by the server: no reply to MAIL"),
+        ("DATA", aiosmtplib.SMTPServerDisconnected, "connection closed by the server: no reply to DATA"),
+        (
+            "end of data",
+            aiosmtplib.SMTPServerDisconnected,
+            "connection closed by the server: no reply to the message content",
+        ),
+    ],
+)
+def test_a_server_hanging_up_is_the_last_line_of_the_client_transcript(lab_server, stage, error, last_event):
+    lab_server.inject(stage, disconnect=True)
+    client = SyncClient(lab_server)
+    with pytest.raises(error):  # aiosmtplib's own exception, unchanged
+        client.send("alice@example.test", ["bob@example.test"], "Subject: hang-up\r\n\r\nhi\r\n")
+    client.close()
+    assert client.transcript.text(annotate=False).splitlines()[-1] == f"** {last_event}"
 
 
 def test_a_sync_call_shows_the_learner_one_frame_of_smtplab_and_the_explanation():

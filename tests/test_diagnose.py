@@ -38,6 +38,8 @@ def test_explain_implicit_tls_against_plain_port(lab: LabTLS) -> None:
     assert f"127.0.0.1:{port}" in message
     assert "use tls='starttls'" in message.lower()
     assert "implicit-TLS port" in message
+    # OpenSSL's own words, as openssl s_client and swaks print them, without the C source line
+    assert "in plain text ([SSL: WRONG_VERSION_NUMBER] wrong version number):" in message
 
 
 def test_explain_handshake_cut_short(lab: LabTLS) -> None:
@@ -109,7 +111,7 @@ def test_a_hostname_mismatch_names_only_the_certificate_presented(
 
     presented = describe_certificate(lab.server_der)
     message = explain_ssl_error(mismatch("10.0.0.7"), host="10.0.0.7", port=25, certificate=presented)
-    assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7'" in message
+    assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7' (IP address mismatch)." in message
     assert "LabTLS.create(hosts=('localhost', '127.0.0.1', '::1', '10.0.0.7'))" in message  # a lab's
     assert message.render("cli").endswith("connect using one of the certificate's names (--host localhost).")
 

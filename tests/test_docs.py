@@ -31,6 +31,26 @@ def test_every_notebook_has_a_row_with_its_measured_run_time_and_a_learner_time(
         assert re.fullmatch(r"\d+ min", learner), f"{name}: learner time in minutes: {learner!r}"
 
 
+def learner_minutes() -> dict[str, int]:
+    """The learner time of each notebook, by number, from the guide's table."""
+    return {
+        match.group(1): int(match.group(2))
+        for match in re.finditer(r"^\| \[(\d\d)-[^|]*\|[^|]*\|[^|]*\| (\d+) min \|$", guide(), re.MULTILINE)
+    }
+
+
+def test_the_workshop_plan_gives_each_notebook_its_learner_time_and_a_slot_that_long():
+    rows = re.findall(r"^\| (\d\d):(\d\d) \| (.*) \|$", guide(), re.MULTILINE)
+    starts = [60 * int(hours) + int(minutes) for hours, minutes, _ in rows]
+    planned = {}
+    for (_, _, what), start, end in zip(rows, starts, starts[1:], strict=False):
+        match = re.match(r"(?:.*; )?\*\*(\d\d)\*\* .*\((\d+) min\)", what)
+        if match:
+            planned[match.group(1)] = int(match.group(2))
+            assert end - start >= int(match.group(2)), f"the plan's slot for {match.group(1)} is too short"
+    assert planned == learner_minutes(), "the workshop plan: every notebook, with the table's learner time"
+
+
 def test_relative_links_point_at_files_that_exist():
     for target in re.findall(r"\]\((?!https?://|#)([^)\s]+)\)", guide()):
         assert (GUIDE.parent / target.split("#")[0]).resolve().exists(), f"broken link: {target}"

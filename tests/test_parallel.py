@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 from collections import Counter
 from email.message import EmailMessage
 from typing import Any, ClassVar
@@ -136,6 +137,9 @@ def test_500_messages_8_connections_a_cap_of_4_nothing_lost_nothing_doubled(prog
     # 8 workers, the batch and its waiter; aiosmtplib may run one helper task per worker (connect)
     assert bar.most_tasks <= 2 * 8 + 2
     assert "421" in result.summary() and "490 accepted, 10 refused" in repr(result)
+    assert re.fullmatch(
+        r"the server refused a connection \d+ times? with 421 \(at its cap\)", result.connection_trouble
+    )
 
 
 def test_a_4xx_is_retried_with_backoff_then_given_up():
@@ -239,6 +243,9 @@ def test_when_no_worker_can_connect_nothing_is_sent_and_the_result_says_why():
     assert [d.status for d in result] == [NOT_SENT] * 3
     assert all(d.tries == 0 and "no worker could get a connection" in d.error for d in result)
     assert all(w.refusals == 3 and "nothing is listening" in w.retired for w in result.workers)
+    # nobody answered: not a refusal, and no talk of a cap
+    assert result.connection_trouble == "6 tries to connect found nobody answering"
+    assert "421" not in result.summary() and "refused" not in result.summary()
 
 
 def test_tls_settings_that_cannot_work_raise_at_once():

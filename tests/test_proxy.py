@@ -440,7 +440,9 @@ def test_a_client_made_from_the_proxy_trusts_the_lab_ca_behind_it_and_reads_natu
             client.pair()
     with lesson_server() as server, smtplab.start_proxy(server, strip_starttls=True) as stripping:
         client = smtplab.SyncClient(stripping, tls="starttls")
-        with pytest.raises(smtplab.TLSMismatchError, match="or the lab proxy removed it") as caught:
+        with pytest.raises(
+            smtplab.TLSMismatchError, match="the lab proxy in front of the server deleted"
+        ) as caught:
             client.connect()
         client.close()
         with smtplab.SyncClient(stripping) as fooled:  # the lesson: a client that does not insist
@@ -448,4 +450,12 @@ def test_a_client_made_from_the_proxy_trusts_the_lab_ca_behind_it_and_reads_natu
             assert fooled.login("alice", "wonderland").code == 235
         revealed = stripping.wait_for(2)[-1].transcript.text(reveal_secrets=True)
     assert "STARTTLS-stripping attack" in str(caught.value)
+    assert "start_server" not in str(caught.value)  # the server has TLS: no such fix to offer
     assert base64.b64encode(b"\0alice\0wonderland").decode() in revealed
+    # in front of a server without TLS, the offer is missing for real: starting it with TLS is the fix
+    with (
+        smtplab.start_server(name="plain") as plain,
+        smtplab.start_proxy(plain, strip_starttls=True) as proxy,
+    ):
+        with pytest.raises(smtplab.TLSMismatchError, match=r"start_server\(tls='starttls'\)"):
+            smtplab.SyncClient(proxy, tls="starttls").connect()

@@ -210,7 +210,9 @@ def test_implicit_tls_against_a_starttls_port(grid):
 def test_a_plain_client_waits_for_an_implicit_greeting_until_its_timeout():
     with TLSGrid(timeout=SILENT_TIMEOUT) as silent:
         attempt = silent.run(None, "implicit")
+        through = silent.run(None, "implicit", proxy=True)
     assert isinstance(attempt.error, smtplab.ClientTimeoutError) and not attempt.handshake_failed
+    assert through.attacker_read == ["nothing: not a byte crossed it either way"]  # TLS never began
     assert attempt.error_text.startswith("ClientTimeoutError: no greeting from localhost:")
     assert (
         "on that port is one: it speaks implicit TLS" in attempt.explanation

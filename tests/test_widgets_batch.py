@@ -51,7 +51,7 @@ def test_the_panel_sends_a_batch_and_draws_its_timeline_at_a_click():
     assert result.counts["accepted"] == 7 and result.counts["refused"] == 1 and result.retries == 1
     text = panel.summary.value
     assert "7 accepted, 1 refused" in text and "8 messages over 4 connections (2 admitted)" in text
-    assert "messages/s" in text and "refused a connection" in text
+    assert "messages/s" in text and "refused a connection" in text and "with 421 (at its cap)" in text
     assert bytes(panel.image.value).startswith(b"\x89PNG") and panel.image.layout.display is None
     assert re.search(r">1</td><td[^>]*>4</td><td[^>]*>8</td>", panel.runs.value)
     # the figure: bars only in the two admitted lanes, one per attempt, words for the others
@@ -82,6 +82,16 @@ def test_a_failed_batch_is_reported_in_one_line_and_the_next_click_clears_it():
         panel.server = server
         panel.send_button.click()
         assert panel.results and panel.error_line.value == "" and panel._error_row.layout.display == "none"
+    panel.close()
+
+
+def test_a_click_after_the_server_stopped_says_that_it_stopped():
+    with smtplab.start_server(name="batch-stopped") as server:
+        panel = BatchPanel(server, connections=2, messages=2)
+    panel.send_button.click()
+    assert panel.sent.is_set() and panel.results[-1].counts["not sent"] == 2
+    text = panel.summary.value
+    assert "2 not sent" in text and "is stopped: call server.start()" in text and "421" not in text
     panel.close()
 
 

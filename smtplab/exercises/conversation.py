@@ -443,8 +443,9 @@ _SPECIFIC = {  # the mistake a wrong code is taken for, by the code it should ha
             "means 'go on, I am waiting for more'?"
         ),
         "sequence": (
-            "That command came too early, and the server refused it for good: a 5yz code. Find the "
-            "one that means 'bad sequence of commands' in the reply code table."
+            "That command came too early, and the server refused it for good: a 5yz code, the one "
+            "section 3 met when DATA came before any recipient ('bad sequence of commands'). "
+            "protocol.explain(code) says what any code you guess means."
         ),
         "vrfy": (
             "VRFY got a positive answer that promises nothing: the server neither confirms nor denies "

@@ -50,6 +50,7 @@ class HandIn:
         problem: What went wrong, for any status but ``"ran"``.
         exercises: The ids of the exercises the notebook should answer.
         verdicts: The last verdict for each exercise found in its outputs.
+        missing: For each exercise without a verdict, why (its check cell raised, say).
         seconds: How long it ran.
     """
 
@@ -59,6 +60,7 @@ class HandIn:
     problem: str = ""
     exercises: list[str] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     def result(self, exercise_id: str) -> str:
@@ -95,21 +97,45 @@ def _expected(notebook: Any, path: Path) -> list[str]:
     from smtplab.exercises.scan import check_calls
 
     entries = catalogue()
-    named = {call.exercise for call in check_calls(notebook) if call.exercise}
+    named = {call.exercise for call in check_calls(notebook, skip_invalid=True) if call.exercise}
     numbers = {exercise_id[:2] for exercise_id in named}
     numbers |= {entry.id[:2] for entry in entries if path.name.endswith(entry.notebook)}
     expected = [entry.id for entry in entries if entry.id[:2] in numbers]
     return expected + sorted(named - set(expected))
 
 
+def _error(cell: Any) -> str:
+    """The cell's error as ``Name: message``, or "" when it raised none."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            return f"{output.ename}: {output.evalue}"
+    return ""
+
+
+def _why_no_verdict(notebook: Any, exercise_id: str) -> str:
+    """Why a run notebook shows no verdict for an exercise, from its check cell's outputs."""
+    from smtplab.exercises.scan import check_calls
+
+    cells = [call.cell for call in check_calls(notebook, skip_invalid=True) if call.exercise == exercise_id]
+    if not cells:
+        return "it has no check cell for it (deleted, or not valid Python)"
+    index = cells[-1]
+    cell = notebook.cells[index]
+    if _error(cell):
+        return f"its check cell (cell {index + 1}) raised {_error(cell)}"[:300]
+    if cell.get("execution_count") is None:
+        return f"its check cell (cell {index + 1}) did not run"
+    return f"its check cell (cell {index + 1}) showed no verdict"
+
+
 def _first_error(notebook: Any) -> str:
     for index, cell in enumerate(notebook.cells):
         if "raises-exception" in cell.get("metadata", {}).get("tags", []):
             continue
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {index + 1} ({first_line[:40]!r}) raised {output.ename}: {output.evalue}"[:300]
+        error = _error(cell)
+        if error:
+            first_line = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+            return f"cell {index + 1} ({first_line[:40]!r}) raised {error}"[:300]
     return ""
 
 
@@ -170,6 +196,9 @@ async def _grade_one(hand_in: HandIn, timeout: float, jobs: asyncio.Semaphore) -
             hand_in.status, hand_in.problem = ERROR, problem
     for _, verdict in verdicts(notebook):
         hand_in.verdicts[verdict.exercise] = verdict
+    for exercise_id in hand_in.exercises:
+        if exercise_id not in hand_in.verdicts:
+            hand_in.missing[exercise_id] = _why_no_verdict(notebook, exercise_id)
 
 
 async def _grade_all(hand_ins: list[HandIn], timeout: float, jobs: int) -> None:
@@ -199,10 +228,12 @@ def grade(
 
 
 def _columns(hand_ins: Sequence[HandIn]) -> list[str]:
+    """Every exercise of the hand-ins, in the catalogue's order (then any it does not know)."""
     seen: dict[str, None] = {}
     for hand_in in hand_ins:
         seen.update(dict.fromkeys(hand_in.exercises))
-    return list(seen)
+    order = {entry.id: n for n, entry in enumerate(catalogue())}
+    return sorted(seen, key=lambda exercise_id: order.get(exercise_id, len(order)))
 
 
 def table(hand_ins: Sequence[HandIn]) -> str:
@@ -239,14 +270,26 @@ def table(hand_ins: Sequence[HandIn]) -> str:
                 notes.append(f"{hand_in.learner} {exercise_id}: Not yet — {verdict.message}")
                 notes.append(f"    Hint: {verdict.hint}")
             elif verdict is None and hand_in.status in (RAN, ERROR):
-                notes.append(
-                    f"{hand_in.learner} {exercise_id}: no verdict — its check cell did not run or was removed"
-                )
+                why = hand_in.missing.get(exercise_id, "its check cell did not run")
+                notes.append(f"{hand_in.learner} {exercise_id}: no verdict — {why}")
     counts = Counter(hand_in.all_passed for hand_in in hand_ins)
     summary = f"{counts[True]} of {len(hand_ins)} notebook(s) passed every exercise."
     return "\n".join(
         [*lines, *(["", "What did not pass:", *(f"  {n}" for n in notes)] if notes else []), "", summary]
     )
+
+
+def _entry(hand_in: HandIn, exercise_id: str) -> dict[str, Any]:
+    """One exercise of one hand-in in the gradebook: its result, and the verdict's words or why
+    there is none."""
+    entry: dict[str, Any] = {"result": hand_in.result(exercise_id)}
+    verdict = hand_in.verdicts.get(exercise_id)
+    if verdict is not None:
+        data = verdict.to_json()
+        entry.update((key, data[key]) for key in ("message", "hint", "mistake", "evidence"))
+    elif exercise_id in hand_in.missing:
+        entry["why"] = hand_in.missing[exercise_id]
+    return entry
 
 
 def gradebook(hand_ins: Sequence[HandIn]) -> dict[str, Any]:
@@ -262,21 +305,7 @@ def gradebook(hand_ins: Sequence[HandIn]) -> dict[str, Any]:
                 "seconds": round(hand_in.seconds, 2),
                 "passed": hand_in.score,
                 "total": len(hand_in.exercises),
-                "exercises": {
-                    exercise_id: {
-                        "result": hand_in.result(exercise_id),
-                        **(
-                            {
-                                k: v
-                                for k, v in hand_in.verdicts[exercise_id].to_json().items()
-                                if k in ("message", "hint", "mistake")
-                            }
-                            if exercise_id in hand_in.verdicts
-                            else {}
-                        ),
-                    }
-                    for exercise_id in hand_in.exercises
-                },
+                "exercises": {exercise_id: _entry(hand_in, exercise_id) for exercise_id in hand_in.exercises},
             }
             for hand_in in hand_ins
         ],

@@ -67,18 +67,29 @@ def _is_check(function: ast.expr) -> bool:
     return False
 
 
-def check_calls(notebook: Any) -> list[CheckCall]:
+def check_calls(notebook: Any, *, skip_invalid: bool = False) -> list[CheckCall]:
     """Every ``check(...)`` call in the notebook's code cells, in order.
 
+    Args:
+        notebook: The notebook.
+        skip_invalid: Pass over code cells that are not valid Python (a typo in a hand-in: the
+            cell raises when it runs) instead of raising.
+
     Raises:
-        SyntaxError: A code cell is not valid Python (nor IPython).
+        SyntaxError: A code cell is not valid Python (nor IPython), unless ``skip_invalid``.
     """
     found = []
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type != "code":
             continue
         source = _python_source(cell.source)
-        for node in ast.walk(ast.parse(source)):
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            if skip_invalid:
+                continue
+            raise
+        for node in ast.walk(tree):
             if isinstance(node, ast.Call) and _is_check(node.func):
                 first = node.args[0] if node.args else None
                 exercise = (

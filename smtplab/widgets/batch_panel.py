@@ -179,8 +179,10 @@ class BatchPanel(LiveBox):
             '<table style="font-size:12px;border-collapse:collapse">'
             f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
         )
-        refused = sum(report.refusals for report in result.workers)
-        extra = f"; the server refused a connection {refused} times (its cap)" if refused else ""
+        trouble = result.connection_trouble
+        if not result.admitted:  # nothing got through: say why (a stopped server says so)
+            trouble = next((report.retired for report in result.workers if report.retired), trouble)
+        extra = f"; {trouble}" if trouble else ""
         self.summary.value = (
             f'<span style="font-size:13px"><b>{escape(result.tally)}</b> — {len(result)} messages over '
             f"{len(result.workers)} connections ({result.admitted} admitted) in {result.elapsed:.2f} s: "

@@ -109,7 +109,6 @@ def swapped(lines, a, b):
 
 RIGHT = list(_ordered())
 MAIL, RCPT_BOB = "C: MAIL FROM:<alice@example.test>", "C: RCPT TO:<bob@example.test>"
-OK = "S: 250 OK"
 EHLO_LAST, EHLO_SIZE = "S: 250 HELP", "S: 250-SIZE 10485760"
 QUEUED = next(line for line in RIGHT if "queued as" in line)
 DATA_GO = next(line for line in RIGHT if line.startswith("S: 354"))

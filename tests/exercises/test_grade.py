@@ -13,7 +13,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from smtplab.cli import main
 from smtplab.exercises import Verdict, catalogue
-from smtplab.exercises.grade import grade, gradebook, table
+from smtplab.exercises.grade import HandIn, grade, gradebook, table
 from smtplab.exercises.registry import exercise_by_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +46,7 @@ def test_grade_reports_each_kind_of_hand_in(tmp_path: Path) -> None:
             cells=[
                 new_code_cell("from smtplab.exercises import check"),
                 new_code_cell(f"{FIRST_MATCH}\ncheck('00.2', find)"),
+                new_code_cell("async def send_to_two(server)\n    pass"),  # a typo: the rest still runs
                 new_code_cell("check('00.1', send_to_two)  # never defined"),
             ]
         ),
@@ -82,12 +83,16 @@ def test_grade_reports_each_kind_of_hand_in(tmp_path: Path) -> None:
     assert bob.verdicts["00.2"].mistake == "oldest"
     assert bob.verdicts["00.2"].hint == exercise_by_id("00.2").hint_for("oldest")
 
-    assert carol.status == "error" and "NameError" in carol.problem and "cell 3" in carol.problem
+    assert carol.status == "error" and "SyntaxError" in carol.problem and "cell 3" in carol.problem
     assert carol.result("00.2") == "not yet" and carol.result("00.1") == "no verdict"
+    assert carol.missing == {
+        "00.1": "its check cell (cell 4) raised NameError: name 'send_to_two' is not defined"
+    }
     assert dave.status == "timed out" and "20 s" in dave.problem
     assert dave.result("00.2") == "not yet" and dave.result("00.1") == "no verdict"
     assert erin.status == "unreadable" and erin.exercises == []
     assert frank.status == "ran" and frank.verdicts == {} and frank.exercises == ["00.1", "00.2"]
+    assert set(frank.missing.values()) == {"it has no check cell for it (deleted, or not valid Python)"}
     assert not any(h.all_passed for h in hand_ins[1:])
 
     text = table(hand_ins)
@@ -96,12 +101,29 @@ def test_grade_reports_each_kind_of_hand_in(tmp_path: Path) -> None:
     assert rows[1].split()[:3] == ["bob/00-quickstart", "passed", "NOT"]
     assert f"    Hint: {exercise_by_id('00.2').hint_for('oldest')}" in text
     assert "timed out: did not finish within 20 s" in text and "unreadable" in text
+    assert f"carol 00.1: no verdict — {carol.missing['00.1']}" in text
     assert text.endswith("1 of 6 notebook(s) passed every exercise.")
 
     book = json.loads(json.dumps(gradebook(hand_ins)))
     assert book["exercises"] == ["00.1", "00.2"]
     assert book["hand_ins"][1]["exercises"]["00.2"]["mistake"] == "oldest"
+    assert book["hand_ins"][1]["exercises"]["00.2"]["evidence"] == list(bob.verdicts["00.2"].evidence)
+    assert book["hand_ins"][2]["exercises"]["00.1"] == {"result": "no verdict", "why": carol.missing["00.1"]}
     assert (book["hand_ins"][0]["passed"], book["hand_ins"][0]["total"]) == (2, 2)
+
+
+def test_the_table_lists_exercises_in_catalogue_order_whatever_the_order_of_hand_ins() -> None:
+    later = HandIn(Path("ann/01-event-loops.ipynb"), "ann", exercises=["01.1", "01.2"])
+    earlier = HandIn(Path("ben/00-quickstart.ipynb"), "ben", exercises=["00.1", "00.2"])
+    assert table([later, earlier]).splitlines()[0].split() == [
+        "learner",
+        "00.1",
+        "00.2",
+        "01.1",
+        "01.2",
+        "notebook",
+    ]
+    assert gradebook([later, earlier])["exercises"] == ["00.1", "00.2", "01.1", "01.2"]
 
 
 @pytest.mark.timeout(240)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from smtplab.exercises import MIME_TYPE, Verdict
@@ -26,6 +27,16 @@ def test_check_calls_are_found_with_their_arguments():
         CheckCall("00.2", ("find", "strict=True"), 2),
         CheckCall(None, ("find",), 3),
     ]
+
+
+def test_a_cell_that_is_not_python_raises_unless_skipped():
+    book = notebook(
+        new_code_cell("def find(mailbox, recipient)\n    pass"),
+        new_code_cell('check("00.2", find)'),
+    )
+    with pytest.raises(SyntaxError):
+        check_calls(book)
+    assert check_calls(book, skip_invalid=True) == [CheckCall("00.2", ("find",), 1)]
 
 
 def test_solutions_come_from_collapsed_blocks_naming_the_id():
