@@ -230,9 +230,6 @@ def reworded(session: LabSMTP, text: str) -> str | None:
     return None
 
 
-# "250 2.1.0 OK" -> "250 OK": the enhanced code after the reply code (RFC 2034 §4).
-_ENHANCED_CODE = re.compile(r"(?<=^[2-5][0-9][0-9][ -])[245]\.[0-9]{1,3}\.[0-9]{1,3}(?: |$)")
-
 #: Where a session asks the lab before it replies (see :meth:`LabSMTP.intervene`).
 STAGES = ("connect", "EHLO", "MAIL", "RCPT", "DATA", "end of data", "AUTH")
 
@@ -832,6 +829,15 @@ class LabSMTP(SMTP):
             return
         await super().smtp_DATA(arg)  # type: ignore[arg-type]
 
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self._tls_on and not arg:
+            # RFC 3207 §4.2: once TLS is on, no second handshake. Stock aiosmtpd answers 220 and
+            # nests TLS inside TLS, which asyncio cannot do (a traceback on the server's loop).
+            await self.push("554 5.5.1 Error: TLS already active")  # Postfix's words
+            return
+        await super().smtp_STARTTLS(arg)
+
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg: str) -> None:
         if "AUTH" in self.switched_off:
@@ -937,7 +943,10 @@ class LabSMTP(SMTP):
 
 def _codes_alone(reply: str) -> str:
     """``"250 2.1.0 OK"`` -> ``"250 OK"``: a reply without its enhanced status code."""
-    return _ENHANCED_CODE.sub("", reply, count=1).rstrip()
+    parsed = protocol.parse_reply_line(reply)
+    if parsed is None or parsed.enhanced is None:
+        return reply.rstrip()
+    return f"{reply[:4]}{parsed.text}".rstrip()  # the code and its separator, then the text
 
 
 def _one_line(error: BaseException) -> str:

@@ -1,7 +1,8 @@
 """Callbacks to call when something changes, from whichever thread changed it.
 
 A small list under a lock: a callback is added and removed from any thread, and one that raises
-is logged, never raised into whatever made the change (a server's session, a meter's thread).
+is logged (or kept, for the learner to read), never raised into whatever made the change (a
+server's session, a meter's thread).
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ class Observers(Generic[C]):
 
     Args:
         what: What the callbacks observe, for the log line when one fails (``"a fault"``).
+        errors: Where to keep what a callback raises instead of logging it (e.g. a server's
+            ``observer_errors``).
     """
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, *, errors: list[Exception] | None = None) -> None:
         self._what = what
+        self._errors = errors
         self._lock = threading.Lock()
         self._callbacks: list[C] = []
 
@@ -49,5 +53,8 @@ class Observers(Generic[C]):
         for callback in callbacks:
             try:
                 callback(*args)
-            except Exception:  # an observer never breaks what it observes
-                log.exception("an observer of %s failed", self._what)
+            except Exception as error:  # an observer never breaks what it observes
+                if self._errors is None:
+                    log.exception("an observer of %s failed", self._what)
+                else:
+                    self._errors.append(error)

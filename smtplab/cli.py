@@ -148,6 +148,11 @@ def _check_serve(args: argparse.Namespace) -> str | None:
         return "--cafile needs --tls starttls or --tls implicit"
     if args.auth_required and not args.auth:
         return "--auth-required needs --auth USER:PASSWORD: otherwise no one could ever send"
+    if not 0 <= args.port <= 65535:
+        return f"--port takes 1 to 65535, not {args.port}: or leave it out, and the OS picks a free one"
+    for flag, value in (("--max-connections", args.max_connections), ("--max-messages", args.max_messages)):
+        if value is not None and value < 1:
+            return f"{flag} takes a whole number from 1 up, not {value} (leave it out for the default)"
     if not args.unix_socket and not args.allow_remote and not is_loopback(args.host):
         return (
             f"--host {args.host} is not a loopback address, so other machines could reach the lab "

@@ -18,6 +18,7 @@ event loop alike (see :mod:`smtplab.aio`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 import email.utils
 import functools
@@ -48,7 +49,7 @@ from smtplab.transcript import Transcript, TranscriptPair, masked
 if TYPE_CHECKING:
     from smtplab.proxy import LabProxy
     from smtplab.server import LabServer
-    from smtplab.tls import TLSMode, TLSSummary
+    from smtplab.tls import CertificateFacts, TLSMode
 
 __all__ = ["Client", "Reply", "SendResult", "SyncClient"]
 
@@ -487,16 +488,17 @@ class Client:
     async def _tls_failure(self, error: BaseException) -> SmtpLabError:
         """The smtplab error that explains a failed TLS set-up (raise it ``from None``)."""
         from smtplab.diagnose import exception_chain, explain_ssl_error
-        from smtplab.tls import certificate_summary, created_lab_tls, trusts_a_lab_ca
+        from smtplab.tls import created_lab_tls, describe_certificate, trusts_a_lab_ca
 
         refused = any(isinstance(e, ssl.SSLCertVerificationError) for e in exception_chain(error))
-        certificate: TLSSummary | None = None
+        certificate: CertificateFacts | None = None
         lab_tls = self._lab.lab_tls if self._lab is not None else None
         if refused and lab_tls is not None:
-            certificate = certificate_summary(lab_tls.server_der)  # what every lab server presents
+            certificate = lab_tls.server_certificate  # what every lab server presents
         elif refused:
             der = await self._presented_certificate()
-            certificate = certificate_summary(der) if der else None
+            with contextlib.suppress(ValueError):  # not a certificate: no names to quote
+                certificate = describe_certificate(der) if der else None
             default = created_lab_tls()
             if der and default is not None and default.issued(der):
                 lab_tls = default
@@ -589,13 +591,21 @@ class Client:
                     "the server itself, or through a proxy that does not strip STARTTLS."
                 )
             between = "the lab proxy" if self.proxy is not None else "something between you and the server"
+            if self._talks_to_a_lab_server():
+                turn_on: tuple[str | Fix, ...] = (
+                    "Start the lab server with TLS (",
+                    start_lab_server("starttls"),
+                    ")",
+                )
+            else:
+                turn_on = ("If you run that server, turn STARTTLS on in its configuration",)
             raise TLSMismatchError(
                 Hint(
                     f"{self.where} does not offer STARTTLS (its EHLO reply has no STARTTLS "
                     f"line), or {between} removed it (a STARTTLS-stripping attack, RFC 3207 §6): "
-                    "never fall back to plain text. Start the lab server with TLS (",
-                    start_lab_server("starttls"),
-                    "), or use ",
+                    "never fall back to plain text. ",
+                    *turn_on,
+                    ", or use ",
                     option("tls", "implicit"),
                     " if it speaks TLS from the first byte.",
                 )
@@ -680,6 +690,13 @@ class Client:
                 )
             return reply
         return await self._command("AUTH", chosen, timeout=timeout)
+
+    def _talks_to_a_lab_server(self) -> bool:
+        """Whether the server is a lab server: this client's own, or any that greets as one."""
+        from smtplab.server import LAB_IDENT
+
+        greeting = self.greeting.message if self.greeting is not None else ""
+        return self._lab is not None or f" {LAB_IDENT} " in f" {greeting} "
 
     def _lab_status(self) -> Fix:
         """What this kernel knows about the server that did not answer; where to look from a terminal."""

@@ -18,7 +18,7 @@ import re
 import ssl
 
 from smtplab.hints import Fix, Hint, option, start_lab_server, trust_lab_ca
-from smtplab.tls import LabTLS, TLSMode, TLSSummary, check_tls_mode, created_lab_tls
+from smtplab.tls import CertificateFacts, LabTLS, TLSMode, check_tls_mode, created_lab_tls
 
 __all__ = ["exception_chain", "explain_ssl_error"]
 
@@ -69,7 +69,7 @@ def explain_ssl_error(
     host: str,
     port: int | str,
     expected_mode: object = _UNKNOWN,
-    certificate: TLSSummary | None = None,
+    certificate: CertificateFacts | None = None,
     lab_tls: LabTLS | None = None,
     trusts_lab_ca: bool = False,
 ) -> Hint:
@@ -83,8 +83,9 @@ def explain_ssl_error(
         expected_mode: The client's TLS mode (:data:`~smtplab.tls.TLSMode`): ``None`` (plain
             text), ``"starttls"`` (RFC 3207) or ``"implicit"`` (TLS from the first byte, RFC
             8314); left out (or anything else), the explanation does not rely on it.
-        certificate: The certificate the server presented, if the client could read it; a
-            hostname mismatch quotes its names. Without it, no names are quoted.
+        certificate: The certificate the server presented, if the client could read it (as
+            :func:`~smtplab.tls.describe_certificate` reads it); a hostname mismatch quotes its
+            names. Without it, no names are quoted.
         lab_tls: The lab CA that issued the server's certificate, when one in this process did
             (the server is a lab server, and trusting that CA is the fix).
         trusts_lab_ca: Whether the client already trusts a lab CA. If it refuses a certificate
@@ -106,7 +107,7 @@ def _explain(
     host: str,
     port: int | str,
     mode: TLSMode | str,
-    certificate: TLSSummary | None,
+    certificate: CertificateFacts | None,
     lab_tls: LabTLS | None,
     trusts_lab_ca: bool,
 ) -> Hint:

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.message import Message
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import aiosmtplib
 
@@ -47,6 +47,9 @@ from smtplab.client import Client, Reply, SendResult
 from smtplab.errors import TLSCertificateError, TLSMismatchError
 from smtplab.server import LabServer
 from smtplab.transcript import Transcript
+
+if TYPE_CHECKING:  # pragma: no cover
+    from smtplab.tls import TLSMode
 
 __all__ = [
     "ACCEPTED",
@@ -729,7 +732,7 @@ async def send_many(
     retries: int = 3,
     backoff: Backoff | None = None,
     timeout: float = 30.0,
-    tls: Literal["starttls", "implicit"] | None = None,
+    tls: TLSMode = None,
     tls_context: ssl.SSLContext | None = None,
     record: bool = False,
     description: str = "sending",

@@ -28,7 +28,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from smtplab import hints
 from smtplab._lifecycle import Registry, is_loopback, listen
+from smtplab._observers import Observers
 from smtplab.errors import (
     AuthWithoutTLSWarning,
     HandlerWarning,
@@ -146,6 +148,8 @@ class LabServer:
         require_tls: bool = False,
         auth: Mapping[str, str] | LabAuthenticator | None = None,
         auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
+        auth_required: bool = False,
+        auth_require_tls: bool = True,
         lab_tls: LabTLS | None = None,
         limits: Limits | Mapping[str, Any] | None = None,
         unix_socket: str | os.PathLike[str] | bool = False,
@@ -159,6 +163,9 @@ class LabServer:
     ) -> None:
         options = dict(smtp_options)
         _check_options(options)
+        # aiosmtpd's own keywords, given to it only when they differ from its defaults.
+        options.update({"auth_required": True} if auth_required else {})
+        options.update({"auth_require_tls": False} if not auth_require_tls else {})
         _check_tls_options(tls, require_tls, options)
         self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:
@@ -209,7 +216,7 @@ class LabServer:
         self._lab_tls = lab_tls
         self.auth = _checked_auth(auth)
         self.auth_mechanisms = _checked_mechanisms(auth_mechanisms, self.auth, options)
-        if self.auth is not None and tls is None and options.get("auth_require_tls", True):
+        if self.auth is not None and tls is None and auth_require_tls:
             warnings.warn(
                 "this lab server takes AUTH but has no TLS, and AUTH in plain text gets 538 5.7.11 "
                 "Encryption required (the EHLO reply does not even offer AUTH): passwords are not "
@@ -223,8 +230,10 @@ class LabServer:
         self._transcripts: deque[Transcript] = deque(maxlen=TRANSCRIPTS_KEPT)
         self._controller: LabController | None = None
         self._lock = threading.RLock()
-        self._observers: list[Callable[[LabServer], object]] = []
         self.observer_errors: list[Exception] = []
+        self._observers: Observers[Callable[[LabServer], object]] = Observers(
+            "a lab server", errors=self.observer_errors
+        )
         self._fault_rules: FaultRules | None = None
         self._pending: set[concurrent.futures.Future[Any]] = set()
 
@@ -304,24 +313,14 @@ class LabServer:
         runs on the thread that started or stopped the server, after the change; an exception
         in it is kept in :attr:`observer_errors`, never raised into ``start()`` or ``stop()``.
         """
-        with self._lock:
-            self._observers.append(callback)
-        return callback
+        return self._observers.add(callback)
 
     def unobserve(self, callback: Callable[[LabServer], object]) -> None:
         """Stop calling ``callback``."""
-        with self._lock:
-            if callback in self._observers:
-                self._observers.remove(callback)
+        self._observers.remove(callback)
 
     def _tell_observers(self) -> None:
-        with self._lock:
-            observers = list(self._observers)
-        for callback in observers:
-            try:
-                callback(self)
-            except Exception as error:  # noqa: BLE001 - kept for the learner to read
-                self.observer_errors.append(error)
+        self._observers.notify(self)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -401,7 +400,7 @@ class LabServer:
             ),
             name=f"smtplab-server-{where}",
             server_hostname=self.hostname,
-            ident=f"ESMTP smtplab (aiosmtpd {AIOSMTPD_VERSION})",
+            ident=f"{LAB_IDENT} (aiosmtpd {AIOSMTPD_VERSION})",
             ready_timeout=self.ready_timeout,
             **options,
         )
@@ -592,6 +591,8 @@ def start_server(
     require_tls: bool = False,
     auth: Mapping[str, str] | LabAuthenticator | None = None,
     auth_mechanisms: tuple[str, ...] = AUTH_MECHANISMS,
+    auth_required: bool = False,
+    auth_require_tls: bool = True,
     lab_tls: LabTLS | None = None,
     limits: Limits | Mapping[str, Any] | None = None,
     unix_socket: str | os.PathLike[str] | bool = False,
@@ -625,6 +626,9 @@ def start_server(
         auth: Users and passwords for AUTH PLAIN, LOGIN and CRAM-MD5, e.g. ``{"alice": "wonderland"}``
             (refused in plain text with ``538``).
         auth_mechanisms: The AUTH mechanisms offered, e.g. ``("PLAIN", "LOGIN")`` to leave CRAM-MD5 out.
+        auth_required: Refuse mail (``530 5.7.0``) until the client has logged in with AUTH.
+        auth_require_tls: Refuse AUTH in plain text (``538``); ``False`` lets a lesson show a password
+            on the wire.
         lab_tls: The certificate authority and certificate to use (default: the process-wide
             ``default_lab_tls()``).
         limits: A :class:`~smtplab.limits.Limits`, or a dict of its fields: sizes, recipients, connections,
@@ -639,8 +643,8 @@ def start_server(
             off is not offered, and using it gets the refusal of a server without it (555, 502).
         allow_remote: Allow a ``host`` other machines can reach (a classroom container); warns.
         ready_timeout: Seconds to wait for the server's thread to start before giving up.
-        **smtp_options: Keywords of aiosmtpd's ``SMTP`` class, e.g. ``auth_require_tls=False`` (AUTH in plain
-            text, for a lesson), ``data_size_limit``, ``timeout``.
+        **smtp_options: aiosmtpd's other ``SMTP`` keywords, e.g. ``ident``; its ``data_size_limit`` and
+            ``timeout`` are the ``Limits`` fields ``max_message_size`` and ``idle_timeout``.
 
     Returns:
         The running :class:`LabServer`; use it as a context manager to stop it automatically.
@@ -663,6 +667,8 @@ def start_server(
         require_tls=require_tls,
         auth=auth,
         auth_mechanisms=auth_mechanisms,
+        auth_required=auth_required,
+        auth_require_tls=auth_require_tls,
         lab_tls=lab_tls,
         limits=limits,
         unix_socket=unix_socket,
@@ -861,6 +867,14 @@ def _checked_auth(auth: Any) -> LabAuthenticator | None:
     return LabAuthenticator(auth)
 
 
+#: How a lab server names itself in its greeting (``220 smtplab.test ESMTP smtplab (aiosmtpd …)``):
+#: how a client tells a lab server, even one in another process, from any other.
+LAB_IDENT = "ESMTP smtplab"
+
+#: A private place for a Unix-domain socket, as the error about a shared directory suggests it.
+PRIVATE_SOCKET = "~/.smtplab/lab.sock"
+
+
 def _bind_unix(path: str) -> socket.socket:
     """Listen on a Unix-domain socket in a directory only this user may enter (mode 0700)."""
     directory = os.path.dirname(path)
@@ -872,9 +886,14 @@ def _bind_unix(path: str) -> socket.socket:
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         # File permissions are what keeps other users out (a socket in /tmp would not be).
         raise ServerStartError(
-            f"the directory {directory} is open to other users (mode {stat.filemode(info.st_mode)}), "
-            "so they could reach the socket. Use a private directory, e.g. "
-            "unix_socket='~/.smtplab/lab.sock' (created with mode 0700), or unix_socket=True."
+            hints.Hint(
+                f"the directory {directory} is open to other users (mode {stat.filemode(info.st_mode)}), "
+                "so they could reach the socket. Use a private directory, e.g. ",
+                hints.option("unix_socket", PRIVATE_SOCKET),
+                " (created with mode 0700), or ",
+                hints.Fix("unix_socket=True", "--unix-socket without a PATH"),
+                ".",
+            )
         )
     if os.path.exists(path):
         if not stat.S_ISSOCK(os.stat(path).st_mode):

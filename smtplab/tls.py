@@ -19,9 +19,10 @@ vocabulary, :data:`TLSMode` — ``None`` (plain text), ``"starttls"`` or ``"impl
 ``start_server(tls=...)``, ``Client(tls=...)``, the command line and every error message share,
 checked in one place (:func:`check_tls_mode`).
 
-This module also reads the facts of a TLS session (:func:`summarize`, :class:`TLSSummary`); they
-stay beside the CA because the server side of a session can only name its own certificate
-through the contexts this module built. What an SSL error means is :mod:`smtplab.diagnose`.
+This module also reads the facts of a TLS session (:func:`summarize`, :class:`TLSSummary`) and
+of one certificate (:func:`describe_certificate`, :class:`CertificateFacts`, the one reader of
+a certificate on its own); they stay beside the CA because the server side of a session can only
+name its own certificate through the contexts this module built. What an SSL error means is :mod:`smtplab.diagnose`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ __all__ = [
     "TLSFiles",
     "TLSMode",
     "TLSSummary",
-    "certificate_summary",
     "check_tls_mode",
     "created_lab_tls",
     "default_lab_tls",
@@ -122,7 +122,7 @@ DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
 #: recognised, even one from a lab server in another process (``smtplab serve``).
 _LAB_ORGANIZATION, _LAB_CA_UNIT = "smtplab", "Lab CA"
 LAB_ISSUER = f"O={_LAB_ORGANIZATION}, OU={_LAB_CA_UNIT}"
-"""The issuer of every lab server certificate, as :attr:`TLSSummary.issuer` writes it."""
+"""The issuer of every lab server certificate, as :attr:`CertificateFacts.issuer` writes it."""
 
 # Server contexts built by LabTLS -> DER of the certificate they present. A TLS server never
 # sees its own certificate through the ssl module (``getpeercert()`` describes the *peer*, and
@@ -464,11 +464,6 @@ class TLSSummary:
     peer_hostname: str | None = None
 
     @property
-    def lab_issued(self) -> bool:
-        """Whether a smtplab lab CA issued the certificate (its issuer is :data:`LAB_ISSUER`)."""
-        return self.issuer == LAB_ISSUER
-
-    @property
     def headline(self) -> str:
         """One line: ``"TLSv1.3 with TLS_AES_256_GCM_SHA384 (256 bits)"``."""
         text = self.version or "TLS (version unknown)"
@@ -521,17 +516,6 @@ def summarize(
         return _summarize(tls_info, certificate)
     except Exception:  # noqa: BLE001 # pragma: no cover - the contract is "never raise"
         return None
-
-
-def certificate_summary(certificate: bytes | str) -> TLSSummary | None:
-    """Describe a certificate on its own (PEM text or DER bytes): subject, issuer, names, validity.
-
-    Returns:
-        A :class:`TLSSummary` without session facts, or ``None`` if it cannot be read. Never raises.
-    """
-    der = _to_der(certificate)
-    fields = _parse_der(der) if der else {}
-    return TLSSummary(**fields) if fields else None
 
 
 def _summarize(tls_info: Any, certificate: bytes | str | None) -> TLSSummary | None:
@@ -674,6 +658,11 @@ class CertificateFacts:
     sha256: str
     is_ca: bool = False
     der: bytes = field(default=b"", repr=False)
+
+    @property
+    def lab_issued(self) -> bool:
+        """Whether a smtplab lab CA issued it (its issuer is :data:`LAB_ISSUER`)."""
+        return self.issuer == LAB_ISSUER
 
     @property
     def self_signed(self) -> bool:

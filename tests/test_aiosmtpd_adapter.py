@@ -534,6 +534,19 @@ def test_a_failed_starttls_handshake_is_a_one_line_note_not_a_traceback(serve, l
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
 
 
+def test_starttls_inside_tls_is_refused_as_postfix_does(serve, lab_tls, caplog):
+    server = serve(tls_context=lab_tls.server_context())
+    with Wire(server.address) as wire:
+        hello(wire)
+        assert wire.command("STARTTLS") == ["220 2.0.0 Ready to start TLS"]
+        wire.starttls(lab_tls.client_context())
+        assert "250-STARTTLS" not in wire.command("EHLO client.test")
+        assert wire.command("STARTTLS") == ["554 5.5.1 Error: TLS already active"]
+        assert wire.command("NOOP") == ["250 2.0.0 OK"]  # the session goes on, still encrypted
+    server.stop()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+
+
 def test_binary_lines_are_noted_in_the_transcript_not_logged(serve, caplog):
     lab = Lab()
     server = serve(lab=lab)

@@ -751,8 +751,9 @@ def test_a_greeting_sent_with_raw_still_tells_the_client_what_the_server_offers(
 
 def test_a_server_without_starttls_leaves_no_connection_open_behind_the_error(lab_server):
     client = SyncClient(lab_server, tls="starttls")
-    with pytest.raises(smtplab.TLSMismatchError, match="does not offer STARTTLS"):
+    with pytest.raises(smtplab.TLSMismatchError, match="does not offer STARTTLS") as caught:
         client.connect()
+    assert "smtplab.start_server(tls='starttls')" in str(caught.value)  # a lab server: start it with TLS
     assert not client.connected
     assert [line.text for line in client.transcript if line.sender == "event"][
         -1
@@ -794,6 +795,26 @@ async def scripted_server(replies: dict[bytes, bytes], heard: list[bytes]) -> as
         writer.close()
 
     return await asyncio.start_server(session, "127.0.0.1", 0)
+
+
+def test_a_server_that_is_not_a_lab_server_and_lacks_starttls_is_not_told_to_start_one():
+    async def attempt() -> str:
+        server = await scripted_server({b"EHLO": b"250-mx.other.test\r\n250 SIZE 1000\r\n"}, [])
+        try:
+            client = Client(
+                host="127.0.0.1", port=server.sockets[0].getsockname()[1], tls="starttls", timeout=5
+            )
+            with pytest.raises(smtplab.TLSMismatchError) as caught:
+                await client.connect()
+            await client.close()
+            return caught.value.hint.render("cli")
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    message = run(attempt())
+    assert "does not offer STARTTLS" in message and "turn STARTTLS on in its configuration" in message
+    assert "lab" not in message.lower() and "--tls implicit" in message
 
 
 def test_replies_behind_the_one_asked_for_are_recorded_not_mistaken_for_the_next():

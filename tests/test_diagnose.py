@@ -10,7 +10,7 @@ import pytest
 import smtplab
 import smtplab.tls as tls_module
 from smtplab.diagnose import exception_chain, explain_ssl_error
-from smtplab.tls import LabTLS, certificate_summary
+from smtplab.tls import LabTLS, describe_certificate
 from tests.conftest import run
 from tests.handshake import connect_error
 
@@ -109,7 +109,7 @@ def test_a_hostname_mismatch_names_only_the_certificate_presented(
     assert "does not list that name; you connected to '10.0.0.7'" in message
     assert "localhost" not in message and "LabTLS" not in message  # not a lab server, as far as known
 
-    presented = certificate_summary(lab.server_der)
+    presented = describe_certificate(lab.server_der)
     message = explain_ssl_error(mismatch("10.0.0.7"), host="10.0.0.7", port=25, certificate=presented)
     assert "is for localhost, 127.0.0.1, ::1; you connected to '10.0.0.7' (IP address mismatch)." in message
     assert "LabTLS.create(hosts=('localhost', '127.0.0.1', '::1', '10.0.0.7'))" in message  # a lab's

@@ -57,6 +57,7 @@ def test_a_fix_inside_an_f_string_is_a_mistake_said_at_once():
         (trust_lab_ca(default=True), "send --port 25"),
         (start_lab_server("starttls"), ""),
         (start_lab_server(), ""),
+        (option("unix_socket", "~/.smtplab/lab.sock"), "serve"),
     ],
 )
 def test_every_command_line_spelling_is_accepted_by_the_real_parser(fix: Fix, command: str):

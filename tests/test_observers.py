@@ -1,4 +1,4 @@
-"""Observers: callbacks added and removed from any thread, called in order, a failing one logged."""
+"""Observers: callbacks added and removed from any thread, called in order, a failing one logged or kept."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def test_a_failing_callback_is_logged_and_the_others_still_run(caplog):
     observers.notify(7)
     assert seen == [7]
     assert "an observer of a test failed" in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+def test_a_failing_callback_may_be_kept_for_the_learner_instead_of_logged(caplog):
+    kept: list[Exception] = []
+    seen: list[int] = []
+    observers: Observers = Observers("a test", errors=kept)
+    observers.add(lambda n: 1 / 0)
+    observers.add(seen.append)
+    observers.notify(7)
+    assert seen == [7] and [type(error) for error in kept] == [ZeroDivisionError]
+    assert "an observer" not in caplog.text
 
 
 def test_a_callback_may_remove_itself_while_being_called_from_another_thread():

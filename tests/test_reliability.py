@@ -26,6 +26,7 @@ import smtplab
 from smtplab import Limits
 from smtplab.auth import plain_response
 from smtplab.errors import MailboxWarning, SharedHostWarning
+from smtplab.hints import render
 from tests.conftest import open_fds, thread_names
 from tests.wire import Wire
 
@@ -764,13 +765,28 @@ def test_another_user_reaches_a_port_but_not_a_unix_socket():
         assert as_nobody(private.socket_path) == "PermissionError"
 
 
-def test_a_unix_socket_in_a_shared_directory_is_refused(tmp_path):
+def test_a_unix_socket_in_a_shared_directory_is_refused_with_fixes_that_work(tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     shared.mkdir(mode=0o755)
     shared.chmod(0o755)
-    with pytest.raises(smtplab.ServerStartError, match=r"open to other users .*drwxr-xr-x"):
+    with pytest.raises(smtplab.ServerStartError, match=r"open to other users .*drwxr-xr-x") as refused:
         smtplab.start_server(unix_socket=shared / "lab.sock")
     assert smtplab.running_servers() == []
+    assert "unix_socket='~/.smtplab/lab.sock' (created with mode 0700), or unix_socket=True." in str(
+        refused.value
+    )
+    in_a_terminal = render(refused.value, "cli")
+    assert "--unix-socket ~/.smtplab/lab.sock (created with mode 0700), or --unix-socket without a PATH." in (
+        in_a_terminal
+    )
+    assert "unix_socket=" not in in_a_terminal
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the suggested path, made private
+    for suggested in ("~/.smtplab/lab.sock", True):
+        with (
+            smtplab.start_server(name="advised", unix_socket=suggested) as server,
+            Wire(server.socket_path) as wire,
+        ):
+            assert wire.line().startswith("220")
 
 
 def test_a_unix_socket_path_is_made_private_and_a_stale_one_replaced(tmp_path):

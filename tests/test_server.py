@@ -647,6 +647,13 @@ def test_start_server_shows_every_option_with_its_default_and_a_line_of_doc():
     assert list(shown) == [name for name in behind if name != "self"]
     assert all(shown[name].default == behind[name].default for name in shown)
     assert list(shown)[-1] == "smtp_options" and shown["smtp_options"].kind is inspect.Parameter.VAR_KEYWORD
+    from aiosmtpd.smtp import SMTP
+
+    for name in (
+        "auth_required",
+        "auth_require_tls",
+    ):  # the AUTH switches lessons use, with aiosmtpd's defaults
+        assert shown[name].default == inspect.signature(SMTP).parameters[name].default
     doc = smtplab.start_server.__doc__ or ""
     for name in shown:
         assert f"\n        {'**' if name == 'smtp_options' else ''}{name}: " in doc, (

@@ -20,11 +20,11 @@ import smtplab.tls as tls_module
 from smtplab.diagnose import explain_ssl_error
 from smtplab.tls import (
     DEFAULT_HOSTS,
+    LAB_ISSUER,
     TLS_MODES,
     LabTLS,
     TLSFiles,
     TLSSummary,
-    certificate_summary,
     check_tls_mode,
     default_lab_tls,
     describe_certificate,
@@ -147,7 +147,7 @@ def test_wrong_hostname_fails(lab: LabTLS) -> None:
         host="mail.example",
         port=port,
         expected_mode="starttls",
-        certificate=certificate_summary(lab.server_der),
+        certificate=describe_certificate(lab.server_der),
     )
     assert "is for localhost, 127.0.0.1, ::1" in message
     assert "you connected to 'mail.example'" in message
@@ -192,6 +192,7 @@ def test_describe_certificate_agrees_with_openssl(lab: LabTLS, tmp_path: Path) -
     assert leaf.subject == "O=smtplab, OU=Lab server" and leaf.issuer == ca.subject == "O=smtplab, OU=Lab CA"
     assert leaf.key == ca.key == "EC secp256r1, 256 bits"  # trustme's default key type
     assert ca.is_ca and ca.self_signed and not leaf.is_ca and not leaf.self_signed
+    assert leaf.lab_issued and leaf.issuer == LAB_ISSUER
     assert leaf.valid_at() and not leaf.valid_at(leaf.not_after + (leaf.not_after - leaf.not_before))
     text = str(leaf)
     assert "names    localhost, 127.0.0.1, ::1" in text and f"SHA-256  {leaf.sha256}" in text
@@ -217,6 +218,7 @@ def test_describe_certificate_reads_rsa_keys_and_a_common_name() -> None:
     leaf = describe_certificate(issued.cert_chain_pems[0].bytes())
     assert leaf.key == "RSA, 2048 bits"
     assert "CN=legacy.example.test" in (leaf.subject or "") and leaf.san == ("mx.example.test",)
+    assert not leaf.lab_issued  # another CA's certificate: no lab-CA advice for its server
 
 
 # --------------------------------------------------------------------------- files

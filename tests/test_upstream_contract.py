@@ -101,6 +101,7 @@ SMTP_METHODS = {
     "handle_exception": (["self", "error"], True),
     **{f"smtp_{verb}": (["self", "arg"], True) for verb in ("MAIL", "RCPT", "DATA", "AUTH", "HELP", "EXPN")},
     "smtp_EHLO": (["self", "hostname"], True),
+    "smtp_STARTTLS": (["self", "arg"], True),
 }
 
 

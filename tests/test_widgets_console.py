@@ -9,6 +9,7 @@ import re
 import threading
 from collections.abc import Iterator
 
+import aiosmtpd
 import pytest
 
 import smtplab
@@ -84,7 +85,7 @@ def test_a_503_is_explained_by_the_state_machine(console):
     earlier = shown(console.reply_view.value).split("Earlier, newest first", 1)[1]
     assert earlier.startswith(f"DATA → 503 5.5.1 Error: need RCPT command (Refused) Why: {step.prediction}")
     assert "EHLO client.smtplab.test → 250 HELP (Done)" in earlier and earlier.endswith(
-        "connected → 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6) (Done)"
+        f"connected → 220 smtplab.test ESMTP smtplab (aiosmtpd {aiosmtpd.__version__}) (Done)"
     )
 
 
@@ -128,7 +129,7 @@ def test_the_raw_wire_shows_every_byte_both_ways_with_cr_lf_visible(console):
     console.wire_toggle.value = True
     assert console.wire_view.layout.display is None and console.wire_toggle.description == "Hide raw bytes"
     wire = shown(console.wire_view.value)
-    assert "← server 220 smtplab.test ESMTP smtplab (aiosmtpd 1.4.6) CR LF" in wire
+    assert f"← server 220 smtplab.test ESMTP smtplab (aiosmtpd {aiosmtpd.__version__}) CR LF" in wire
     assert "client → EHLO client.smtplab.test CR LF ← server 250-smtplab.test CR LF ← server 250-SIZE" in wire
     assert "CR LF = the two bytes \\r\\n (13, 10) that end every SMTP line" in wire
     console.buttons["NOOP"].click()

@@ -391,12 +391,13 @@ def _with_codes() -> tuple[str, ...]:
     return _lines_of(_codes_session, _LUNCH)
 
 
-_CODE = re.compile(r"^S: [2-5][0-9][0-9](?=[ -]|$)")
+def _blank_code(line: str) -> str:
+    return f"S: {BLANK}{line[6:]}" if line.startswith("S: ") and _code(line) else line
 
 
 def blanked_transcript() -> list[str]:
     """03.3's puzzle: a real SMTP session with every reply code replaced by ``___``."""
-    return [_CODE.sub(f"S: {BLANK}", line) for line in _with_codes()]
+    return [_blank_code(line) for line in _with_codes()]
 
 
 def _replies() -> list[tuple[str, int, str]]:

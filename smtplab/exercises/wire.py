@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from smtplab.protocol import parse_reply_line
+from smtplab.transcript import MASK
 
 if TYPE_CHECKING:
     from smtplab.exercises.lab import Trial
@@ -201,7 +202,7 @@ class WireLine:
     def shown(self) -> str:
         """The line with its ending made visible, e.g. ``'EHLO me\\n'`` (AUTH answers masked)."""
         if self.kind == "auth":
-            return repr("********" + self.raw[len(self.body) :].decode("ascii"))
+            return repr(MASK + self.raw[len(self.body) :].decode("ascii"))
         return repr(self.raw.decode("utf-8", "backslashreplace"))
 
     def __str__(self) -> str:

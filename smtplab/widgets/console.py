@@ -19,6 +19,7 @@ from smtplab import aio, protocol, render
 from smtplab.client import Client, Reply, SyncClient
 from smtplab.protocol import State
 from smtplab.server import LabServer
+from smtplab.transcript import MASK
 from smtplab.widgets._live import LiveBox, escape, reports_errors
 from smtplab.widgets.transcript_view import TranscriptView
 
@@ -328,7 +329,7 @@ class CommandConsole(LiveBox):
                 return await self._send_content(line)
             if client.last_reply.code == 334:  # the reply before was a challenge
                 reply = await client.raw(line)
-                return Step("answer", "********", reply, None, before, client.state.state)
+                return Step("answer", MASK, reply, None, before, client.state.state)
             if not line.strip():
                 note = "Type a command first, e.g. EHLO me (or click one of the buttons below)."
                 return Step("command", line, None, None, before, before, note=note)
