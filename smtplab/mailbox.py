@@ -96,7 +96,9 @@ class CapturedMessage:
 
         8-bit text that declares no charset is read as UTF-8, and :attr:`flags` says so.
         """
-        part = mime.body(self.message, "plain") or mime.body(self.message, "html")
+        part = mime.body(self.message, "plain")
+        if part is None:  # not `or`: a part without headers (a bare body) is falsy, as len() is 0
+            part = mime.body(self.message, "html")
         return "" if part is None else mime.decode_text(part)[0].replace("\r\n", "\n")
 
     @property

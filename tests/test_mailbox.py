@@ -154,3 +154,17 @@ def test_a_plain_string_body_keeps_its_umlaut(lab_server):
     assert message.text == "Hallo Jörg\n"
     assert message.flags == ("8bit-without-charset",), "the guess is said, not hidden"
     assert message.html == "" and message.attachments == []
+
+
+@pytest.mark.parametrize(
+    "content", ["Hallo Jörg", "\r\nHallo Jörg", "Hallo Jorg"], ids=["bare", "blank-head", "ascii"]
+)
+def test_a_body_without_headers_is_still_the_text(lab_server, content):
+    import smtplab
+
+    with smtplab.SyncClient(lab_server) as client:
+        assert client.send("a@example.test", "b@example.test", content).ok
+    (message,) = lab_server.mailbox.wait_for(1)
+    assert (
+        message.text == content.strip("\r\n").replace("\r\n", "\n") + "\n"
+    )  # a part with no headers is falsy
