@@ -267,3 +267,10 @@ def test_commands_waiting_their_turn_end_quietly_when_the_kernel_stops(lab_serve
         await asyncio.sleep(0)
 
     asyncio.run(scenario())  # and no "coroutine was never awaited" when they are collected
+
+
+def test_the_command_line_is_said_back_as_the_kernel_holds_it(console):
+    console.command.value = "NOOP <b>"
+    assert shown(console.next_line.value) == "Send or Enter sends: NOOP <b>"  # escaped, then read back
+    console.send_button.click()
+    assert console.command.value == "" and console.next_line.value == ""

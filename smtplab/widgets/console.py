@@ -153,6 +153,9 @@ class CommandConsole(LiveBox):
             placeholder="type a command, e.g. EHLO me, then Enter", layout=ipywidgets.Layout(width="100%")
         )
         self.command.add_class("smtplab-console-command")
+        # What the kernel holds as the command line, said back: Send sends exactly this.
+        self.next_line = ipywidgets.HTML()
+        self.next_line.add_class("smtplab-console-next")
         self.send_button = ipywidgets.Button(description="Send", icon="paper-plane", button_style="primary")
         self.send_button.add_class("smtplab-console-send")
         self.connect_button = ipywidgets.Button(
@@ -202,6 +205,7 @@ class CommandConsole(LiveBox):
                 ),
                 self.diagram,
                 ipywidgets.HBox([self.command, self.send_button], layout={"align_items": "center"}),
+                self.next_line,
                 ipywidgets.HBox(list(self.buttons.values()), layout={"flex_flow": "row wrap"}),
                 self.reply_view,
                 self.data_view,
@@ -214,6 +218,7 @@ class CommandConsole(LiveBox):
         self.connect_button.on_click(self._on_connect_button_click)
         self.wire_toggle.observe(self._on_wire_toggle_value, names="value")
         self.command.on_msg(self._on_command_msg)  # Enter in the field ("submit")
+        self.command.observe(self._on_command_value, names="value")
         client.observe_wire(self._on_client_wire)
         if client.server is not None:
             client.server.observe(self._on_server_change)  # says so when the lab server stops
@@ -564,6 +569,14 @@ class CommandConsole(LiveBox):
     # -- events ---------------------------------------------------------------------------
 
     @reports_errors
+    def _on_command_value(self, change: dict[str, Any]) -> None:
+        line = change["new"]
+        self.next_line.value = (
+            f'<span style="font-size:12px;opacity:0.75">Send or Enter sends: <code>{escape(line)}</code></span>'
+            if line.strip()
+            else ""
+        )
+
     def _on_send_button_click(self, button: ipywidgets.Button) -> None:
         self.submit()
 

@@ -8,11 +8,15 @@ widgets once the notebook has run: a list of steps, each a dict with one action:
     {"click": ".smtplab-composer button", "text": "Send"}          click (the element holding text)
     {"expect": ".smtplab-mailbox-view", "text": "Hello"}           wait until it shows this text
 
+An ``expect`` step may add ``"transient": "<why>"`` for a state that is meant to pass, such as a
+command line the kernel says back before it is sent: wait for it before a click that reads the
+field, since a click can reach the kernel before the typed value does.
+
 Selectors are CSS. At least one click, and something to expect after it, is required: the test
 clicks a widget in every notebook and checks what it shows. A notebook without steps fails.
 
 The clean-up cell stops the servers but leaves the widgets showing what happened, for a learner
-scrolling back: after it, every ``expect`` step is checked again, then the optional
+scrolling back: after it, every ``expect`` step but the transient ones is checked again, then the optional
 ``smtplab.after_cleanup`` list — ``expect`` steps only, e.g. the server panel showing "stopped".
 """
 
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ACTIONS = {"fill": {"text"}, "select": {"option"}, "click": {"text"}, "expect": {"text"}}
+ACTIONS = {"fill": {"text"}, "select": {"option"}, "click": {"text"}, "expect": {"text", "transient"}}
 REQUIRED = {"fill": {"text"}, "select": {"option"}, "click": set(), "expect": {"text"}}
 
 
@@ -58,7 +62,8 @@ def after_cleanup_steps(metadata: Any) -> list[dict[str, str]]:
         assert set(step) == {"expect", "text"} and all(isinstance(v, str) and v for v in step.values()), (
             f"after_cleanup step {number}: only {{'expect': selector, 'text': text}} steps: {step}"
         )
-    return [step for step in browser_steps(metadata) if "expect" in step] + extra
+    lasting = [step for step in browser_steps(metadata) if "expect" in step and "transient" not in step]
+    return lasting + extra
 
 
 def take(page: Any, step: dict[str, str]) -> None:
