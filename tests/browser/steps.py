@@ -22,7 +22,11 @@ scrolling back: after it, every ``expect`` step but the transient ones is checke
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: The status bar once the kernel is connected and has nothing in hand.
+KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")
 
 ACTIONS = {"fill": {"text"}, "select": {"option"}, "click": {"text"}, "expect": {"text", "transient"}}
 REQUIRED = {"fill": {"text"}, "select": {"option"}, "click": set(), "expect": {"text"}}
@@ -70,6 +74,12 @@ def take(page: Any, step: dict[str, str]) -> None:
     """Do one step with Playwright (``expect`` waits, with the page's default timeout)."""
     from playwright.sync_api import expect
 
+    if "expect" not in step:
+        # The kernel first finishes what it has in hand. A widget message that reaches it while it
+        # handles another is dispatched without a busy/idle status (ipykernel 7), and ipywidgets
+        # then holds back every later change of that widget until an idle that never comes: the
+        # text typed next would never reach the kernel.
+        expect(page.get_by_text(KERNEL_IDLE)).to_be_visible()
     if "fill" in step:
         page.locator(step["fill"]).fill(step["text"])
     elif "select" in step:

@@ -30,7 +30,7 @@ import nbformat
 import pytest
 
 from smtplab.exercises.scan import check_calls, verdicts
-from tests.browser.steps import after_cleanup_steps, browser_steps, take
+from tests.browser.steps import KERNEL_IDLE, after_cleanup_steps, browser_steps, take
 
 pytestmark = pytest.mark.browser
 
@@ -49,7 +49,6 @@ CHROMIUM_ARGS = [
 ]
 STARTUP_TIMEOUT = 60.0  # seconds for JupyterLab to answer
 EXPECT_TIMEOUT = 60_000  # ms; Playwright's own default of 5 s is too short for a cold kernel
-KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")  # the status bar, once connected
 
 # JupyterLab settings for the test: every cell in the DOM (so cells can be found by their
 # text), and no news or update checks (nothing may try the internet).
