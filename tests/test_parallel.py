@@ -245,7 +245,8 @@ def test_when_no_worker_can_connect_nothing_is_sent_and_the_result_says_why():
     assert all(w.refusals == 3 and "nothing is listening" in w.retired for w in result.workers)
     # nobody answered: not a refusal, and no talk of a cap
     assert result.connection_trouble == "6 tries to connect found nobody answering"
-    assert "421" not in result.summary() and "refused" not in result.summary()
+    summary = result.summary()  # a port number may hold the digits 421
+    assert not re.search(r"\b421\b", summary) and "refused" not in summary
 
 
 def test_tls_settings_that_cannot_work_raise_at_once():

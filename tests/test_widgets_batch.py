@@ -91,7 +91,9 @@ def test_a_click_after_the_server_stopped_says_that_it_stopped():
     panel.send_button.click()
     assert panel.sent.is_set() and panel.results[-1].counts["not sent"] == 2
     text = panel.summary.value
-    assert "2 not sent" in text and "is stopped: call server.start()" in text and "421" not in text
+    assert (
+        "2 not sent" in text and "is stopped: call server.start()" in text and not re.search(r"\b421\b", text)
+    )  # a port may hold the digits
     panel.close()
 
 
