@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smtplab.exercises import wire
-from smtplab.exercises.lab import learner_function, run_in_lab
+from smtplab.exercises.lab import Trial, learner_function, run_in_lab
 from smtplab.exercises.registry import NotYet, exercise
 from smtplab.server import LabServer
 
@@ -50,6 +50,8 @@ class _SlowArchive:
         self.events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.release = threading.Event()
         self.calls: list[tuple[str, bool]] = []
+        #: ``time.time()`` when the first call returned (the clock of the transcripts' lines).
+        self.finished_at: float | None = None
         self._lock = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,6 +62,7 @@ class _SlowArchive:
         self.events.put(("archiving", (threading.current_thread().name, on_loop)))
         if first:
             self.release.wait(STALL if on_loop else BOUND * 2)
+            self.finished_at = time.time()
 
 
 @dataclass
@@ -92,7 +95,7 @@ def _send_first(server: LabServer, events: queue.Queue[tuple[str, Any]]) -> None
             client.mail("alice@example.test")
             client.rcpt("bob@example.test")
             code, text = client.data(CONTENT)
-        events.put(("first-replied", (code, text.decode("utf-8", "replace"))))
+            events.put(("first-replied", (code, text.decode("utf-8", "replace"))))
     except (smtplib.SMTPException, OSError) as error:
         events.put(("first-failed", f"{type(error).__name__}: {error}"))
 
@@ -150,14 +153,26 @@ def _race(server: LabServer, archive: _SlowArchive) -> _Race:
                 if take(BOUND * 2 if race.on_loop else BOUND) is None:
                     race.second_not_served = True
                     break
-        archive.release.set()
-        while any(thread.is_alive() for thread in threads) and take(BOUND * 3) is not None:
-            pass  # the rest of the story: replies after the release
     finally:
         archive.release.set()
-        for thread in threads:
+        for thread in threads:  # each client ends on its own once archive() is let go
             thread.join(BOUND * 3)
+    while take(0) is not None:
+        pass  # the rest of the story: what the clients reported after the release
     return race
+
+
+def _replied_before_archived(trial: Trial, archive: _SlowArchive) -> bool:
+    """Whether the server wrote its reply to the first message before archive() had returned.
+
+    Read from the server's own record, so it does not depend on how soon the first client's
+    thread got to report its reply (under load, after the second client's whole session).
+    """
+    for exchange in wire.exchanges(trial):
+        if exchange.session == 1 and exchange.command.text == "." and exchange.reply:
+            finished = archive.finished_at
+            return finished is None or exchange.reply[0].time < finished
+    return False
 
 
 @exercise(
@@ -249,8 +264,10 @@ def unblock_the_handler(handler_class: Any) -> str:
             )
         raise NotYet("not-archived", "archive() was never called.", evidence=evidence)
     order = race.order
-    if race.replied_while_held or (
-        "first-replied" in order and order.index("first-replied") < order.index("archiving")
+    if (
+        race.replied_while_held
+        or _replied_before_archived(trial, archive)
+        or ("first-replied" in order and order.index("first-replied") < order.index("archiving"))
     ):
         raise NotYet(
             "replied-early",

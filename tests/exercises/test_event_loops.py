@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 import smtplab
+from smtplab.exercises import check, event_loops
 from tests.exercises.harness import Wrong, exercise_tests
 
 CONTENT = "Subject: Exercise\r\n\r\nHello.\r\n"
@@ -141,3 +142,35 @@ WRONG_ANSWERS = {
 test_solution_passes, test_wrong_answer_gets_its_hint, test_table_covers_every_hint = exercise_tests(
     "event_loops", WRONG_ANSWERS
 )
+
+
+def test_a_reply_reported_late_still_counts_as_before_archiving(monkeypatch):
+    """Under load the first client's thread may report its reply only after the second client's
+    whole session, and so after archive() was let go: the check judges by the server's record."""
+    second_done = threading.Event()
+    send_first, serve_second = event_loops._send_first, event_loops._serve_second
+
+    class LateReporter:
+        def __init__(self, events):
+            self.events = events
+
+        def put(self, item):
+            if item[0] == "first-replied":
+                second_done.wait(10)
+            self.events.put(item)
+
+    def first_reports_late(server, events):
+        send_first(server, LateReporter(events))
+
+    def second_then_signal(server, events):
+        serve_second(server, events)
+        second_done.set()
+
+    monkeypatch.setattr(event_loops, "_send_first", first_reports_late)
+    monkeypatch.setattr(event_loops, "_serve_second", second_then_signal)
+
+    verdict = check("01.1", FireAndForget)
+
+    assert second_done.is_set()
+    assert not verdict.passed
+    assert verdict.mistake == "replied-early", verdict
