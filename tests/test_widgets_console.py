@@ -274,3 +274,12 @@ def test_the_command_line_is_said_back_as_the_kernel_holds_it(console):
     assert shown(console.next_line.value) == "Send or Enter sends: NOOP <b>"  # escaped, then read back
     console.send_button.click()
     assert console.command.value == "" and console.next_line.value == ""
+
+
+def test_typing_keeps_the_last_actions_error_in_view(console):
+    console.report_error(ValueError("the last action failed"))
+
+    console.command.value = "NOOP"
+
+    assert "the last action failed" in shown(console.error_line.value)
+    assert shown(console.next_line.value) == "Send or Enter sends: NOOP"

@@ -568,8 +568,8 @@ class CommandConsole(LiveBox):
 
     # -- events ---------------------------------------------------------------------------
 
-    @reports_errors
     def _on_command_value(self, change: dict[str, Any]) -> None:
+        # Not @reports_errors: typing is no new action, so the last one's error stays in view.
         line = change["new"]
         self.next_line.value = (
             f'<span style="font-size:12px;opacity:0.75">Send or Enter sends: <code>{escape(line)}</code></span>'
@@ -577,6 +577,7 @@ class CommandConsole(LiveBox):
             else ""
         )
 
+    @reports_errors
     def _on_send_button_click(self, button: ipywidgets.Button) -> None:
         self.submit()
 
