@@ -937,7 +937,8 @@ class Client:
         line = " ".join(parts)
         for part in parts:
             check_argument(part, "command argument", after_334=self._in_auth)
-        early = self._closed_with(masked(line, after_334=self._in_auth))
+        shown = masked(line, after_334=self._in_auth)  # an AUTH answer is never shown
+        early = self._closed_with(shown)
         if early is not None:
             return early
         timeout = self.timeout if timeout is None else timeout
@@ -948,11 +949,9 @@ class Client:
             raise
         except aiosmtplib.SMTPTimeoutError as error:
             self._event("connection closed by the client after a timeout")
-            verb = masked(line, after_334=self._in_auth).split(" ")[0]
-            raise explaining(self._timeout_error(verb, timeout), error) from None
+            raise explaining(self._timeout_error(shown.split(" ")[0], timeout), error) from None
         except aiosmtplib.SMTPServerDisconnected:
-            verb = masked(line, after_334=self._in_auth).split(" ")[0]
-            self._event(f"connection closed by the server: no reply to {verb}")
+            self._event(f"connection closed by the server: no reply to {shown.split(' ')[0]}")
             raise
         reply = self._last_reply
         verb = line.split(" ", 1)[0].upper()

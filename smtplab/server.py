@@ -164,8 +164,10 @@ class LabServer:
         options = dict(smtp_options)
         _check_options(options)
         # aiosmtpd's own keywords, given to it only when they differ from its defaults.
-        options.update({"auth_required": True} if auth_required else {})
-        options.update({"auth_require_tls": False} if not auth_require_tls else {})
+        if auth_required:
+            options["auth_required"] = True
+        if not auth_require_tls:
+            options["auth_require_tls"] = False
         _check_tls_options(tls, require_tls, options)
         self.limits = _limits(limits, options)
         if not isinstance(port, int) or not 0 <= port <= 65535:

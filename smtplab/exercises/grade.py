@@ -121,8 +121,9 @@ def _why_no_verdict(notebook: Any, exercise_id: str) -> str:
         return "it has no check cell for it (deleted, or not valid Python)"
     index = cells[-1]
     cell = notebook.cells[index]
-    if _error(cell):
-        return f"its check cell (cell {index + 1}) raised {_error(cell)}"[:300]
+    error = _error(cell)
+    if error:
+        return f"its check cell (cell {index + 1}) raised {error}"[:300]
     if cell.get("execution_count") is None:
         return f"its check cell (cell {index + 1}) did not run"
     return f"its check cell (cell {index + 1}) showed no verdict"
